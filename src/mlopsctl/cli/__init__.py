@@ -1,0 +1,1 @@
+"""The `mlopsctl` command line: thin commands over the parts."""

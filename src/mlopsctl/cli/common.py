@@ -1,0 +1,103 @@
+"""What every command shares: the project, the store, output as text or JSON, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlopsctl.config import Config, find_project, load_config
+from mlopsctl.errors import ConfigError
+from mlopsctl.store.base import Store, open_store
+
+
+@dataclass
+class State:
+    store: str | None = None
+    project: Path | None = None
+    debug: bool = False
+
+
+STATE = State()
+
+
+def config(required: bool = True) -> Config | None:
+    folder = STATE.project or find_project()
+    if folder is None:
+        if required:
+            raise ConfigError(
+                "mlops.toml",
+                "file",
+                "no project here or above: run `mlopsctl init NAME` or pass --project DIR",
+            )
+        return None
+    return load_config(folder)
+
+
+def require_config() -> Config:
+    cfg = config(required=True)
+    assert cfg is not None
+    return cfg
+
+
+def store_uri(cfg: Config | None = None) -> str:
+    if STATE.store:
+        return STATE.store
+    if cfg is None:
+        cfg = config(required=False)
+    if cfg is not None:
+        return cfg.store_uri()
+    return os.environ.get("MLOPS_STORE") or str(Path(".mlops").absolute())
+
+
+def store(cfg: Config | None = None) -> Store:
+    return open_store(store_uri(cfg))
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    console().print(t)
+
+
+def split_ref(text: str) -> tuple[str, str | None]:
+    """``NAME``, ``NAME@ALIAS`` or ``NAME@VERSION`` → (name, ref)."""
+    if "@" in text:
+        name, ref = text.split("@", 1)
+        return name, ref or None
+    return text, None
+
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
+
+
+def error_line(message: str) -> None:
+    from rich.markup import escape
+
+    err_console().print("[red]error:[/red] " + escape(message.splitlines()[0] if message else "failed"))

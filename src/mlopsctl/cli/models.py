@@ -1,0 +1,259 @@
+"""`mlopsctl publish|promote|rollback|approve|reject` and `mlopsctl models list|show|history|verify`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mlopsctl.cli import common
+
+models_app = typer.Typer(no_args_is_help=True, help="The registry: versions, aliases, history.")
+
+
+def _trusted() -> bool:
+    cfg = common.config(required=False)
+    return bool(cfg and cfg.registry.trusted)
+
+
+def publish(
+    run_id: str | None = typer.Argument(None, help="Run id or prefix (default: the newest run)."),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: the run's)."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Write an immutable model version from a run: skops model, checked ONNX export, signature,
+    baseline, metrics and a manifest of sha256s."""
+    from mlopsctl import registry
+    from mlopsctl.training.bundle import build_bundle
+    from mlopsctl.training.train import get_run
+
+    store = common.store()
+    run = get_run(store, run_id)
+    files, summary = build_bundle(store, run, trusted=_trusted())
+    model_name = name or run["model_name"]
+    version, created = registry.publish(store, model_name, files, summary)
+    out = {"model": model_name, "version": version, "created": created, **summary}
+    if as_json:
+        common.emit_json(out)
+        return
+    ex = summary["export"]
+    if summary["runtime"] == "onnx":
+        check = (
+            f"ONNX export checked on {ex['n_rows_checked']} holdout rows (largest difference "
+            f"{ex['max_abs_diff']:.2e}): served with onnxruntime"
+        )
+    else:
+        check = f"no ONNX export ({ex['reason']}): served with scikit-learn"
+    state = "published" if created else "already published as"
+    common.console().print(f"{state} [bold]{model_name} v{version}[/bold] from run {run['run_id']}; {check}")
+
+
+def _holdout_evaluator(store: Any, name: str, trusted: bool) -> Any:
+    """Score both versions' models on the candidate's holdout, when their signatures agree."""
+    import json
+
+    from mlopsctl import registry
+    from mlopsctl.training.bundle import score_on_holdout
+
+    def evaluate(candidate: int, current: int) -> tuple[float, float, str] | None:
+        want = ["signature.json", "model.skops", "holdout.parquet", "metrics.json"]
+        cand = registry.read_files(store, name, candidate, want)
+        cur = registry.read_files(store, name, current, want)
+        s1, s2 = json.loads(cand["signature.json"]), json.loads(cur["signature.json"])
+        if [f["name"] for f in s1["inputs"]] != [f["name"] for f in s2["inputs"]] or s1["target"] != s2[
+            "target"
+        ]:
+            return None
+        metric = json.loads(cand["metrics.json"])["primary_metric"]
+        a = score_on_holdout(cand, cand["holdout.parquet"], metric, trusted=trusted)
+        b = score_on_holdout(cur, cand["holdout.parquet"], metric, trusted=trusted)
+        if a is None or b is None:
+            return None
+        return a, b, f"both scored on v{candidate}'s holdout"
+
+    return evaluate
+
+
+def promote(
+    name: str = typer.Argument(..., help="Model name."),
+    version: str = typer.Argument(..., help="Version number (or an alias to copy from)."),
+    alias: str = typer.Option("prod", "--alias", help="The alias to move."),
+    reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+    force: bool = typer.Option(False, "--force", help="Override the gate or the approval rule (recorded)."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Move an alias to a version through the evaluation gate (compare-and-swap, recorded)."""
+    from mlopsctl import registry
+
+    cfg = common.config(required=False)
+    store = common.store(cfg)
+    v = registry.resolve(store, name, version)
+    event = registry.promote(
+        store,
+        name,
+        v,
+        alias,
+        reason=reason,
+        force=force,
+        tolerance=cfg.registry.gate_tolerance if cfg else 0.01,
+        require_approval=cfg.registry.require_approval if cfg else [],
+        evaluator=_holdout_evaluator(store, name, bool(cfg and cfg.registry.trusted)),
+    )
+    if as_json:
+        common.emit_json(event or {"model": name, "alias": alias, "to": v, "unchanged": True})
+        return
+    c = common.console()
+    if event is None:
+        c.print(f"{name}@{alias} already points to v{v}")
+        return
+    c.print(f"{name}@{alias}: v{event['from'] or '-'} → [bold]v{v}[/bold]  ({event['gate']['message']})")
+    if event["forced"]:
+        c.print(f"[yellow]forced[/yellow] past: {'; '.join(event['overridden'])}")
+
+
+def rollback(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Option("prod", "--alias", help="The alias to move back."),
+    reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Point an alias back at the version it pointed to before its last promotion."""
+    from mlopsctl import registry
+
+    event = registry.rollback(common.store(), name, alias, reason=reason)
+    if as_json:
+        common.emit_json(event)
+        return
+    common.console().print(f"{name}@{alias}: v{event['from']} → [bold]v{event['to']}[/bold] (rolled back)")
+
+
+def _mark(state: str) -> Any:
+    def command(
+        name: str = typer.Argument(..., help="Model name."),
+        version: str = typer.Argument(..., help="Version number."),
+        reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+        as_json: bool = common.JsonOpt,
+    ) -> None:
+        from mlopsctl import registry
+
+        store = common.store()
+        v = registry.resolve(store, name, version)
+        doc = registry.set_approval(store, name, v, state, reason)
+        if as_json:
+            common.emit_json({"model": name, "version": v, **doc})
+        else:
+            common.console().print(f"{name} v{v}: {state}")
+
+    command.__doc__ = f"Mark a version {state} (config can require approval before an alias)."
+    return command
+
+
+@models_app.command("list")
+def models_list(as_json: bool = common.JsonOpt) -> None:
+    """Every model: versions, latest, aliases."""
+    from mlopsctl import registry
+
+    store = common.store()
+    out: list[dict[str, Any]] = []
+    for name in registry.model_names(store):
+        nums = registry.version_numbers(store, name)
+        al = {a: s["version"] for a, s in registry.aliases(store, name).items()}
+        out.append({"name": name, "versions": len(nums), "latest": nums[-1] if nums else None, "aliases": al})
+    if as_json:
+        common.emit_json(out)
+        return
+    common.table(
+        "models",
+        ["model", "versions", "latest", "aliases"],
+        [
+            [
+                m["name"],
+                m["versions"],
+                m["latest"],
+                ", ".join(f"{a}→v{v}" for a, v in sorted(m["aliases"].items())),
+            ]
+            for m in out
+        ],
+    )
+
+
+@models_app.command("show")
+def models_show(
+    ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."), as_json: bool = common.JsonOpt
+) -> None:
+    """A version: manifest, metrics, lineage, export check, approval and the aliases on it."""
+    from mlopsctl import registry
+
+    store = common.store()
+    name, r = common.split_ref(ref)
+    v = registry.resolve(store, name, r)
+    man = registry.manifest(store, name, v)
+    al = sorted(a for a, s in registry.aliases(store, name).items() if s["version"] == v)
+    info = {**man, "aliases": al, "approval": registry.approval(store, name, v)}
+    if as_json:
+        common.emit_json(info)
+        return
+    c = common.console()
+    c.print(
+        f"[bold]{name} v{v}[/bold]  aliases: {', '.join(al) or '-'}  approval: {info['approval']['state']}"
+    )
+    c.print(
+        f"run {man.get('run_id')}  task {man.get('task')}  model {man.get('model')}  "
+        f"data {str(man.get('data_sha256'))[:12]}  commit {str(man.get('git_commit') or '-')[:10]}"
+    )
+    c.print(f"created {man['created_at']} by {man['created_by']}  runtime {man.get('runtime')}")
+    common.table(None, ["metric", "holdout"], [[k, v2] for k, v2 in (man.get("metrics") or {}).items()])
+    common.table(
+        None,
+        ["file", "sha256", "bytes"],
+        [[f, e["sha256"][:16], e["size"]] for f, e in sorted(man["files"].items())],
+    )
+
+
+@models_app.command("history")
+def models_history(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str | None = typer.Option(None, "--alias", help="Only moves of this alias."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Every publish, promotion, rollback and approval, oldest first."""
+    from mlopsctl import registry
+
+    evs = registry.events(common.store(), name, alias=alias)
+    if as_json:
+        common.emit_json(evs)
+        return
+
+    def what(e: dict[str, Any]) -> str:
+        if e["action"] in ("promote", "rollback"):
+            return f"{e['alias']}: v{e['from'] or '-'} → v{e['to']}" + (
+                " (forced)" if e.get("forced") else ""
+            )
+        return f"v{e.get('version')}"
+
+    common.table(
+        f"history of {name}",
+        ["when", "action", "what", "who", "reason"],
+        [[e["at"], e["action"], what(e), e["actor"], e.get("reason", "")] for e in evs],
+    )
+
+
+@models_app.command("verify")
+def models_verify(ref: str = typer.Argument(..., help="NAME[@VERSION|@ALIAS].")) -> None:
+    """Check every file of a version against its manifest's sha256."""
+    from mlopsctl import registry
+
+    store = common.store()
+    name, r = common.split_ref(ref)
+    v = registry.resolve(store, name, r)
+    checked = registry.verify(store, name, v)
+    common.console().print(f"{name} v{v}: {len(checked)} files match their sha256")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)
+    app.command("promote")(promote)
+    app.command("rollback")(rollback)
+    app.command("approve")(_mark("approved"))
+    app.command("reject")(_mark("rejected"))
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,179 @@
+"""`mlopsctl serve` (the HTTP service) and `mlopsctl predict` (a file, locally or against a server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlopsctl.cli import common
+from mlopsctl.errors import DataError
+
+
+def serve(
+    model: list[str] = typer.Option(
+        [],
+        "--model",
+        "-m",
+        help="NAME[@ALIAS|@VERSION], repeatable; the first is "
+        "also at /predict (default: the project's model @ [serving] alias).",
+    ),
+    host: str | None = typer.Option(None, "--host", help="Bind address (default from [serving], 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default from [serving], 8000)."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default 1)."),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="auto (ONNX where it passed the parity check) | onnx | sklearn."
+    ),
+    reload_interval: float | None = typer.Option(
+        None, "--reload-interval", help="Seconds between alias checks (hot reload)."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve models over HTTP: /predict, /invocations (MLflow), /health, /ready, /metrics, /docs."""
+    import os
+
+    import uvicorn
+
+    from mlopsctl.serving.app import SETTINGS_ENV, ServeSettings, create_app
+
+    cfg = common.config(required=not model)
+    sv = cfg.serving if cfg else None
+    refs = [common.split_ref(m) for m in model]
+    if not refs and cfg is not None:
+        refs = [(cfg.model_name, cfg.serving.alias)]
+    settings = ServeSettings(
+        store_uri=common.store_uri(cfg),
+        models=refs,
+        runtime=runtime or (sv.runtime if sv else "auto"),
+        reload_interval=reload_interval or (sv.reload_interval_seconds if sv else 2.0),
+        max_body_bytes=sv.max_body_bytes if sv else 1_048_576,
+        max_batch_rows=sv.max_batch_rows if sv else 10_000,
+        trusted=bool(cfg and cfg.registry.trusted),
+    )
+    if settings.runtime not in ("auto", "onnx", "sklearn"):
+        raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")
+    host = host or (sv.host if sv else "127.0.0.1")
+    port = port if port is not None else (sv.port if sv else 8000)
+    workers = workers or (sv.workers if sv else 1)
+    common.err_console().print(
+        f"serving {', '.join(n + '@' + (r or 'latest') for n, r in refs)} from {settings.store_uri} "
+        f"on http://{host}:{port} (docs at /docs, {workers} worker(s))"
+    )
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        uvicorn.run("mlopsctl.serving.app:app_from_env", factory=True, workers=workers, **kwargs)
+    else:
+        uvicorn.run(create_app(settings), **kwargs)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV (header row) or JSON file (array of objects, {"instances": [...]}, or JSON lines)."""
+    if not path.is_file():
+        raise DataError(str(path), "file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                obj = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise DataError(str(path), f"not JSON or JSON lines: {exc}") from None
+        if isinstance(obj, dict):
+            obj = obj.get("instances", [obj.get("features", obj)])
+        if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+            raise DataError(str(path), "expected an array of objects (one per row)")
+        rows = obj
+    else:
+        sample = text[:4096]
+        try:
+            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
+    if not rows:
+        raise DataError(str(path), "no rows")
+    return rows
+
+
+def predict(
+    target: str | None = typer.Argument(None, help="NAME[@ALIAS|@VERSION] to run locally (no server)."),
+    input_file: Path = typer.Option(..., "--input", "-i", help="CSV or JSON rows."),
+    url: str | None = typer.Option(None, "--url", help="A running server (its base URL or a predict URL)."),
+    target_column: str | None = typer.Option(None, "--drop", help="A column to ignore (e.g. the label)."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Predict the rows of a file with a served model (--url) or a registry version, locally."""
+    from mlopsctl.serving.inputs import coerce_strings
+
+    rows = read_rows(input_file)
+    if target_column:
+        rows = [{k: v for k, v in r.items() if k != target_column} for r in rows]
+    if url:
+        import httpx
+
+        endpoint = url if url.rstrip("/").endswith("predict") else url.rstrip("/") + "/predict"
+        if input_file.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
+            rows = _coerce_untyped(rows)
+        resp = httpx.post(endpoint, json={"instances": rows}, timeout=60)
+        body = resp.json()
+        if resp.status_code != 200:
+            problems = "; ".join(f"{d['field']}: {d['problem']}" for d in body.get("detail", [])[:5])
+            raise DataError(endpoint, f"HTTP {resp.status_code} {body.get('error')}: {problems}")
+    else:
+        ref: str | None
+        if target is None:
+            cfg = common.require_config()
+            name, ref = cfg.model_name, cfg.serving.alias
+        else:
+            name, ref = common.split_ref(target)
+        from mlopsctl.serving.loaded import load
+        from mlopsctl.serving.predict import native_response, predict_rows
+
+        cfg2 = common.config(required=False)
+        model = load(common.store(cfg2), name, ref, trusted=bool(cfg2 and cfg2.registry.trusted))
+        rows = coerce_strings(rows, model.spec)
+        preds, probas = predict_rows(model, rows, field_prefix="rows")
+        body = native_response(model, preds, probas, single=False)
+    if as_json:
+        common.emit_json(body)
+        return
+    preds = body["predictions"]
+    conf = body.get("confidence")
+    common.table(
+        f"{body['model']} v{body['model_version']}: {len(preds)} prediction(s)",
+        ["row", "prediction", *(["confidence"] if conf else [])],
+        [[i, p, *([f"{conf[i]:.3f}"] if conf else [])] for i, p in enumerate(preds[:1000])],
+    )
+
+
+def _coerce_untyped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CSV values sent to a server: numbers where they parse (the server validates the rest)."""
+    out = []
+    for row in rows:
+        new: dict[str, Any] = {}
+        for k, v in row.items():
+            if isinstance(v, str):
+                try:
+                    new[k] = float(v) if v.strip() else None
+                except ValueError:
+                    new[k] = v
+            else:
+                new[k] = v
+        out.append(new)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("predict")(predict)

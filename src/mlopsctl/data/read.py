@@ -1,0 +1,354 @@
+"""Reading tables: delimited text, Parquet and JSON into one normalised DataFrame.
+
+This module owns the rules that make messy files comparable: the delimiter and
+header are detected when not given, values are stripped of padding, ``?`` and
+empty strings mean missing, header names are stripped of quotes and spaces, and
+text columns that hold only numbers become numeric. Every failure is a
+``DataError`` that names the file, so the CLI can print one clear line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from mlopsctl.errors import DataError
+
+DELIMITED = (".csv", ".tsv", ".txt", ".data")
+PARQUET = (".parquet", ".pq")
+JSON_LINES = (".jsonl", ".ndjson")
+SUPPORTED = (*DELIMITED, *PARQUET, *JSON_LINES, ".json")
+
+_CANDIDATES = (",", ";", "\t", "|")
+_SNIFF_BYTES = 256 * 1024
+_SNIFF_LINES = 200
+# pandas' default NA tokens plus "?" (UCI's marker, e.g. in adult). "" is covered by the defaults.
+_EXTRA_NA = ["?"]
+_MISSING_STRINGS = {"", "?"}
+_Quoting = Literal[0, 1, 2, 3]  # csv.QUOTE_* as pandas' stubs spell them
+
+
+def read_table(
+    path: str | Path,
+    *,
+    sep: str | None = None,
+    header: bool | None = None,
+    names: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read a data file into a DataFrame with string column names and a RangeIndex.
+
+    The format follows the extension: .csv/.tsv/.txt/.data (delimited text),
+    .parquet, .jsonl/.ndjson (one JSON object a line), .json (an array of objects,
+    or JSON lines). For text files ``sep`` is sniffed among ``, ; TAB |`` and
+    ``header`` detected unless given; without a header, columns are ``col_0..``
+    unless ``names`` is given. ``names`` always wins over the file's header.
+    """
+    p = Path(path)
+    where = str(path)
+    if not p.exists():
+        raise DataError(where, "file not found")
+    if p.is_dir():
+        raise DataError(where, "is a directory, not a data file")
+    ext = p.suffix.lower()
+    if ext not in SUPPORTED:
+        known = ", ".join(SUPPORTED)
+        raise DataError(where, f"unknown file type {ext or '(no extension)'!r}; expected one of {known}")
+    if p.stat().st_size == 0:
+        raise DataError(where, "file is empty")
+
+    if ext in DELIMITED:
+        df = _read_delimited(p, where, sep=sep, header=header, names=names, tsv=ext == ".tsv")
+    elif ext in PARQUET:
+        df = _read_parquet(p, where)
+    else:
+        df = _read_json(p, where, lines=ext in JSON_LINES)
+
+    if names is not None and ext not in DELIMITED:
+        if len(names) != df.shape[1]:
+            raise DataError(where, f"{len(names)} names given but the file has {df.shape[1]} columns")
+        df.columns = pd.Index(list(names))
+    return _normalise(df, where)
+
+
+def read_records(records: list[dict[str, Any]], *, source: str = "<records>") -> pd.DataFrame:
+    """A DataFrame from a list of flat JSON objects (request bodies, .json files).
+
+    Columns appear in first-seen key order; a key missing from a record is missing
+    in that row. Values must be scalars: nested lists or objects raise DataError.
+    """
+    if not isinstance(records, list):
+        raise DataError(source, f"expected a list of records (objects), got {type(records).__name__}")
+    if not records:
+        raise DataError(source, "no records (zero rows)")
+    columns: dict[str, None] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataError(source, f"record {i} is {type(rec).__name__}, expected an object")
+        for key, value in rec.items():
+            if isinstance(value, dict | list):
+                raise DataError(source, f"record {i} has a nested value; expected a scalar", column=str(key))
+            columns.setdefault(key, None)
+    df = pd.DataFrame.from_records(records, columns=list(columns))
+    return _normalise(df, source)
+
+
+# -- delimited text --------------------------------------------------------------------------
+
+
+def _read_delimited(
+    p: Path, where: str, *, sep: str | None, header: bool | None, names: list[str] | None, tsv: bool
+) -> pd.DataFrame:
+    sample = _sample_text(p, where)
+    lines = [ln.rstrip("\r") for ln in sample.split("\n")]
+    nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
+    if not nonblank:
+        raise DataError(where, "file is empty (only blank lines)")
+
+    if sep is None:
+        sep = "\t" if tsv else _sniff_sep([lines[i] for i in nonblank[:_SNIFF_LINES]])
+    # Free text in TAB files (e.g. the IMDb sentences) has unbalanced double quotes; with
+    # quoting on, a CSV reader would merge lines. Delimited-by-comma files need quoting.
+    quoting: _Quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    rows = _parse_sample(lines, nonblank, sep, quoting)
+    first = [_clean_name(f) for f in rows[0]] if rows else []
+    if header is None:
+        header = _looks_like_header(first, rows[1:])
+
+    skip = nonblank[0] + 1 if header else nonblank[0]
+    try:
+        df = pd.read_csv(
+            p,
+            sep=sep,
+            header=None,
+            skiprows=skip,
+            quoting=quoting,
+            skipinitialspace=True,
+            na_values=_EXTRA_NA,
+            encoding="utf-8-sig",
+            encoding_errors="strict",
+            engine="c",
+            low_memory=False,
+        )
+    except pd.errors.EmptyDataError:
+        if header:
+            raise DataError(
+                where, "has a header but no data rows (pass header=False if the first line is data)"
+            ) from None
+        raise DataError(where, "no data rows") from None
+    except UnicodeDecodeError as e:
+        raise DataError(where, f"not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+    except (pd.errors.ParserError, ValueError, csv.Error) as e:
+        raise DataError(where, f"cannot parse as {_sep_name(sep)}-separated text: {_one_line(e)}") from None
+
+    if names is not None:
+        if len(names) != df.shape[1]:
+            raise DataError(where, f"{len(names)} names given but the rows have {df.shape[1]} fields")
+        df.columns = pd.Index(list(names))
+    elif header:
+        if len(first) != df.shape[1]:
+            raise DataError(where, f"header has {len(first)} names but the rows have {df.shape[1]} fields")
+        df.columns = pd.Index([f or f"col_{i}" for i, f in enumerate(first)])
+    else:
+        df.columns = pd.Index([f"col_{i}" for i in range(df.shape[1])])
+    return df
+
+
+def _sample_text(p: Path, where: str) -> str:
+    with open(p, "rb") as fh:
+        raw = fh.read(_SNIFF_BYTES)
+        complete = len(raw) < _SNIFF_BYTES
+    if b"\x00" in raw:
+        raise DataError(where, "looks binary (contains NUL bytes), not delimited text")
+    try:
+        # An incremental decoder tolerates a multi-byte character cut at the sample's end.
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(raw, final=complete)
+    except UnicodeDecodeError as e:
+        raise DataError(where, f"not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+    if not complete and "\n" in text:
+        text = text[: text.rindex("\n")]  # drop the possibly cut last line
+    return text
+
+
+def _sniff_sep(lines: list[str]) -> str:
+    """The candidate that splits every sampled line into the same number of fields, most fields first."""
+    best, best_key = ",", (0.0, 0)
+    for cand in _CANDIDATES:
+        counts = [_count_outside_quotes(ln, cand) for ln in lines]
+        if not any(counts):
+            continue
+        mode = max(set(counts), key=counts.count)
+        if mode == 0:
+            continue
+        key = (counts.count(mode) / len(counts), mode)
+        if key > best_key:
+            best, best_key = cand, key
+    return best
+
+
+def _count_outside_quotes(line: str, sep: str) -> int:
+    if '"' not in line:
+        return line.count(sep)
+    n, quoted = 0, False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            n += 1
+    # An unbalanced quote (free text) makes "outside" meaningless: count them all.
+    return n if not quoted else line.count(sep)
+
+
+def _parse_sample(lines: list[str], nonblank: list[int], sep: str, quoting: _Quoting) -> list[list[str]]:
+    sample = [lines[i] for i in nonblank[:_SNIFF_LINES]]
+    try:
+        return [r for r in csv.reader(sample, delimiter=sep, quoting=quoting, skipinitialspace=True) if r]
+    except csv.Error:
+        return [ln.split(sep) for ln in sample]
+
+
+def _looks_like_header(first: list[str], rest: list[list[str]]) -> bool:
+    """A header is a row of non-numeric labels above data that differs from it.
+
+    Either some column holds numbers below a label, or (all-text data) no label
+    reappears as a value in its own column. Wrong guesses are fixed by header=...
+    """
+    if not first or any(_is_number(f) for f in first):
+        return False
+    if not rest:
+        return True
+    columns: list[list[str]] = [[] for _ in first]
+    for row in rest:
+        for j, v in enumerate(row[: len(first)]):
+            v = v.strip()
+            if v not in _MISSING_STRINGS:
+                columns[j].append(v)
+    for values in columns:
+        if values and sum(map(_is_number, values)) > len(values) / 2:
+            return True
+    return all(name not in values for name, values in zip(first, columns, strict=True))
+
+
+def _is_number(s: str) -> bool:
+    try:
+        return not math.isnan(float(s.strip().strip('"')))
+    except ValueError:
+        return False
+
+
+# -- parquet and json ------------------------------------------------------------------------
+
+
+def _read_parquet(p: Path, where: str) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        df = pd.read_parquet(p, engine="pyarrow")
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise DataError(where, f"cannot read as Parquet: {_one_line(e)}") from None
+    df.columns = pd.Index([str(c) for c in df.columns])
+    return df.reset_index(drop=True)
+
+
+def _read_json(p: Path, where: str, *, lines: bool) -> pd.DataFrame:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(where, f"not UTF-8 text (bad byte at offset {e.start})") from None
+    if not text.strip():
+        raise DataError(where, "file is empty")
+    records: Any
+    if not lines:
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg != "Extra data":  # "Extra data" after the first value: it is JSON lines
+                raise DataError(where, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+            lines = True
+    if lines:
+        records = []
+        for n, line in enumerate(text.split("\n"), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(where, f"invalid JSON on line {n}: {e.msg}") from None
+    if isinstance(records, dict):
+        raise DataError(where, "expected an array of records or JSON lines, got a single object")
+    return read_records(records, source=where)
+
+
+# -- normalisation ---------------------------------------------------------------------------
+
+
+def _clean_name(name: object) -> str:
+    return str(name).strip().strip('"').strip("'").strip()
+
+
+def _normalise(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    names = [_clean_name(c) for c in df.columns]
+    seen: set[str] = set()
+    dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise DataError(where, f"duplicate column names: {', '.join(map(repr, dupes))}")
+    if len(df) == 0:
+        raise DataError(where, "no data rows")
+    cols: dict[str, pd.Series] = {}
+    for name, col in zip(names, df.columns, strict=True):
+        cols[name] = _normalise_column(df[col])
+    return pd.DataFrame(cols).reset_index(drop=True)
+
+
+def _normalise_column(s: pd.Series) -> pd.Series:
+    if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+        return s
+    if not pd.api.types.is_object_dtype(s.dtype):  # a pure string column: vectorised fast path
+        s = s.str.strip()
+        s = s.where(~s.isin(list(_MISSING_STRINGS)))
+        first = s.dropna()
+        if first.empty:
+            return pd.Series([None] * len(s), dtype="float64")
+        if _is_number(str(first.iloc[0])):
+            numbers = pd.to_numeric(s, errors="coerce")
+            if int(numbers.notna().sum()) == len(first):
+                return numbers
+        return s.reset_index(drop=True)
+    values = [_clean_value(v) for v in s.tolist()]
+    present = [v for v in values if v is not None]
+    if not present:
+        return pd.Series(values, dtype="float64")  # what read_csv gives an all-empty column
+    if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in present):
+        # Text that is all numbers (padded CSV fields, quoted JSON numbers) becomes numeric.
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+        if int(numbers.notna().sum()) == len(present):
+            return numbers
+        if all(isinstance(v, str) for v in present):
+            return pd.Series(values)
+    if len(present) == len(values) and all(isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype=bool)
+    return pd.Series(values, dtype=object)
+
+
+def _clean_value(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip()
+        return None if v in _MISSING_STRINGS else v
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "TAB", ",": "comma", ";": "semicolon", "|": "pipe"}.get(sep, repr(sep))
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+__all__ = ["SUPPORTED", "read_records", "read_table"]

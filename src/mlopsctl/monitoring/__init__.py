@@ -1,0 +1,1 @@
+"""Monitoring: training baselines now; drift, capture and alerts build on them."""

@@ -1,0 +1,1 @@
+"""The prediction service: HTTP app, protocols, hot reload, metrics."""

@@ -1,0 +1,324 @@
+"""The HTTP app factory: routes, error bodies, start-up and shutdown.
+
+Routes: ``POST /predict`` (the first model), ``POST /models/{name}/predict``,
+``POST /invocations`` (MLflow), ``GET /health``, ``/ready``, ``/metrics``, ``/models``,
+``/docs``. Errors are JSON bodies that name the field; a 5xx means a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from mlopsctl import __version__
+from mlopsctl.errors import ValidationError
+from mlopsctl.serving.predict import native_response, native_rows, predict_rows
+from mlopsctl.serving.protocols import mlflow
+from mlopsctl.serving.reload import Reloader, Slot
+from mlopsctl.store.base import open_store
+
+log = logging.getLogger("mlopsctl.serving")
+SETTINGS_ENV = "MLOPS_SERVE_SETTINGS"
+INLINE_ROWS = 64  # batches larger than this (or any sklearn model) run in a worker thread
+
+
+@dataclass
+class ServeSettings:
+    store_uri: str
+    models: list[tuple[str, str | None]]  # (name, alias | version | None for latest)
+    runtime: str = "auto"
+    reload_interval: float = 2.0
+    max_body_bytes: int = 1_048_576
+    max_batch_rows: int = 10_000
+    trusted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        d = json.loads(text)
+        d["models"] = [tuple(m) for m in d["models"]]
+        return cls(**d)
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONBytes(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, headers=headers
+    )
+
+
+def _error(
+    status: int, error: str, problems: list[tuple[str, str]], request_id: str | None = None
+) -> Response:
+    body: dict[str, Any] = {"error": error, "detail": [{"field": f, "problem": p} for f, p in problems]}
+    if request_id:
+        body["request_id"] = request_id
+    return _json(body, status, {"x-request-id": request_id} if request_id else None)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    store = open_store(settings.store_uri)
+    from mlopsctl.serving.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    slots = [Slot(name, ref) for name, ref in settings.models]
+    if not slots:
+        raise ValidationError("no model to serve", [("model", "pass --model NAME[@ALIAS]")])
+    by_name = {s.name: s for s in slots}
+    reloader = Reloader(
+        store,
+        slots,
+        metrics,
+        interval=settings.reload_interval,
+        runtime=settings.runtime,
+        trusted=settings.trusted,
+    )
+    limit, max_rows = settings.max_body_bytes, settings.max_batch_rows
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(reloader.check_all)
+        reloader.start()
+        try:
+            yield
+        finally:
+            reloader.stop()
+
+    app = FastAPI(
+        title="mlopsctl prediction service",
+        version=__version__,
+        lifespan=lifespan,
+        description="Predictions from models in the mlopsctl registry. Models: "
+        + ", ".join(f"`{n}@{r or 'latest'}`" for n, r in settings.models),
+    )
+    app.state.reloader = reloader
+    app.state.slots = by_name
+    app.state.metrics = metrics
+
+    async def serve(request: Request, slot: Slot, endpoint: str) -> Response:
+        t0 = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
+        current = slot.current  # read once: a swap during this request does not affect it
+        if current is None:
+            return _error(
+                503, "not_ready", [("model", slot.last_error or f"{slot.name} is loading")], request_id
+            )
+        model, mm = current
+        try:
+            body = await _read_body(request, limit)
+            if endpoint == "invocations" and request.headers.get("content-type", "").startswith("text/csv"):
+                rows, prefix = mlflow.rows_from_csv(body, model.spec, max_rows), "rows"
+                single = False
+            else:
+                # any other type is read as JSON (curl sends form-urlencoded by default), except these
+                ctype = request.headers.get("content-type", "")
+                if ctype.startswith(("multipart/", "text/csv")):
+                    mm.error(endpoint, 415)
+                    return _error(
+                        415,
+                        "unsupported_media_type",
+                        [
+                            (
+                                "content-type",
+                                f"{ctype!r}: send application/json"
+                                + (" or text/csv" if endpoint == "invocations" else ""),
+                            )
+                        ],
+                        request_id,
+                    )
+                if not body:
+                    raise ValidationError("body", [("body", "empty body: expected a JSON object")])
+                try:
+                    payload = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    mm.error(endpoint, 400)
+                    return _error(400, "malformed_json", [("body", str(exc))], request_id)
+                if endpoint == "invocations":
+                    rows, prefix = mlflow.rows_from_json(payload, max_rows)
+                    single = False
+                else:
+                    rows, single, prefix = native_rows(payload, max_rows)
+            if model.runtime == "onnx" and len(rows) <= INLINE_ROWS:
+                preds, probas = predict_rows(model, rows, field_prefix=prefix)
+            else:
+                preds, probas = await run_in_threadpool(predict_rows, model, rows, field_prefix=prefix)
+        except BodyTooLarge:
+            mm.error(endpoint, 413)
+            return _error(413, "body_too_large", [("body", f"larger than {limit} bytes")], request_id)
+        except ValidationError as exc:
+            mm.error(endpoint, 422)
+            return _error(422, "invalid_input", exc.problems or [("body", str(exc))], request_id)
+        if endpoint == "invocations":
+            out: dict[str, Any] = {"predictions": preds}
+        else:
+            out = native_response(model, preds, probas, single)
+            out["request_id"] = request_id
+        elapsed = time.perf_counter() - t0
+        out["processing_time_ms"] = round(elapsed * 1000, 3)
+        mm.observe(endpoint, elapsed, preds)
+        return _json(out, headers={"x-request-id": request_id, "x-model-version": str(model.version)})
+
+    first = slots[0]
+    body_doc = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    }
+
+    @app.post(
+        "/predict",
+        tags=["predict"],
+        summary=f"Predict with {first.name} (the first served model)",
+        openapi_extra=body_doc,
+    )
+    async def predict(request: Request) -> Response:
+        return await serve(request, first, "predict")
+
+    @app.post(
+        "/models/{name}/predict",
+        tags=["predict"],
+        summary="Predict with a named model",
+        openapi_extra=body_doc,
+    )
+    async def predict_named(name: str, request: Request) -> Response:
+        slot = by_name.get(name)
+        if slot is None:
+            return _error(
+                404,
+                "not_found",
+                [("name", f"model {name!r} is not served here; served: " + ", ".join(by_name))],
+            )
+        return await serve(request, slot, "predict")
+
+    @app.post(
+        "/invocations",
+        tags=["mlflow"],
+        summary="MLflow scoring protocol (first served model)",
+        openapi_extra=body_doc,
+    )
+    async def invocations(request: Request) -> Response:
+        return await serve(request, first, "invocations")
+
+    @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready", tags=["ops"], summary="Readiness: every served model is loaded")
+    async def ready() -> Response:
+        status = reloader.status()
+        ok = all(s["loaded"] for s in status)
+        return _json({"ready": ok, "models": status}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/models", tags=["models"], summary="The models served and their versions")
+    async def models() -> Response:
+        return _json(
+            {
+                "models": [
+                    {
+                        **(s.current[0].describe() if s.current else {"name": s.name, "loaded": False}),
+                        "follows": s.ref or "latest",
+                        "error": s.last_error,
+                    }
+                    for s in slots
+                ]
+            }
+        )
+
+    @app.get("/models/{name}", tags=["models"], summary="One served model: version, signature, metrics")
+    async def model_info(name: str) -> Response:
+        slot = by_name.get(name)
+        if slot is None or slot.current is None:
+            return _error(404, "not_found", [("name", f"model {name!r} is not served or not loaded")])
+        return _json(slot.current[0].describe())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, "http_error", [("path", f"{request.url.path}: {exc.detail}")])
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in exc.errors()]
+        return _error(422, "invalid_input", problems)
+
+    def openapi() -> dict[str, Any]:
+        # regenerated on each call: the request schema follows the version being served
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for path, slot in [
+            ("/predict", first),
+            ("/invocations", first),
+            *((f"/models/{s.name}/predict", s) for s in slots),
+        ]:
+            op = schema["paths"].get(path, {}).get("post")
+            if op is None or slot.current is None:
+                continue
+            spec = slot.current[0].spec
+            req = (
+                spec.request_schema()
+                if path != "/invocations"
+                else {
+                    "type": "object",
+                    "properties": {"dataframe_records": {"type": "array", "items": spec.row_schema()}},
+                }
+            )
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": req}}}
+        if len(slots) > 1:
+            op = schema["paths"]["/models/{name}/predict"]["post"]
+            op["requestBody"]["content"]["application/json"]["schema"] = {
+                "oneOf": [s.current[0].spec.request_schema() for s in slots if s.current]
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (used with several workers): settings from the environment."""
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set")
+    return create_app(ServeSettings.from_json(text))

@@ -1,0 +1,193 @@
+"""Request validation compiled from a model's input signature.
+
+``InputSpec.columns(rows)`` turns a list of JSON objects into one list per feature, or
+raises ValidationError listing every problem with its field (and row, for batches).
+Field names with spaces are also accepted in snake_case (``fixed acidity`` as
+``fixed_acidity``) where that is unambiguous. It also renders the JSON schema that
+``/docs`` shows, so the documentation names the real features and types.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from mlopsctl.errors import ValidationError
+
+MAX_PROBLEMS = 50
+
+
+def snake(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+class InputSpec:
+    def __init__(self, signature: dict[str, Any]) -> None:
+        self.features: list[dict[str, Any]] = list(signature["inputs"])
+        self.names = [f["name"] for f in self.features]
+        self.kinds = {f["name"]: f["kind"] for f in self.features}
+        self.nullable = {f["name"]: bool(f.get("nullable")) for f in self.features}
+        lookup = {n: n for n in self.names}
+        alias_counts: dict[str, int] = {}
+        for n in self.names:
+            alias_counts[snake(n)] = alias_counts.get(snake(n), 0) + 1
+        for n in self.names:
+            a = snake(n)
+            if a not in lookup and alias_counts[a] == 1:
+                lookup[a] = n
+        self.lookup = lookup
+        self.numeric = [n for n in self.names if self.kinds[n] == "numeric"]
+
+    # -- the hot path ---------------------------------------------------------------------
+    def columns(self, rows: list[Any], *, field_prefix: str = "") -> dict[str, list[Any]]:
+        cols: dict[str, list[Any]] = {n: [] for n in self.names}
+        problems: list[tuple[str, str]] = []
+        lookup, kinds, nullable = self.lookup, self.kinds, self.nullable
+        nfeat = len(self.names)
+        many = len(rows) > 1 or field_prefix == "instances"
+        for i, row in enumerate(rows):
+            where = f"{field_prefix}[{i}]." if many else (f"{field_prefix}." if field_prefix else "")
+            if not isinstance(row, dict):
+                problems.append(
+                    (where.rstrip(".") or "body", f"expected an object of features, got {_type(row)}")
+                )
+                continue
+            seen = 0
+            for key, value in row.items():
+                name = lookup.get(key)
+                if name is None:
+                    problems.append((where + str(key), "unknown field: " + self._suggest(str(key))))
+                    continue
+                seen += 1
+                kind = kinds[name]
+                if kind == "numeric":
+                    if value is None or (type(value) is float and math.isnan(value)):
+                        if not nullable[name]:
+                            problems.append(
+                                (where + key, "a value is required (the training data had none missing)")
+                            )
+                            continue
+                        value = math.nan
+                    elif type(value) is int or type(value) is float:
+                        if math.isinf(value):
+                            problems.append((where + key, "expected a finite number, got infinity"))
+                            continue
+                        value = float(value)
+                    else:
+                        problems.append((where + key, f"expected a number, got {_show(value)}"))
+                        continue
+                elif value is None:
+                    if not nullable[name]:
+                        problems.append(
+                            (where + key, "a value is required (the training data had none missing)")
+                        )
+                        continue
+                elif type(value) is not str:
+                    problems.append((where + key, f"expected a string, got {_show(value)}"))
+                    continue
+                cols[name].append(value)
+            if seen != nfeat or len({lookup.get(k) for k in row} - {None}) != nfeat:
+                got: dict[str, int] = {}
+                for k in row:
+                    if k in lookup:
+                        got[lookup[k]] = got.get(lookup[k], 0) + 1
+                for n in self.names:
+                    if n not in got:
+                        problems.append((where + n, "missing field"))
+                    elif got[n] > 1:
+                        problems.append((where + n, "given more than once (as its name and its snake_case)"))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+        if problems:
+            raise ValidationError(f"{len(problems)} problem(s) in the input", problems[:MAX_PROBLEMS])
+        return cols
+
+    def _suggest(self, key: str) -> str:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(self.lookup), n=1)
+        return f"did you mean {close[0]!r}?" if close else f"expected fields are {', '.join(self.names[:20])}"
+
+    # -- documentation --------------------------------------------------------------------
+    def row_schema(self) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for f in self.features:
+            if f["kind"] == "numeric":
+                p: dict[str, Any] = {"type": "number"}
+                if f.get("min") is not None:
+                    p["description"] = f"training range [{f['min']}, {f['max']}]"
+                    p["example"] = f["min"] if f["max"] is None else round((f["min"] + f["max"]) / 2, 4)
+            else:
+                p = {"type": "string"}
+                if f.get("categories"):
+                    p["description"] = "seen in training: " + ", ".join(map(str, f["categories"][:20]))
+                    p["example"] = f["categories"][0]
+                elif f["kind"] == "text":
+                    p["example"] = "great product, loved it"
+            if f.get("nullable"):
+                p = {**p, "nullable": True}
+            props[f["name"]] = p
+        return {"type": "object", "properties": props, "required": self.names, "additionalProperties": False}
+
+    def request_schema(self) -> dict[str, Any]:
+        row = self.row_schema()
+        return {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "title": "one row",
+                    "properties": {"features": row},
+                    "required": ["features"],
+                },
+                {
+                    "type": "object",
+                    "title": "many rows",
+                    "properties": {"instances": {"type": "array", "items": row, "minItems": 1}},
+                    "required": ["instances"],
+                },
+            ]
+        }
+
+
+def _type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+    if isinstance(value, bool):
+        return "a boolean"
+    return _type(value)
+
+
+def coerce_strings(rows: list[dict[str, Any]], spec: InputSpec) -> list[dict[str, Any]]:
+    """Rows read from CSV have every value as a string: turn the numeric features' values into numbers.
+
+    Values that do not parse are left as they are, so validation reports them by field.
+    """
+    numeric = {k for k, n in spec.lookup.items() if spec.kinds[n] == "numeric"}
+    out = []
+    for row in rows:
+        new = dict(row)
+        for key, value in row.items():
+            if key in numeric and isinstance(value, str):
+                text = value.strip()
+                if text == "" or text.lower() in ("na", "nan", "null", "none"):
+                    new[key] = None
+                else:
+                    try:
+                        new[key] = float(text)
+                    except ValueError:
+                        pass
+            elif (
+                isinstance(value, str)
+                and value == ""
+                and spec.kinds.get(spec.lookup.get(key, ""), "") != "text"
+            ):
+                new[key] = None
+        out.append(new)
+    return out

@@ -1,0 +1,121 @@
+"""Prometheus metrics of the server, kept in memory and rendered on `GET /metrics`.
+
+Each app has its own CollectorRegistry (several apps can live in one process, as in
+tests). Label children for a served version are resolved once when it is loaded, so the
+request path only increments and observes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # the `_created` series double the output and nothing here reads them
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mlops_requests",
+            "Prediction requests answered, by outcome.",
+            ["model", "version", "endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "mlops_request_duration_seconds",
+            "Time to answer a prediction request.",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows = Counter("mlops_prediction_rows", "Rows predicted.", ["model", "version"], registry=r)
+        self.predictions = Counter(
+            "mlops_predictions",
+            "Predictions by class (classification) or by value "
+            "bucket (regression: upper bound of the training-quantile bucket).",
+            ["model", "version", "class"],
+            registry=r,
+        )
+        self.info = Gauge(
+            "mlops_model_info",
+            "The version each served model runs (value 1).",
+            ["model", "version", "alias", "runtime", "run_id"],
+            registry=r,
+        )
+        self.loaded_at = Gauge(
+            "mlops_model_loaded_timestamp_seconds",
+            "When the served version was loaded.",
+            ["model"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "mlops_model_reloads",
+            "Model swaps after an alias moved, by result.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.ready = Gauge("mlops_ready", "1 when every configured model is loaded.", registry=r)
+
+    def bind(self, model: Any, previous: Any | None) -> ModelMetrics:
+        if previous is not None:
+            try:
+                self.info.remove(
+                    previous.name,
+                    str(previous.version),
+                    previous.alias or "",
+                    previous.runtime,
+                    str(previous.manifest.get("run_id", "")),
+                )
+            except KeyError:
+                pass
+        self.info.labels(
+            model.name,
+            str(model.version),
+            model.alias or "",
+            model.runtime,
+            str(model.manifest.get("run_id", "")),
+        ).set(1)
+        self.loaded_at.labels(model.name).set(model.loaded_at)
+        return ModelMetrics(self, model)
+
+
+class ModelMetrics:
+    """The label children of one served version, resolved once."""
+
+    def __init__(self, m: ServerMetrics, model: Any) -> None:
+        name, version = model.name, str(model.version)
+        self._m, self._name, self._version = m, name, version
+        self.ok = {ep: m.requests.labels(name, version, ep, "200") for ep in ("predict", "invocations")}
+        self.latency = {ep: m.latency.labels(name, ep) for ep in ("predict", "invocations")}
+        self.rows = m.rows.labels(name, version)
+        self.edges = list(model.bucket_edges)
+        labels = (
+            [str(c) for c in model.classes]
+            if model.classes
+            else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
+        )
+        self.by_label = {lbl: m.predictions.labels(name, version, lbl) for lbl in labels}
+        self.bucket_names = labels
+
+    def error(self, endpoint: str, status: int) -> None:
+        self._m.requests.labels(self._name, self._version, endpoint, str(status)).inc()
+
+    def observe(self, endpoint: str, seconds: float, predictions: list[Any]) -> None:
+        self.ok[endpoint].inc()
+        self.latency[endpoint].observe(seconds)
+        self.rows.inc(len(predictions))
+        by_label = self.by_label
+        if self.edges or not by_label or "le_+Inf" in by_label:
+            for p in predictions:
+                by_label[self.bucket_names[bisect.bisect_left(self.edges, p)]].inc()
+        else:
+            for p in predictions:
+                child = by_label.get(str(p))
+                if child is not None:
+                    child.inc()

@@ -1,0 +1,1 @@
+"""Training: task pipelines, evaluation, tuning, runs and ONNX export."""

@@ -1,0 +1,81 @@
+"""Metrics per task, computed the same way for training, the gate and retraining."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mlopsctl.config import LOWER_IS_BETTER
+
+
+def _clean(value: float) -> float | None:
+    v = float(value)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 6)
+
+
+def classification_metrics(
+    y_true: Any, y_pred: Any, proba: Any | None, classes: list[Any]
+) -> dict[str, float | None]:
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    out: dict[str, float | None] = {
+        "accuracy": _clean(accuracy_score(y_true, y_pred)),
+        "f1_macro": _clean(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "roc_auc": None,
+        "log_loss": None,
+    }
+    if proba is not None:
+        proba = np.asarray(proba)
+        try:
+            if len(classes) == 2:
+                out["roc_auc"] = _clean(roc_auc_score(np.asarray(y_true) == classes[1], proba[:, 1]))
+            else:
+                # one-vs-rest over the classes present in the holdout (a class with no rows has no AUC)
+                present = [i for i, c in enumerate(classes) if np.any(np.asarray(y_true) == c)]
+                p = proba[:, present]
+                p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
+                out["roc_auc"] = _clean(
+                    roc_auc_score(y_true, p, multi_class="ovr", labels=[classes[i] for i in present])
+                )
+        except ValueError:
+            out["roc_auc"] = None
+        out["log_loss"] = _clean(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes))
+    return out
+
+
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float | None]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    return {
+        "rmse": _clean(math.sqrt(mean_squared_error(y_true, y_pred))),
+        "mae": _clean(mean_absolute_error(y_true, y_pred)),
+        "r2": _clean(r2_score(y_true, y_pred)),
+    }
+
+
+def evaluate(pipeline: Any, task: str, X: Any, y: Any) -> dict[str, float | None]:
+    if task == "regression":
+        return regression_metrics(y, pipeline.predict(X))
+    classes = list(pipeline.classes_)
+    proba = pipeline.predict_proba(X) if hasattr(pipeline, "predict_proba") else None
+    return classification_metrics(y, pipeline.predict(X), proba, classes)
+
+
+def better(metric: str, a: float, b: float) -> float:
+    """How much better ``a`` is than ``b`` (positive: better), whatever the metric's direction."""
+    return (b - a) if metric in LOWER_IS_BETTER else (a - b)
+
+
+def scorer_name(metric: str) -> str:
+    """The scikit-learn scorer for a primary metric (for CV and tuning)."""
+    return {
+        "accuracy": "accuracy",
+        "f1_macro": "f1_macro",
+        "roc_auc": "roc_auc_ovr",
+        "log_loss": "neg_log_loss",
+        "rmse": "neg_root_mean_squared_error",
+        "mae": "neg_mean_absolute_error",
+        "r2": "r2",
+    }[metric]

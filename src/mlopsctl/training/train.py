@@ -1,0 +1,329 @@
+"""A training run: data → validated snapshot → pipeline → CV + holdout metrics → stored run.
+
+A run is stored under ``runs/{run_id}/``: ``run.json`` (params, data sha256, git commit,
+package versions, timings, metrics, signature), ``model.skops`` (the fitted pipeline in a
+safe format), ``holdout.parquet`` (for the ONNX parity check and the gate) and
+``reference.parquet`` + ``baseline.json`` (for drift).
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import platform
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlopsctl import __version__
+from mlopsctl.config import Config
+from mlopsctl.errors import DataError, NotFound
+from mlopsctl.store.base import Store
+
+Reporter = Callable[[str, int, int], None]  # (step, done, total)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def git_info(folder: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "mlopsctl": __version__}
+    for pkg in ("scikit-learn", "numpy", "pandas", "skops", "skl2onnx", "onnxruntime"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def load_training_data(config: Config, path: str | Path | None = None) -> tuple[Any, str]:
+    from mlopsctl.data.read import read_table
+
+    src = Path(path) if path else config.data_path()
+    d = config.data
+    df = read_table(src, sep=d.separator, header=d.header, names=d.columns)
+    return df, str(src)
+
+
+def select_features(df: Any, config: Config, source: str) -> list[str]:
+    d = config.data
+    if d.target not in df.columns:
+        raise DataError(
+            source,
+            f"target column not found; columns are: {', '.join(map(str, df.columns))}",
+            column=d.target,
+        )
+    wanted = d.features or [c for c in df.columns if c != d.target and c not in d.drop]
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise DataError(
+            source, f"configured feature(s) not in the data: {', '.join(missing)}", column=missing[0]
+        )
+    return list(wanted)
+
+
+def signature_of(
+    schema: Any, features: list[str], task: str, target: str, classes: list[Any] | None
+) -> dict[str, Any]:
+    cols = []
+    for name in features:
+        c = schema.column(name)
+        cols.append(
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "dtype": c.dtype,
+                "nullable": bool(c.nullable),
+                "min": c.min,
+                "max": c.max,
+                "categories": c.categories,
+            }
+        )
+    return {"inputs": cols, "target": target, "task": task, "classes": classes}
+
+
+def train_project(
+    config: Config,
+    store: Store,
+    *,
+    data_path: str | Path | None = None,
+    tune: bool = False,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Train the project's model and store the run. Returns the run record."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
+
+    from mlopsctl.data.schema import infer_schema
+    from mlopsctl.data.snapshot import ingest
+    from mlopsctl.data.validate import validate
+    from mlopsctl.monitoring.baseline import build_baseline, reference_sample
+    from mlopsctl.training.evaluate import evaluate, scorer_name
+    from mlopsctl.training.tasks import build_pipeline
+    from mlopsctl.training.tune import tune as run_tune
+
+    report = reporter or (lambda step, done, total: None)
+    t_start = time.monotonic()
+    tcfg, task, target = config.training, config.training.task, config.data.target
+    report("read data", 0, 1)
+    df, source = load_training_data(config, data_path)
+    features = select_features(df, config, source)
+    df = df[[*features, target]]
+    schema = infer_schema(
+        df, target, text_columns=config.data.text_columns, categorical_columns=config.data.categorical_columns
+    )
+    if task == "text-classification" and not any(c.kind == "text" for c in schema.features):
+        raise DataError(
+            source,
+            "task is text-classification but no column looks like text: set [data] text_columns",
+            column=None,
+        )
+    vr = validate(df, target=target)
+    if not vr.ok:
+        first = vr.errors[0]
+        raise DataError(
+            source,
+            f"{first.detail} ({len(vr.errors)} error(s); run `mlopsctl data validate`)",
+            column=first.column,
+        )
+    snapshot, _ = ingest(store, df, source=source, target=target, schema=schema)
+    report("read data", 1, 1)
+
+    y_all = df[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y_all):
+            raise DataError(source, "regression needs a numeric target", column=target)
+        y_all = y_all.astype(float)
+    X_all = df[features]
+    feat_sig = signature_of(schema, features, task, target, None)["inputs"]
+    for f in feat_sig:
+        if f["kind"] == "numeric":
+            X_all = X_all.assign(**{f["name"]: X_all[f["name"]].astype(float)})
+
+    stratify = None
+    if task != "regression":
+        counts = y_all.value_counts()
+        stratify = y_all if counts.min() >= 2 else None
+    X_train, X_hold, y_train, y_hold = train_test_split(
+        X_all, y_all, test_size=tcfg.test_size, random_state=tcfg.seed, stratify=stratify
+    )
+
+    if task == "regression":
+        cv: Any = KFold(n_splits=max(tcfg.cv_folds, 2), shuffle=True, random_state=tcfg.seed)
+    else:
+        min_class = int(y_train.value_counts().min())
+        cv = StratifiedKFold(
+            n_splits=max(2, min(tcfg.cv_folds, min_class)) if min_class >= 2 else 2,
+            shuffle=True,
+            random_state=tcfg.seed,
+        )
+        if min_class < 2:
+            cv = KFold(n_splits=max(tcfg.cv_folds, 2), shuffle=True, random_state=tcfg.seed)
+
+    params = dict(tcfg.params)
+    timings: dict[str, float] = {}
+    tuning: dict[str, Any] | None = None
+    if tune:
+        t0 = time.monotonic()
+        tuning = run_tune(
+            task,
+            tcfg.model,
+            params,
+            feat_sig,
+            X_train,
+            y_train,
+            metric=tcfg.primary_metric,
+            cv=cv,
+            trials=tcfg.tune.trials,
+            timeout_seconds=tcfg.tune.timeout_seconds,
+            seed=tcfg.seed,
+            on_trial=lambda d, t: report("tune", d, t),
+        )
+        params = tuning["best_params"]
+        timings["tune_s"] = round(time.monotonic() - t0, 3)
+
+    pipeline = build_pipeline(task, tcfg.model, params, feat_sig, tcfg.seed)
+    cv_summary: dict[str, Any] = {}
+    if tcfg.cv_folds >= 2:
+        report("cross-validate", 0, 1)
+        t0 = time.monotonic()
+        scoring = (
+            ["r2", "neg_root_mean_squared_error", "neg_mean_absolute_error"]
+            if task == "regression"
+            else ["accuracy", "f1_macro"]
+        )
+        if scorer_name(tcfg.primary_metric) not in scoring:
+            scoring.append(scorer_name(tcfg.primary_metric))
+        res = cross_validate(pipeline, X_train, y_train, cv=cv, scoring=scoring, n_jobs=1)
+        for s in scoring:
+            vals = np.asarray(res[f"test_{s}"], dtype=float)
+            sign = -1.0 if s.startswith("neg_") else 1.0
+            name = {
+                "neg_root_mean_squared_error": "rmse",
+                "neg_mean_absolute_error": "mae",
+                "neg_log_loss": "log_loss",
+                "roc_auc_ovr": "roc_auc",
+            }.get(s, s)
+            cv_summary[name] = {
+                "mean": round(float(sign * vals.mean()), 6),
+                "std": round(float(vals.std()), 6),
+            }
+        cv_summary["folds"] = cv.get_n_splits()
+        timings["cv_s"] = round(time.monotonic() - t0, 3)
+        report("cross-validate", 1, 1)
+
+    report("fit", 0, 1)
+    t0 = time.monotonic()
+    pipeline.fit(X_train, y_train)
+    timings["fit_s"] = round(time.monotonic() - t0, 3)
+    report("fit", 1, 1)
+
+    report("evaluate", 0, 1)
+    holdout_metrics = evaluate(pipeline, task, X_hold, y_hold)
+    classes = (
+        None if task == "regression" else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
+    )
+    signature = signature_of(schema, features, task, target, classes)
+    train_pred = pipeline.predict(X_train)
+    baseline = build_baseline(X_train, feat_sig, train_pred, task)
+    reference = reference_sample(X_train, train_pred, tcfg.seed)
+    report("evaluate", 1, 1)
+
+    run_id = new_run_id()
+    timings["total_s"] = round(time.monotonic() - t_start, 3)
+    run = {
+        "run_id": run_id,
+        "model_name": config.model_name,
+        "project": config.project.name,
+        "task": task,
+        "model": tcfg.model,
+        "params": {k: v for k, v in params.items()},
+        "primary_metric": tcfg.primary_metric,
+        "metrics": {"holdout": holdout_metrics, "cv": cv_summary},
+        "data": {
+            "sha256": snapshot.sha256,
+            "source": source,
+            "n_rows": len(df),
+            "n_train": len(X_train),
+            "n_holdout": len(X_hold),
+            "test_size": tcfg.test_size,
+            "seed": tcfg.seed,
+        },
+        "signature": signature,
+        "tuning": tuning,
+        "git": git_info(config.root),
+        "packages": package_versions(),
+        "timings": timings,
+        "created_at": _now(),
+        "user": _user(),
+    }
+    _save_run(store, run, pipeline, X_hold.assign(**{target: y_hold.to_numpy()}), reference, baseline)
+    return run
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _parquet(df: Any) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _save_run(
+    store: Store, run: dict[str, Any], pipeline: Any, holdout: Any, reference: Any, baseline: dict[str, Any]
+) -> None:
+    import skops.io as sio
+
+    prefix = f"runs/{run['run_id']}/"
+    store.put_if_absent(prefix + "model.skops", sio.dumps(pipeline))
+    store.put_if_absent(prefix + "holdout.parquet", _parquet(holdout))
+    store.put_if_absent(prefix + "reference.parquet", _parquet(reference))
+    store.put_json_if_absent(prefix + "baseline.json", baseline)
+    store.put_json_if_absent(prefix + "run.json", run)  # last: a run is complete iff run.json exists
+
+
+def list_runs(store: Store) -> list[dict[str, Any]]:
+    runs = [store.get_json_or(f"runs/{rid}/run.json") for rid in store.list_dirs("runs/")]
+    return sorted((r for r in runs if r), key=lambda r: r["run_id"], reverse=True)
+
+
+def get_run(store: Store, run_id: str | None = None) -> dict[str, Any]:
+    """A run by id (or unique prefix); None means the newest."""
+    runs = list_runs(store)
+    if not runs:
+        raise NotFound("run", run_id or "(any)", "train one with `mlopsctl train`")
+    if run_id is None:
+        return runs[0]
+    hits = [r for r in runs if r["run_id"].startswith(run_id)]
+    if len(hits) != 1:
+        raise NotFound("run", run_id, "ambiguous prefix" if hits else "see `mlopsctl runs list`")
+    return hits[0]

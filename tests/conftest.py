@@ -1,0 +1,218 @@
+"""Shared fixtures: the real datasets, a wine project trained once per session, helpers to run things."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WINE_RED = SHARED / "wine-quality" / "winequality-red.csv"
+WINE_WHITE = SHARED / "wine-quality" / "winequality-white.csv"
+HOUSING = SHARED / "california-housing" / "housing.csv"
+SENTIMENT = SHARED / "sentiment"
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason=f"the shared datasets are not at {SHARED} "
+    "(they sit beside the project in CI; a plain clone has none)",
+)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    for item in items:
+        if item.get_closest_marker("shared_data"):
+            item.add_marker(needs_shared)
+
+
+WINE_TOML = """
+[project]
+name = "{name}"
+[data]
+path = "{data}"
+target = "quality"
+[training]
+task = "classification"
+model = "{model}"
+params = {params}
+cv_folds = {cv}
+[registry]
+gate_tolerance = 0.01
+require_approval = []
+[serving]
+reload_interval_seconds = 0.5
+[store]
+uri = "{store}"
+"""
+
+
+def write_project(
+    folder: Path,
+    *,
+    name: str = "wine",
+    data: Path = WINE_RED,
+    model: str = "random_forest",
+    params: str = "{ n_estimators = 100 }",
+    cv: int = 2,
+    store: Path | None = None,
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlops.toml").write_text(
+        WINE_TOML.format(
+            name=name, data=data, model=model, params=params, cv=cv, store=store or folder / ".mlops"
+        )
+    )
+    return folder
+
+
+def train_and_publish(folder: Path) -> tuple[Any, Any, dict[str, Any], int]:
+    from mlopsctl import registry
+    from mlopsctl.config import load_config
+    from mlopsctl.store import open_store
+    from mlopsctl.training.bundle import build_bundle
+    from mlopsctl.training.train import train_project
+
+    cfg = load_config(folder)
+    store = open_store(cfg.store_uri())
+    run = train_project(cfg, store)
+    files, summary = build_bundle(store, run)
+    version, _ = registry.publish(store, cfg.model_name, files, summary)
+    return cfg, store, run, version
+
+
+@pytest.fixture(scope="session")
+def wine_registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A store holding wine v1 (random forest, 100 trees) and v2 (logistic regression), prod → v1.
+
+    Shared by the session: tests must not move its aliases (copy it with `wine_store_copy`).
+    """
+    if not WINE_RED.is_file():
+        pytest.skip(f"needs {WINE_RED}")
+    from mlopsctl import registry
+
+    root = tmp_path_factory.mktemp("wine")
+    store_dir = root / "store"
+    _, store, run1, v1 = train_and_publish(write_project(root / "rf", store=store_dir))
+    _, _, run2, v2 = train_and_publish(
+        write_project(root / "lr", model="logistic_regression", params="{}", store=store_dir)
+    )
+    registry.promote(store, "wine", v1, "prod", reason="first")
+    return {
+        "store_dir": store_dir,
+        "root": root,
+        "v1": v1,
+        "v2": v2,
+        "run1": run1,
+        "run2": run2,
+        "project": root / "rf",
+    }
+
+
+@pytest.fixture
+def wine_store_copy(wine_registry: dict[str, Any], tmp_path: Path) -> Path:
+    """A private copy of the session's wine store, free to change."""
+    import shutil
+
+    dest = tmp_path / "store"
+    shutil.copytree(wine_registry["store_dir"], dest)
+    return dest
+
+
+def wine_rows(n: int = 5, path: Path = WINE_RED) -> list[dict[str, float]]:
+    import pandas as pd
+
+    df = pd.read_csv(path, sep=";").drop(columns=["quality"]).head(n)
+    return [{k: float(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A real `mlopsctl serve` process on 127.0.0.1."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"server-{self.port}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlopsctl.cli.main",
+            *args,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server not ready in {timeout}s: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    servers: list[ServerProcess] = []
+
+    def start(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+        s = ServerProcess(args, cwd or tmp_path, env)
+        servers.append(s)
+        s.wait_ready()
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`mlopsctl ARGS` as a user runs it, in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlopsctl.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"mlopsctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc

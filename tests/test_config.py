@@ -1,0 +1,85 @@
+"""mlops.toml: what init writes loads; every wrong key, type or value names the key and the file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mlopsctl.config import load_config, parse_config, render_config
+from mlopsctl.errors import ConfigError
+
+BASE = {"project": {"name": "wine"}, "data": {"path": "wine.csv", "target": "quality"}}
+
+
+def test_rendered_config_loads_with_defaults(tmp_path: Path) -> None:
+    text = render_config(name="wine", data_path="data/wine.csv", target="quality", task="classification")
+    (tmp_path / "mlops.toml").write_text(text)
+    cfg = load_config(tmp_path)
+    assert cfg.model_name == "wine"
+    assert cfg.training.model == "random_forest" and cfg.training.primary_metric == "f1_macro"
+    assert cfg.data_path() == tmp_path / "data" / "wine.csv"
+    assert cfg.store_uri() == str(tmp_path / ".mlops")
+
+
+def test_regression_defaults_to_rmse() -> None:
+    cfg = parse_config({**BASE, "training": {"task": "regression", "model": "ridge"}})
+    assert cfg.training.primary_metric == "rmse"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem", "key", "words"),
+    [
+        ({"training": {"model": "forest"}}, None, "training.model", "'forest'"),
+        ({"training": {"modle": "random_forest"}}, None, "training.modle", "unknown key"),
+        ({"serving": {"port": "eighty"}}, None, "serving.port", "'eighty'"),
+        ({"serving": {"port": 70000}}, None, "serving.port", "65535"),
+        ({"training": {"task": "regression", "model": "logistic_regression"}}, None, "training", "ridge"),
+        ({"training": {"primary_metric": "rmse"}}, None, "training", "f1_macro"),
+        ({"training": {"test_size": 1.5}}, None, "training.test_size", "1.5"),
+        ({"project": {"name": "has space"}}, None, "project.name", "has space"),
+    ],
+)
+def test_bad_values_name_the_key(section: dict, problem: None, key: str, words: str) -> None:
+    raw = {**BASE, **{k: {**BASE.get(k, {}), **v} for k, v in section.items()}}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw, source="proj/mlops.toml")
+    assert exc.value.key == key
+    assert str(exc.value).startswith(f"proj/mlops.toml: {key}:")
+    assert words in str(exc.value)
+
+
+def test_missing_required_section() -> None:
+    with pytest.raises(ConfigError, match="data: Field required"):
+        parse_config({"project": {"name": "x"}})
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path)
+    (tmp_path / "mlops.toml").write_text("[project\nname=")
+    with pytest.raises(ConfigError, match="syntax"):
+        load_config(tmp_path)
+
+
+def test_store_override_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config(BASE, root=tmp_path)
+    assert cfg.store_uri() == str(tmp_path / ".mlops")
+    monkeypatch.setenv("MLOPS_STORE", "/elsewhere")
+    assert cfg.store_uri() == "/elsewhere"
+    assert cfg.store_uri("s3://bucket/p") == "s3://bucket/p"
+
+
+def test_render_is_valid_toml_for_every_task() -> None:
+    for task in ("classification", "regression", "text-classification"):
+        raw = tomllib.loads(
+            render_config(
+                name="p",
+                data_path="d.csv",
+                target="y",
+                task=task,
+                text_columns=["text"] if task == "text-classification" else None,
+            )
+        )
+        assert parse_config(raw).training.task == task

@@ -68,22 +68,14 @@ def main() -> None:
     from mlopsctl.errors import MlopsError
 
     try:
-        app(standalone_mode=False)
+        # standalone mode: click prints usage errors and exits with each command's code itself
+        app()
     except MlopsError as exc:
         if common.STATE.debug:
             raise
         common.error_line(str(exc))
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         if common.STATE.debug:
             raise
         common.error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")

@@ -1,0 +1,153 @@
+"""`make demo`: the whole loop on a dataset that ships with scikit-learn, printed as it goes.
+
+init → validate → ingest → train → publish → approve → promote → serve → predict →
+train a second model → publish → promote through the gate (hot reload) → bad input →
+rollback → history → metrics. Everything runs in ./demo-workspace on the local store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "demo-workspace"
+PROJECT = WORK / "demo"
+BIN = Path(sys.executable).parent / "mlopsctl"
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def mlopsctl(*args: str, cwd: Path = PROJECT, check: bool = True) -> str:
+    print(f"$ mlopsctl {' '.join(args)}", flush=True)
+    proc = subprocess.run(
+        [str(BIN), *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "110"}
+    )
+    out = (proc.stdout + proc.stderr).rstrip()
+    if out:
+        print(out, flush=True)
+    if check and proc.returncode != 0:
+        sys.exit(f"demo failed: mlopsctl {' '.join(args)} exited {proc.returncode}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_version(url: str, row: dict, version: int, timeout: float = 15) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if httpx.post(url + "/predict", json={"features": row}).json().get("model_version") == version:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    sys.exit(f"demo failed: the server did not switch to v{version} in {timeout}s")
+
+
+def main() -> None:
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir()
+
+    say("1. A project from a CSV (scikit-learn's breast cancer data, written as the CSV you would bring)")
+    mlopsctl("init", "demo", "--example", "breast_cancer", cwd=WORK)
+    cfg = PROJECT / "mlops.toml"
+    cfg.write_text(cfg.read_text().replace("reload_interval_seconds = 2", "reload_interval_seconds = 0.5"))
+
+    say("2. Validate and snapshot the data (content-addressed)")
+    mlopsctl("data", "validate", "data/breast_cancer.csv")
+    mlopsctl("data", "ingest", "data/breast_cancer.csv")
+
+    say("3. Train a random forest: cross-validation, holdout metrics, lineage")
+    mlopsctl("train")
+    mlopsctl("runs", "list")
+
+    say("4. Publish v1 (skops + ONNX checked against scikit-learn on the holdout), approve, promote to prod")
+    mlopsctl("publish")
+    mlopsctl("approve", "demo", "1", "--reason", "reviewed the metrics")
+    mlopsctl("promote", "demo", "1", "--alias", "prod", "--reason", "first release")
+
+    say("5. Serve prod on 127.0.0.1 and ask it for a prediction")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (WORK / "server.log").open("w")
+    server = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=PROJECT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() - t0 > 30:
+                sys.exit("demo failed: the server did not start; see demo-workspace/server.log")
+            time.sleep(0.05)
+        print(f"server ready in {time.monotonic() - t0:.2f}s at {url} (OpenAPI docs at {url}/docs)")
+        import csv
+
+        with (PROJECT / "data" / "breast_cancer.csv").open() as fh:
+            first = next(csv.DictReader(fh))
+        row = {k: float(v) for k, v in first.items() if k != "target"}
+        print(
+            f'$ POST {url}/predict  {{"features": {{"mean radius": {row["mean radius"]}, ... 30 features}}}}'
+        )
+        print(json.dumps(httpx.post(url + "/predict", json={"features": row}).json(), indent=2))
+
+        say("6. Train a second model (logistic regression), publish v2 and promote it through the gate")
+        cfg.write_text(
+            cfg.read_text()
+            .replace('model = "random_forest"', 'model = "logistic_regression"')
+            .replace("params = { n_estimators = 100, max_depth = 12 }", "params = {}")
+        )
+        mlopsctl("train")
+        mlopsctl("publish")
+        mlopsctl("approve", "demo", "2")
+        mlopsctl("promote", "demo", "2", "--alias", "prod", "--reason", "better macro F1")
+        took = wait_for_version(url, row, 2)
+        print(f"the running server now answers with v2 ({took:.2f}s after the promotion, no restart)")
+        print(json.dumps(httpx.post(url + "/predict", json={"features": row}).json(), indent=2))
+
+        say("7. Bad input gets a 4xx naming the field; the server keeps serving")
+        bad = {**row, "mean radius": "large"}
+        del bad["worst area"]
+        resp = httpx.post(url + "/predict", json={"features": bad})
+        print(f"HTTP {resp.status_code}: {json.dumps(resp.json())}")
+
+        say("8. Roll production back: the alias moves back, the server follows")
+        mlopsctl("rollback", "demo", "--alias", "prod", "--reason", "demo rollback")
+        took = wait_for_version(url, row, 1)
+        print(f"serving v1 again {took:.2f}s after the rollback")
+
+        say("9. The record: models, history of every move, metrics")
+        mlopsctl("models", "list")
+        mlopsctl("models", "history", "demo")
+        metrics = httpx.get(url + "/metrics").text
+        for line in metrics.splitlines():
+            if line.startswith(("mlops_requests_total", "mlops_model_info")):
+                print(line)
+    finally:
+        server.terminate()
+        server.wait(10)
+    say(f"Done. Everything is in {PROJECT} (store: {PROJECT / '.mlops'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""A real `mlopsctl serve` process on 127.0.0.1, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli, wine_rows
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+def test_promote_and_rollback_under_steady_traffic(
+    wine_store_copy: Path, start_server: Any, tmp_path: Path
+) -> None:
+    """Zero failed requests while prod moves v1 → v2 → v1, and the served version follows."""
+    server = start_server(
+        ["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--reload-interval", "0.25"]
+    )
+    row = wine_rows(1)[0]
+    seen: list[tuple[float, int]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/predict", json={"features": row})
+                    if r.status_code != 200:
+                        failures.append(f"{r.status_code} {r.text}")
+                    else:
+                        seen.append((time.monotonic(), r.json()["model_version"]))
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        run_cli(
+            "--store",
+            str(wine_store_copy),
+            "promote",
+            "wine",
+            "2",
+            "--alias",
+            "prod",
+            "--force",
+            "--reason",
+            "test",
+            cwd=tmp_path,
+        )
+        promoted_at = time.monotonic()
+        _wait_for_version(seen, 2, promoted_at)
+        swap_seconds = next(t for t, v in seen if t > promoted_at and v == 2) - promoted_at
+        time.sleep(0.5)
+        run_cli("--store", str(wine_store_copy), "rollback", "wine", "--alias", "prod", cwd=tmp_path)
+        rolled_at = time.monotonic()
+        _wait_for_version(seen, 1, rolled_at)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    versions = [v for _, v in seen]
+    assert versions[0] == 1 and versions[-1] == 1 and 2 in versions
+    assert swap_seconds < 5
+    # once a request saw the new version, later ones from the same swap never go back
+    after = [v for t, v in seen if promoted_at + swap_seconds + 0.1 < t < rolled_at]
+    assert set(after) == {2}
+    counts = Counter(versions)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert (
+        f'mlops_requests_total{{endpoint="predict",model="wine",status="200",version="2"}} {counts[2]}.0'
+        in metrics
+    )
+
+
+def _wait_for_version(seen: list[tuple[float, int]], version: int, since: float, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(t > since and v == version for t, v in seen):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"v{version} was not served within {timeout}s")
+
+
+def test_cold_start_and_bad_input_over_http(wine_store_copy: Path, start_server: Any) -> None:
+    server = start_server(["--store", str(wine_store_copy), "serve", "--model", "wine@prod"])
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.post(
+            "/predict",
+            content=b'{"features": {"alcohol": "high"}}',
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        assert {"field": "features.alcohol", "problem": "expected a number, got 'high'"} in r.json()["detail"]
+        assert c.post("/predict", content=b"x" * 2_000_000).status_code == 413
+        assert c.post("/predict", json={"features": wine_rows(1)[0]}).status_code == 200
+        assert c.get("/health").status_code == 200
+
+
+def test_several_workers(wine_store_copy: Path, start_server: Any) -> None:
+    server = start_server(
+        ["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--workers", "2"]
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for _ in range(20):
+            assert c.post("/predict", json={"features": wine_rows(1)[0]}).json()["model_version"] == 1

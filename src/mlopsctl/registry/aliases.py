@@ -110,20 +110,10 @@ def promote(
             "overridden": problems,
             "gate": gate.to_dict(),
         }
-        event_id = history.new_event_id()
-        doc = {
-            "version": version,
-            "stack": stack,
-            "updated_at": history.now(),
-            "updated_by": history.actor(),
-            "reason": reason,
-            "event": event_id,
-        }
-        try:
-            store.compare_and_swap(key, etag, dumps(doc))
-        except Conflict:
-            continue  # someone moved the alias since we read it: gate again against the new target
-        return history.record(store, name, "promote", event_id, **event_fields)
+        event = _swap(store, name, key, etag, "promote", version, stack, event_fields)
+        if event is not None:
+            return event
+        # someone moved the alias since we read it: gate again against the new target
     raise Conflict(key, f"{name}@{alias} kept changing; gave up after {MAX_ATTEMPTS} attempts")
 
 
@@ -143,26 +133,35 @@ def rollback(store: Store, name: str, alias: str, *, reason: str = "") -> dict[s
                 f"{name}@{alias} has no earlier version to roll back to (it points to v{current['version']})",
             )
         target = stack.pop()
-        event_id = history.new_event_id()
-        doc = {
-            "version": target,
-            "stack": stack,
-            "updated_at": history.now(),
-            "updated_by": history.actor(),
-            "reason": reason,
-            "event": event_id,
-        }
-        try:
-            store.compare_and_swap(key, etag, dumps(doc))
-        except Conflict:
-            continue
-        return history.record(
-            store,
-            name,
-            "rollback",
-            event_id,
-            alias=alias,
-            reason=reason,
-            **{"from": current["version"], "to": target},
-        )
+        fields = {"alias": alias, "reason": reason, "from": current["version"], "to": target}
+        event = _swap(store, name, key, etag, "rollback", target, stack, fields)
+        if event is not None:
+            return event
     raise Conflict(key, f"{name}@{alias} kept changing; gave up after {MAX_ATTEMPTS} attempts")
+
+
+def _swap(
+    store: Store,
+    name: str,
+    key: str,
+    etag: str | None,
+    action: str,
+    version: int,
+    stack: list[int],
+    fields: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Point the alias at ``version`` if it still holds ``etag`` and record the event; None if it changed."""
+    event_id = history.new_event_id()  # taken before the swap: ids sort in swap order
+    doc = {
+        "version": version,
+        "stack": stack,
+        "updated_at": history.now(),
+        "updated_by": history.actor(),
+        "reason": fields.get("reason", ""),
+        "event": event_id,
+    }
+    try:
+        store.compare_and_swap(key, etag, dumps(doc))
+    except Conflict:
+        return None
+    return history.record(store, name, action, event_id, **fields)

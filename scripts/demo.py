@@ -106,9 +106,7 @@ def main() -> None:
         with (PROJECT / "data" / "breast_cancer.csv").open() as fh:
             first = next(csv.DictReader(fh))
         row = {k: float(v) for k, v in first.items() if k != "target"}
-        print(
-            f'$ POST {url}/predict  {{"features": {{"mean radius": {row["mean radius"]}, ... 30 features}}}}'
-        )
+        print(f'$ POST {url}/predict  {{"features": {{"mean radius": {row["mean radius"]}, ... 30 features}}}}')
         print(json.dumps(httpx.post(url + "/predict", json={"features": row}).json(), indent=2))
 
         say("6. Train a second model (logistic regression), publish v2 and promote it through the gate")

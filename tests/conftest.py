@@ -21,8 +21,7 @@ HOUSING = SHARED / "california-housing" / "housing.csv"
 SENTIMENT = SHARED / "sentiment"
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(),
-    reason=f"the shared datasets are not at {SHARED} "
-    "(they sit beside the project in CI; a plain clone has none)",
+    reason=f"the shared datasets are not at {SHARED} (they sit beside the project in CI; a plain clone has none)",
 )
 
 
@@ -65,9 +64,7 @@ def write_project(
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mlops.toml").write_text(
-        WINE_TOML.format(
-            name=name, data=data, model=model, params=params, cv=cv, store=store or folder / ".mlops"
-        )
+        WINE_TOML.format(name=name, data=data, model=model, params=params, cv=cv, store=store or folder / ".mlops")
     )
     return folder
 
@@ -212,7 +209,5 @@ def run_cli(
         timeout=600,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"mlopsctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise AssertionError(f"mlopsctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

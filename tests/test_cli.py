@@ -100,14 +100,8 @@ def test_errors_are_one_line_naming_the_thing(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "nope.csv" in missing.stderr and "not found" in missing.stderr
     unknown = run_cli("models", "show", "ghost", cwd=tmp_path, check=False)
     assert unknown.returncode == 1 and "ghost" in unknown.stderr
-    bad_target = run_cli(
-        "init", "q", "--data", str(WINE_RED), "--target", "qualty", cwd=tmp_path, check=False
-    )
-    assert (
-        bad_target.returncode == 1
-        and "'qualty'" in bad_target.stderr
-        and "fixed acidity" in bad_target.stderr
-    )
+    bad_target = run_cli("init", "q", "--data", str(WINE_RED), "--target", "qualty", cwd=tmp_path, check=False)
+    assert bad_target.returncode == 1 and "'qualty'" in bad_target.stderr and "fixed acidity" in bad_target.stderr
 
 
 def test_validate_reports_problems_against_the_snapshot(tmp_path: Path) -> None:

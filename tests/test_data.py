@@ -38,9 +38,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WINE_RED = DATA / "wine-quality" / "winequality-red.csv"
 HOUSING = DATA / "california-housing" / "housing.csv"
 ADULT = DATA / "adult" / "adult.csv"
-SENTIMENT = [
-    DATA / "sentiment" / f for f in ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
-]
+SENTIMENT = [DATA / "sentiment" / f for f in ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")]
 
 
 def _need_data() -> None:
@@ -228,9 +226,7 @@ def test_json_formats_and_records(tmp_path: Path) -> None:
         ("data.xlsx", b"PK\x03\x04", "unknown file type"),
     ],
 )
-def test_bad_files_raise_data_error_naming_the_path(
-    tmp_path: Path, name: str, content: bytes, message: str
-) -> None:
+def test_bad_files_raise_data_error_naming_the_path(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     path = _write(tmp_path / name, content)
     with pytest.raises(DataError, match=message) as info:
         read_table(path)
@@ -370,8 +366,7 @@ def test_each_problem_names_column_check_and_rows(
     alcohol = wine_schema.column("alcohol")
     assert (p.rows, p.severity) == (5, "warning")
     assert p.detail == (
-        f"5 values outside the training range [{alcohol.min!r}, {alcohol.max!r}] "
-        "(min seen 1.0, max seen 100.0)"
+        f"5 values outside the training range [{alcohol.min!r}, {alcohol.max!r}] (min seen 1.0, max seen 100.0)"
     )
 
     unseen = housing.copy()
@@ -498,9 +493,7 @@ def test_ingest_is_idempotent_and_loads_by_prefix(wine: pd.DataFrame, store: Loc
     assert (snap.n_rows, snap.n_columns, snap.target) == (1599, 12, "quality")
     assert snap.created_at.endswith("Z")
     folder = f"datasets/{snap.sha256}/"
-    assert store.list(folder) == [
-        folder + n for n in ("data.parquet", "profile.json", "schema.json", "snapshot.json")
-    ]
+    assert store.list(folder) == [folder + n for n in ("data.parquet", "profile.json", "schema.json", "snapshot.json")]
     assert Schema.from_dict(store.get_json(folder + "schema.json")) == snap.schema
 
     again, created = ingest(store, wine.copy(), source="elsewhere.csv", target="quality")

@@ -16,9 +16,7 @@ from tests.conftest import run_cli, wine_rows
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 
-def test_promote_and_rollback_under_steady_traffic(
-    wine_store_copy: Path, start_server: Any, tmp_path: Path
-) -> None:
+def test_promote_and_rollback_under_steady_traffic(wine_store_copy: Path, start_server: Any, tmp_path: Path) -> None:
     """Zero failed requests while prod moves v1 → v2 → v1, and the served version follows."""
     server = start_server(
         ["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--reload-interval", "0.25"]
@@ -79,10 +77,7 @@ def test_promote_and_rollback_under_steady_traffic(
     assert set(after) == {2}
     counts = Counter(versions)
     metrics = httpx.get(server.url + "/metrics").text
-    assert (
-        f'mlops_requests_total{{endpoint="predict",model="wine",status="200",version="2"}} {counts[2]}.0'
-        in metrics
-    )
+    assert f'mlops_requests_total{{endpoint="predict",model="wine",status="200",version="2"}} {counts[2]}.0' in metrics
 
 
 def _wait_for_version(seen: list[tuple[float, int]], version: int, since: float, timeout: float = 10) -> None:
@@ -110,9 +105,7 @@ def test_cold_start_and_bad_input_over_http(wine_store_copy: Path, start_server:
 
 
 def test_several_workers(wine_store_copy: Path, start_server: Any) -> None:
-    server = start_server(
-        ["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--workers", "2"]
-    )
+    server = start_server(["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--workers", "2"])
     with httpx.Client(base_url=server.url, timeout=10) as c:
         for _ in range(20):
             assert c.post("/predict", json={"features": wine_rows(1)[0]}).json()["model_version"] == 1

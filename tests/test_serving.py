@@ -217,9 +217,7 @@ def test_hot_reload_in_process(client: TestClient, wine_store_copy: Path) -> Non
 
 
 def test_not_ready_until_the_alias_exists(wine_store_copy: Path) -> None:
-    app = create_app(
-        ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "staging")], reload_interval=0.1)
-    )
+    app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "staging")], reload_interval=0.1))
     with TestClient(app) as c:
         assert c.get("/ready").status_code == 503
         r = c.post("/predict", json={"features": wine_rows(1)[0]})
@@ -249,9 +247,7 @@ def test_sklearn_runtime_serves_the_same_answers(wine_store_copy: Path) -> None:
     rows = wine_rows(10)
     answers = {}
     for runtime in ("onnx", "sklearn"):
-        app = create_app(
-            ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")], runtime=runtime)
-        )
+        app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")], runtime=runtime))
         with TestClient(app) as c:
             body = c.post("/predict", json={"instances": rows}).json()
             assert c.get("/models").json()["models"][0]["runtime"] == runtime

@@ -131,9 +131,7 @@ def test_put_if_absent_between_processes_has_one_winner(tmp_path: Path) -> None:
         max_size=20,
     )
 )
-def test_cas_behaves_like_a_register(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, bytes]]
-) -> None:
+def test_cas_behaves_like_a_register(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, bytes]]) -> None:
     """Against an in-memory model: CAS with a fresh etag wins, with a stale one loses, nothing is lost."""
     s = LocalStore(tmp_path_factory.mktemp("prop"))
     model: bytes | None = None

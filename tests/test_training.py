@@ -109,9 +109,7 @@ def test_tuning_respects_its_trial_budget(tmp_path: Path) -> None:
     toml = (write_project(tmp_path, model="logistic_regression", params="{}") / "mlops.toml").read_text()
     cfg, store = _project(
         tmp_path,
-        toml + "\n[training.tune]\ntrials = 3\ntimeout_seconds = 60\n"
-        if "[training.tune]" not in toml
-        else toml,
+        toml + "\n[training.tune]\ntrials = 3\ntimeout_seconds = 60\n" if "[training.tune]" not in toml else toml,
     )
     run = train_project(cfg, store, tune=True)
     t = run["tuning"]
@@ -128,11 +126,7 @@ def test_tuning_stops_on_its_time_budget(tmp_path: Path) -> None:
 
 
 def test_missing_target_names_the_column(tmp_path: Path) -> None:
-    toml = (
-        (write_project(tmp_path) / "mlops.toml")
-        .read_text()
-        .replace('target = "quality"', 'target = "qualty"')
-    )
+    toml = (write_project(tmp_path) / "mlops.toml").read_text().replace('target = "quality"', 'target = "qualty"')
     cfg, store = _project(tmp_path, toml)
     with pytest.raises(DataError) as exc:
         train_project(cfg, store)

@@ -17,9 +17,7 @@ from mlopsctl.errors import ConfigError
 
 CONFIG_FILE = "mlops.toml"
 Task = Literal["classification", "regression", "text-classification"]
-ModelFamily = Literal[
-    "random_forest", "hist_gradient_boosting", "logistic_regression", "linear_regression", "ridge"
-]
+ModelFamily = Literal["random_forest", "hist_gradient_boosting", "logistic_regression", "linear_regression", "ridge"]
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
@@ -70,9 +68,7 @@ class TrainingSection(_Section):
     def _check(self) -> TrainingSection:
         allowed = FAMILIES_BY_TASK[self.task]
         if self.model not in allowed:
-            raise ValueError(
-                f"model {self.model!r} does not fit task {self.task!r}: use one of {', '.join(allowed)}"
-            )
+            raise ValueError(f"model {self.model!r} does not fit task {self.task!r}: use one of {', '.join(allowed)}")
         metrics = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
         if not self.primary_metric:
             self.primary_metric = "rmse" if self.task == "regression" else "f1_macro"

@@ -31,9 +31,7 @@ class IntegrityError(MlopsError):
 
     def __init__(self, path: str, expected: str, actual: str) -> None:
         self.path, self.expected, self.actual = path, expected, actual
-        super().__init__(
-            f"integrity check failed for {path}: expected sha256 {expected[:12]}…, got {actual[:12]}…"
-        )
+        super().__init__(f"integrity check failed for {path}: expected sha256 {expected[:12]}…, got {actual[:12]}…")
 
 
 class ValidationError(MlopsError):

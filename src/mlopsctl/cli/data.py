@@ -58,9 +58,7 @@ def validate_cmd(
     schema = _reference(against)
     report = validate(df, schema, target=target)
     if as_json:
-        common.emit_json(
-            {"path": str(path), "against": against or ("latest" if schema else None), **report.to_dict()}
-        )
+        common.emit_json({"path": str(path), "against": against or ("latest" if schema else None), **report.to_dict()})
     else:
         c = common.console()
         verdict = "[green]ok[/green]" if report.ok else "[red]failed[/red]"
@@ -114,8 +112,7 @@ def ingest_cmd(
         return
     state = "stored" if created else "already stored"
     common.console().print(
-        f"{path}: {snap.n_rows} rows × {snap.n_columns} columns → dataset "
-        f"[bold]{snap.sha256[:12]}[/bold] ({state})"
+        f"{path}: {snap.n_rows} rows × {snap.n_columns} columns → dataset [bold]{snap.sha256[:12]}[/bold] ({state})"
     )
 
 

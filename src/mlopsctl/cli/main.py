@@ -42,9 +42,7 @@ def main_options(
         help="Project folder (default: the nearest folder with mlops.toml at or above the current one).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version."
-    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     common.STATE.store = store
     common.STATE.project = project

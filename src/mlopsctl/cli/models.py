@@ -60,9 +60,7 @@ def _holdout_evaluator(store: Any, name: str, trusted: bool) -> Any:
         cand = registry.read_files(store, name, candidate, want)
         cur = registry.read_files(store, name, current, want)
         s1, s2 = json.loads(cand["signature.json"]), json.loads(cur["signature.json"])
-        if [f["name"] for f in s1["inputs"]] != [f["name"] for f in s2["inputs"]] or s1["target"] != s2[
-            "target"
-        ]:
+        if [f["name"] for f in s1["inputs"]] != [f["name"] for f in s2["inputs"]] or s1["target"] != s2["target"]:
             return None
         metric = json.loads(cand["metrics.json"])["primary_metric"]
         a = score_on_holdout(cand, cand["holdout.parquet"], metric, trusted=trusted)
@@ -194,9 +192,7 @@ def models_show(
         common.emit_json(info)
         return
     c = common.console()
-    c.print(
-        f"[bold]{name} v{v}[/bold]  aliases: {', '.join(al) or '-'}  approval: {info['approval']['state']}"
-    )
+    c.print(f"[bold]{name} v{v}[/bold]  aliases: {', '.join(al) or '-'}  approval: {info['approval']['state']}")
     c.print(
         f"run {man.get('run_id')}  task {man.get('task')}  model {man.get('model')}  "
         f"data {str(man.get('data_sha256'))[:12]}  commit {str(man.get('git_commit') or '-')[:10]}"
@@ -226,9 +222,7 @@ def models_history(
 
     def what(e: dict[str, Any]) -> str:
         if e["action"] in ("promote", "rollback"):
-            return f"{e['alias']}: v{e['from'] or '-'} → v{e['to']}" + (
-                " (forced)" if e.get("forced") else ""
-            )
+            return f"{e['alias']}: v{e['from'] or '-'} → v{e['to']}" + (" (forced)" if e.get("forced") else "")
         return f"v{e.get('version')}"
 
     common.table(

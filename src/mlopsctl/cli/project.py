@@ -76,15 +76,11 @@ def init(
     if cfg_path.exists() and not force:
         raise ConfigError(str(cfg_path), "file", "already exists (use --force to overwrite)")
     if (data is None) == (example is None):
-        raise ConfigError(
-            CONFIG_FILE, "data", "pass --data PATH (your file) or --example " + "|".join(EXAMPLES)
-        )
+        raise ConfigError(CONFIG_FILE, "data", "pass --data PATH (your file) or --example " + "|".join(EXAMPLES))
     names = [c.strip() for c in columns.split(",")] if columns else None
     if example is not None:
         if example not in EXAMPLES:
-            raise ConfigError(
-                CONFIG_FILE, "example", f"unknown {example!r}: use one of {', '.join(EXAMPLES)}"
-            )
+            raise ConfigError(CONFIG_FILE, "example", f"unknown {example!r}: use one of {', '.join(EXAMPLES)}")
         data = write_example(example, folder / "data" / f"{example}.csv")
         target = target or EXAMPLES[example][2]
         task = task or EXAMPLES[example][1]
@@ -99,15 +95,11 @@ def init(
             f"pass --target COLUMN; columns are: {', '.join(map(str, df.columns))}",
         )
     if target not in df.columns:
-        raise DataError(
-            str(data), f"not a column; columns are: {', '.join(map(str, df.columns))}", column=target
-        )
+        raise DataError(str(data), f"not a column; columns are: {', '.join(map(str, df.columns))}", column=target)
     schema = infer_schema(df, target)
     task = task or infer_task(df, target, schema)
     if task not in FAMILIES_BY_TASK:
-        raise ConfigError(
-            CONFIG_FILE, "training.task", f"got {task!r}: use one of {', '.join(FAMILIES_BY_TASK)}"
-        )
+        raise ConfigError(CONFIG_FILE, "training.task", f"got {task!r}: use one of {', '.join(FAMILIES_BY_TASK)}")
     text_cols = [c.name for c in schema.features if c.kind == "text"]
     folder.mkdir(parents=True, exist_ok=True)
     data_ref = os.path.relpath(data.absolute(), folder.absolute())

@@ -17,12 +17,8 @@ def _fmt(v: Any) -> str:
 
 
 def train(
-    tune: bool = typer.Option(
-        False, "--tune", help="Search hyper-parameters first ([training.tune] budget)."
-    ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Train on this file instead of the configured one."
-    ),
+    tune: bool = typer.Option(False, "--tune", help="Search hyper-parameters first ([training.tune] budget)."),
+    data: Path | None = typer.Option(None, "--data", help="Train on this file instead of the configured one."),
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Train the project's model: validated snapshot, CV, holdout metrics; stored as a run."""
@@ -60,10 +56,7 @@ def train(
         f"in {run['timings']['total_s']:.1f}s"
     )
     cv = run["metrics"]["cv"]
-    rows = [
-        [k, _fmt(v), _fmt(cv.get(k, {}).get("mean")) if isinstance(cv.get(k), dict) else ""]
-        for k, v in m.items()
-    ]
+    rows = [[k, _fmt(v), _fmt(cv.get(k, {}).get("mean")) if isinstance(cv.get(k), dict) else ""] for k, v in m.items()]
     common.table(None, ["metric", "holdout", f"cv mean ({cv.get('folds', 0)} folds)"], rows)
     if run.get("tuning"):
         t = run["tuning"]
@@ -98,9 +91,7 @@ def runs_list(as_json: bool = common.JsonOpt) -> None:
                 r["created_at"],
             ]
         )
-    common.table(
-        "runs", ["run", "model", "family", "data", "commit", "primary metric", "took", "created"], rows
-    )
+    common.table("runs", ["run", "model", "family", "data", "commit", "primary metric", "took", "created"], rows)
 
 
 @runs_app.command("show")

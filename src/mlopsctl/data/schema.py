@@ -139,9 +139,7 @@ def infer_schema(
     """The schema of ``df``, with ``target`` (if given) marked as the target column."""
     available = [str(c) for c in df.columns]
     if target is not None and target not in available:
-        raise DataError(
-            _SOURCE, f"target column not found; columns are: {', '.join(available)}", column=target
-        )
+        raise DataError(_SOURCE, f"target column not found; columns are: {', '.join(available)}", column=target)
     text = set(text_columns or ())
     cats = set(categorical_columns or ())
     unknown = sorted((text | cats) - set(available))

@@ -262,9 +262,7 @@ def ingest(
     else:
         target = target if target is not None else schema.target
         if target is not None and target not in df.columns:
-            raise DataError(
-                source, f"target column not found; columns are: {', '.join(df.columns)}", column=target
-            )
+            raise DataError(source, f"target column not found; columns are: {', '.join(df.columns)}", column=target)
     prof = profile(df, schema)
     snap = DatasetSnapshot(
         sha256=sha,
@@ -312,9 +310,7 @@ def resolve(store: Store, sha: str) -> str:
         matches = [prefix] if store.exists(f"{PREFIX}{prefix}/snapshot.json") else []
     else:
         matches = [
-            d
-            for d in _dataset_dirs(store)
-            if d.startswith(prefix) and store.exists(f"{PREFIX}{d}/snapshot.json")
+            d for d in _dataset_dirs(store) if d.startswith(prefix) and store.exists(f"{PREFIX}{d}/snapshot.json")
         ]
     if not matches:
         raise NotFound("dataset", sha, "no ingested dataset has this hash")

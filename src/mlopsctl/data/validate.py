@@ -157,15 +157,11 @@ def validate(
     return report
 
 
-def _check_plain(
-    s: pd.Series, name: str, report: ValidationReport, *, is_target: bool, max_null_rate: float
-) -> None:
+def _check_plain(s: pd.Series, name: str, report: ValidationReport, *, is_target: bool, max_null_rate: float) -> None:
     _check_nulls(s, name, report, nullable=True, is_target=is_target, max_null_rate=max_null_rate)
     present = s.dropna()
     if len(s) >= 2 and not present.empty and present.nunique() == 1:
-        report.problems.append(
-            Problem(name, "constant", len(s), f"every value is {_show(present.iloc[0])}", "warning")
-        )
+        report.problems.append(Problem(name, "constant", len(s), f"every value is {_show(present.iloc[0])}", "warning"))
 
 
 def _check_against(

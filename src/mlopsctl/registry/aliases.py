@@ -64,9 +64,7 @@ def promote(
     state = approval(store, name, version)
     refusals: list[str] = []
     if state["state"] == "rejected":
-        refusals.append(
-            f"{name} v{version} was rejected by {state.get('by')}: {state.get('reason') or 'no reason'}"
-        )
+        refusals.append(f"{name} v{version} was rejected by {state.get('by')}: {state.get('reason') or 'no reason'}")
     elif alias in (require_approval or []) and state["state"] != "approved":
         refusals.append(f"{alias} requires approval: run `mlopsctl approve {name} {version}` first")
     metric = man.get("primary_metric", "")

@@ -37,9 +37,7 @@ def new_event_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ-") + secrets.token_hex(4)
 
 
-def record(
-    store: Store, name: str, action: str, event_id: str | None = None, **fields: Any
-) -> dict[str, Any]:
+def record(store: Store, name: str, action: str, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     event_id = event_id or new_event_id()
     at = datetime.strptime(event_id[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
     event = {
@@ -54,9 +52,7 @@ def record(
     return event
 
 
-def events(
-    store: Store, name: str, *, alias: str | None = None, limit: int | None = None
-) -> list[dict[str, Any]]:
+def events(store: Store, name: str, *, alias: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Events oldest first (optionally only those moving ``alias``; ``limit`` keeps the newest)."""
     keys = store.list(f"models/{name}/history/")
     out = [store.get_json(k) for k in keys]

@@ -63,9 +63,7 @@ def publish(store: Store, name: str, files: dict[str, bytes], summary: dict[str,
     version = (existing[-1] if existing else 0) + 1
     while True:
         try:
-            store.put_json_if_absent(
-                _vprefix(name, version) + "claim.json", {"run_id": run_id, "by": who, "at": at}
-            )
+            store.put_json_if_absent(_vprefix(name, version) + "claim.json", {"run_id": run_id, "by": who, "at": at})
             break
         except Conflict:
             version += 1

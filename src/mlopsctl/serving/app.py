@@ -63,14 +63,10 @@ class JSONBytes(Response):
 
 
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONBytes(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, headers=headers
-    )
+    return JSONBytes(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, headers=headers)
 
 
-def _error(
-    status: int, error: str, problems: list[tuple[str, str]], request_id: str | None = None
-) -> Response:
+def _error(status: int, error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> Response:
     body: dict[str, Any] = {"error": error, "detail": [{"field": f, "problem": p} for f, p in problems]}
     if request_id:
         body["request_id"] = request_id
@@ -138,9 +134,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
         current = slot.current  # read once: a swap during this request does not affect it
         if current is None:
-            return _error(
-                503, "not_ready", [("model", slot.last_error or f"{slot.name} is loading")], request_id
-            )
+            return _error(503, "not_ready", [("model", slot.last_error or f"{slot.name} is loading")], request_id)
         model, mm = current
         try:
             body = await _read_body(request, limit)
@@ -197,9 +191,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return _json(out, headers={"x-request-id": request_id, "x-model-version": str(model.version)})
 
     first = slots[0]
-    body_doc = {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
-    }
+    body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
     @app.post(
         "/predict",
@@ -284,9 +276,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         # regenerated on each call: the request schema follows the version being served
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for path, slot in [
             ("/predict", first),
             ("/invocations", first),

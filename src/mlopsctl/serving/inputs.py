@@ -49,9 +49,7 @@ class InputSpec:
         for i, row in enumerate(rows):
             where = f"{field_prefix}[{i}]." if many else (f"{field_prefix}." if field_prefix else "")
             if not isinstance(row, dict):
-                problems.append(
-                    (where.rstrip(".") or "body", f"expected an object of features, got {_type(row)}")
-                )
+                problems.append((where.rstrip(".") or "body", f"expected an object of features, got {_type(row)}"))
                 continue
             seen = 0
             for key, value in row.items():
@@ -64,9 +62,7 @@ class InputSpec:
                 if kind == "numeric":
                     if value is None or (type(value) is float and math.isnan(value)):
                         if not nullable[name]:
-                            problems.append(
-                                (where + key, "a value is required (the training data had none missing)")
-                            )
+                            problems.append((where + key, "a value is required (the training data had none missing)"))
                             continue
                         value = math.nan
                     elif type(value) is int or type(value) is float:
@@ -79,9 +75,7 @@ class InputSpec:
                         continue
                 elif value is None:
                     if not nullable[name]:
-                        problems.append(
-                            (where + key, "a value is required (the training data had none missing)")
-                        )
+                        problems.append((where + key, "a value is required (the training data had none missing)"))
                         continue
                 elif type(value) is not str:
                     problems.append((where + key, f"expected a string, got {_show(value)}"))
@@ -183,11 +177,7 @@ def coerce_strings(rows: list[dict[str, Any]], spec: InputSpec) -> list[dict[str
                         new[key] = float(text)
                     except ValueError:
                         pass
-            elif (
-                isinstance(value, str)
-                and value == ""
-                and spec.kinds.get(spec.lookup.get(key, ""), "") != "text"
-            ):
+            elif isinstance(value, str) and value == "" and spec.kinds.get(spec.lookup.get(key, ""), "") != "text":
                 new[key] = None
         out.append(new)
     return out

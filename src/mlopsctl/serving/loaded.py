@@ -76,17 +76,13 @@ def load(
         from mlopsctl.serving.runtime import SklearnRunner
         from mlopsctl.training.bundle import load_skops
 
-        runner = SklearnRunner(
-            load_skops(files["model.skops"], trusted=trusted), sig["inputs"], task, classes
-        )
+        runner = SklearnRunner(load_skops(files["model.skops"], trusted=trusted), sig["inputs"], task, classes)
     edges: list[float] = []
     if task == "regression":
         baseline = json.loads(files["baseline.json"])
         q = baseline.get("predictions", {}).get("quantiles", {})
         edges = sorted({round(float(x), 6) for x in q.values() if x is not None})
-    alias = (
-        None if (ref is None or isinstance(ref, int) or str(ref).isdigit() or ref == "latest") else str(ref)
-    )
+    alias = None if (ref is None or isinstance(ref, int) or str(ref).isdigit() or ref == "latest") else str(ref)
     model = LoadedModel(
         name=name,
         version=v,

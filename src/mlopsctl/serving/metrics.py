@@ -95,11 +95,7 @@ class ModelMetrics:
         self.latency = {ep: m.latency.labels(name, ep) for ep in ("predict", "invocations")}
         self.rows = m.rows.labels(name, version)
         self.edges = list(model.bucket_edges)
-        labels = (
-            [str(c) for c in model.classes]
-            if model.classes
-            else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
-        )
+        labels = [str(c) for c in model.classes] if model.classes else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
         self.by_label = {lbl: m.predictions.labels(name, version, lbl) for lbl in labels}
         self.bucket_names = labels
 

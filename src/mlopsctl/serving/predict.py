@@ -35,13 +35,9 @@ def native_rows(payload: Any, max_rows: int) -> tuple[list[Any], bool, str]:
         if not isinstance(rows, list) or not rows:
             raise ValidationError("body", [("instances", "expected a non-empty array of objects")])
         if len(rows) > max_rows:
-            raise ValidationError(
-                "body", [("instances", f"{len(rows)} rows: at most {max_rows} per request")]
-            )
+            raise ValidationError("body", [("instances", f"{len(rows)} rows: at most {max_rows} per request")])
         return rows, False, "instances"
-    raise ValidationError(
-        "body", [("body", 'expected exactly one of "features" (one row) or "instances" (many rows)')]
-    )
+    raise ValidationError("body", [("body", 'expected exactly one of "features" (one row) or "instances" (many rows)')])
 
 
 def native_response(model: LoadedModel, preds: list[Any], probas: Any, single: bool) -> dict[str, Any]:

@@ -15,9 +15,7 @@ def _clean(value: float) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else round(v, 6)
 
 
-def classification_metrics(
-    y_true: Any, y_pred: Any, proba: Any | None, classes: list[Any]
-) -> dict[str, float | None]:
+def classification_metrics(y_true: Any, y_pred: Any, proba: Any | None, classes: list[Any]) -> dict[str, float | None]:
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
     out: dict[str, float | None] = {

@@ -72,9 +72,7 @@ def estimator(task: str, family: str, params: dict[str, Any], seed: int) -> Any:
         raise ValidationError(f"[training] params: {exc}", [("training.params", str(exc))]) from None
 
 
-def build_pipeline(
-    task: str, family: str, params: dict[str, Any], features: list[dict[str, Any]], seed: int
-) -> Any:
+def build_pipeline(task: str, family: str, params: dict[str, Any], features: list[dict[str, Any]], seed: int) -> Any:
     """Preprocessing by feature kind (impute+scale, impute+one-hot, TF-IDF) then the estimator."""
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer

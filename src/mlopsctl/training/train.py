@@ -79,15 +79,11 @@ def select_features(df: Any, config: Config, source: str) -> list[str]:
     wanted = d.features or [c for c in df.columns if c != d.target and c not in d.drop]
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        raise DataError(
-            source, f"configured feature(s) not in the data: {', '.join(missing)}", column=missing[0]
-        )
+        raise DataError(source, f"configured feature(s) not in the data: {', '.join(missing)}", column=missing[0])
     return list(wanted)
 
 
-def signature_of(
-    schema: Any, features: list[str], task: str, target: str, classes: list[Any] | None
-) -> dict[str, Any]:
+def signature_of(schema: Any, features: list[str], task: str, target: str, classes: list[Any] | None) -> dict[str, Any]:
     cols = []
     for name in features:
         c = schema.column(name)
@@ -244,9 +240,7 @@ def train_project(
 
     report("evaluate", 0, 1)
     holdout_metrics = evaluate(pipeline, task, X_hold, y_hold)
-    classes = (
-        None if task == "regression" else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
-    )
+    classes = None if task == "regression" else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
     signature = signature_of(schema, features, task, target, classes)
     train_pred = pipeline.predict(X_train)
     baseline = build_baseline(X_train, feat_sig, train_pred, task)

@@ -36,9 +36,7 @@ def tune(
     n_grid = 1
     for values in space.values():
         n_grid *= len(values)
-    candidates = (
-        list(ParameterSampler(space, n_iter=min(trials, n_grid), random_state=seed)) if space else [{}]
-    )
+    candidates = list(ParameterSampler(space, n_iter=min(trials, n_grid), random_state=seed)) if space else [{}]
     start = time.monotonic()
     results: list[dict[str, Any]] = []
     for i, cand in enumerate(candidates):

@@ -29,8 +29,7 @@ def rows_from_json(payload: Any, max_rows: int) -> tuple[list[Any], str]:
             [
                 (
                     "body",
-                    f"expected exactly one of {', '.join(KEYS)}"
-                    + (f"; unknown: {', '.join(extra)}" if extra else ""),
+                    f"expected exactly one of {', '.join(KEYS)}" + (f"; unknown: {', '.join(extra)}" if extra else ""),
                 )
             ],
         )
@@ -47,9 +46,7 @@ def rows_from_json(payload: Any, max_rows: int) -> tuple[list[Any], str]:
         rows = []
         for i, rec in enumerate(value["data"]):
             if not isinstance(rec, list) or len(rec) != len(cols):
-                raise ValidationError(
-                    "body", [(f"{key}.data[{i}]", f"expected an array of {len(cols)} values")]
-                )
+                raise ValidationError("body", [(f"{key}.data[{i}]", f"expected an array of {len(cols)} values")])
             rows.append(dict(zip(cols, rec, strict=True)))
     elif isinstance(value, dict):  # columnar: {"col": [v1, v2], ...}
         lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}

@@ -1,0 +1,168 @@
+"""Model runners for the request hot path: an ONNX graph in onnxruntime, or the scikit-learn pipeline.
+
+Both take validated columns (feature name → one value per row: float or None for numbers, str or None
+for categories and text) and return (predictions, probabilities). Predictions are Python scalars: the
+class labels as the caller gave them in `classes` (int or str), or floats for regression; probabilities
+are one list per row in the order of `classes`, or None for regression.
+
+This module imports only numpy at top level, and onnxruntime when an OnnxRunner is built: serving an
+ONNX model never loads scikit-learn, pandas or scipy. The graph's input plan (which feature feeds which
+input, as which dtype, and what stands for a missing value) comes from the metadata that
+`mlopsctl.training.export` writes; without it, inputs are fed in feature order.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+# must match mlopsctl.training.export (not imported: it pulls in scikit-learn)
+_META_INPUTS = "mlopsctl.inputs"
+_META_CLASSES = "mlopsctl.classes"
+_MISSING_STRING = "__missing__"
+_DTYPES: dict[str, Any] = {"double": np.float64, "float": np.float32, "string": object}
+_ORT_DTYPES = {"tensor(double)": "double", "tensor(float)": "float", "tensor(string)": "string"}
+
+
+class OnnxRunner:
+    runtime_name = "onnx"
+
+    def __init__(self, onnx_bytes: bytes, features: list[dict[str, Any]], task: str, classes: list[Any] | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        self.task = task
+        self._regression = task == "regression"
+        meta = self._session.get_modelmeta().custom_metadata_map
+        inputs = self._session.get_inputs()
+        if _META_INPUTS in meta:
+            spec = json.loads(meta[_META_INPUTS])
+        else:
+            if len(inputs) != len(features):
+                raise ValueError(f"the graph has {len(inputs)} inputs for {len(features)} features")
+            spec = [
+                {
+                    "feature": f["name"],
+                    "input": i.name,
+                    "type": _ORT_DTYPES.get(i.type, "float"),
+                    "missing": None
+                    if f["kind"] == "numeric"
+                    else (_MISSING_STRING if f["kind"] == "categorical" else ""),
+                    "lower": False,
+                }
+                for f, i in zip(features, inputs, strict=True)
+            ]
+        known = {f["name"] for f in features}
+        missing = [s["feature"] for s in spec if s["feature"] not in known]
+        if missing:
+            raise ValueError(f"the graph needs features the signature lacks: {missing}")
+        # (feature, input, numpy dtype, stand-in for None (None for numbers), lowercase): a tuple per input
+        self._plan: tuple[tuple[str, str, Any, str | None, bool], ...] = tuple(
+            (s["feature"], s["input"], _DTYPES[s["type"]], s["missing"], bool(s.get("lower"))) for s in spec
+        )
+        self._outputs = [o.name for o in self._session.get_outputs()][: 1 if self._regression else 2]
+        self._run = self._session.run
+        # graph label (int64 or str) → the caller's class object; graph column order → order of `classes`
+        self.classes: list[Any] | None = None
+        self._label_of: dict[Any, Any] = {}
+        self._order: Any = None
+        if not self._regression:
+            graph_classes = json.loads(meta[_META_CLASSES]) if _META_CLASSES in meta else list(classes or [])
+            self.classes = list(classes) if classes is not None else graph_classes
+            self._label_of = {_label_key(c): c for c in self.classes}
+            self._order = _reorder([_label_key(c) for c in graph_classes], [_label_key(c) for c in self.classes])
+
+    def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
+        feeds = {}
+        for feature, name, dtype, missing, lower in self._plan:
+            values = columns[feature]
+            if missing is None:
+                # None becomes NaN in a float array, which is what the graph's imputer replaces
+                feeds[name] = np.array(values, dtype=dtype).reshape(-1, 1)
+            elif lower:
+                # the exporter moved the vectorizer's lowercasing here (str.lower, as scikit-learn does)
+                feeds[name] = np.array([missing if v is None else v.lower() for v in values], dtype=object).reshape(
+                    -1, 1
+                )
+            else:
+                feeds[name] = np.array([missing if v is None else v for v in values], dtype=object).reshape(-1, 1)
+        out = self._run(self._outputs, feeds)
+        if self._regression:
+            return out[0].ravel().tolist(), None
+        proba = out[1]
+        if self._order is not None:
+            proba = proba[:, self._order]
+        label_of = self._label_of
+        labels = [label_of.get(v, v) for v in out[0].ravel().tolist()]
+        return labels, proba.tolist()
+
+
+class SklearnRunner:
+    runtime_name = "sklearn"
+
+    def __init__(self, pipeline: Any, features: list[dict[str, Any]], task: str, classes: list[Any] | None):
+        import pandas as pd
+
+        self._pd = pd
+        self._pipeline = pipeline
+        self.task = task
+        self._regression = task == "regression"
+        self._plan = tuple((f["name"], f["kind"]) for f in features)
+        self._names = [f["name"] for f in features]
+        self.classes: list[Any] | None = None
+        self._order: Any = None
+        if not self._regression:
+            model_classes = np.asarray(pipeline.classes_).tolist()
+            self.classes = list(classes) if classes is not None else model_classes
+            self._order = _reorder([_label_key(c) for c in model_classes], [_label_key(c) for c in self.classes])
+
+    def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
+        pd = self._pd
+        data: dict[str, Any] = {}
+        for name, kind in self._plan:
+            values = columns[name]
+            if kind == "numeric":
+                data[name] = np.array(values, dtype=np.float64)
+            elif kind == "text":
+                # TF-IDF cannot take a missing document: an absent text is an empty one (as in the ONNX graph)
+                data[name] = pd.Series(["" if v is None else v for v in values], dtype=object)
+            else:
+                # NaN (not None) is what SimpleImputer recognises as missing in an object column; a Series
+                # keeps the object dtype (pandas 3 would infer its `str` dtype from a list or an array)
+                data[name] = pd.Series([np.nan if v is None else v for v in values], dtype=object)
+        frame = pd.DataFrame(data, columns=self._names, copy=False)
+        if self._regression:
+            return np.asarray(self._pipeline.predict(frame), dtype=np.float64).ravel().tolist(), None
+        proba = self._pipeline.predict_proba(frame)
+        if self._order is not None:
+            proba = proba[:, self._order]
+        # the model's own rule (argmax of the probabilities), without a second pass through the pipeline
+        assert self.classes is not None
+        classes = self.classes
+        return [classes[i] for i in np.argmax(proba, axis=1).tolist()], proba.tolist()
+
+
+def _reorder(have: list[Any], want: list[Any]) -> Any:
+    """Column indices that turn probabilities in the order `have` into the order `want` (None: same)."""
+    if have == want:
+        return None
+    pos = {k: i for i, k in enumerate(have)}
+    if len(want) != len(have) or any(k not in pos for k in want):
+        raise ValueError(f"classes {want} do not match the model's classes {have}")
+    return np.array([pos[k] for k in want])
+
+
+def _label_key(label: Any) -> Any:
+    """How a class label appears in the graph: ONNX keeps int64 or string labels."""
+    if isinstance(label, str):
+        return label
+    if isinstance(label, (bool, int, np.integer)) or (isinstance(label, float) and label.is_integer()):
+        return int(label)
+    return str(label)

@@ -1,0 +1,345 @@
+"""ONNX export of a fitted task pipeline, and the parity check that decides whether serving may use it.
+
+`export_onnx` converts the whole Pipeline (preprocessing included) with skl2onnx, one graph input per
+feature, then runs the graph through the serving runner (`mlopsctl.serving.runtime.OnnxRunner`) on the
+holdout and compares it with the pipeline itself. Only an export that passes is marked `ok`; anything
+else is reported with its reason and numbers, and serving falls back to the scikit-learn model.
+
+Why numeric inputs are fed as float64 ("double") where the graph allows it: scikit-learn's trees cast
+their input to float32 and compare it with a float64 threshold, so a float32 ONNX graph (float32 input,
+float32 thresholds) sends rows near a split the other way — on red wine a 100-tree forest agreed on only
+~99% of labels. In double, with thresholds stored as double tensors (ai.onnx.ml opset 3 `*_as_tensor`)
+and skl2onnx's threshold adjustment for scikit-learn's float32 cast, the trees route every row as
+scikit-learn does. Where a graph cannot be built or loaded in double, float32 is tried next.
+
+Three gaps in skl2onnx 1.20 are worked around with per-call converters (nothing is registered
+globally):
+- SimpleImputer on numbers becomes IsNaN + Where (onnxruntime has no double `Imputer` kernel, and
+  skl2onnx's FeatureVectorizer concatenation would round doubles to float32);
+- SimpleImputer on strings: ONNX strings have no NaN, so a missing category is fed as the sentinel
+  `MISSING_STRING` (recorded in the graph's metadata) and the imputer maps the sentinel to its fill value
+  (an Identity when the fill value is the sentinel, as in `training.tasks`);
+- tree ensembles: HistGradientBoosting leaves carry a Python bool that recent onnx refuses in an
+  integer attribute, and double thresholds need the `*_as_tensor` attributes.
+The default TF-IDF token pattern `(?u)\\b\\w\\w+\\b` is given to the ONNX Tokenizer (RE2) as
+`[\\p{L}\\p{N}_]{2,}`, which splits the same way; skl2onnx's own replacement `[a-zA-Z0-9_]+` keeps
+one-letter tokens and so builds different bigrams.
+
+Tolerances (float32 outputs against scikit-learn's float64): a classifier passes when every label
+agrees and no probability differs by more than `tolerance` (1e-4: float32 rounding is ~1e-7, a split
+that flips in one tree of a hundred moves a probability by ~1e-2). A regressor passes when no prediction
+differs by more than `rtol` (1e-5) times the scale of the predictions (max |y|, at least 1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+ONNX_OPSET = 18
+ML_OPSET = 3
+MISSING_STRING = "__missing__"
+# metadata_props key read by mlopsctl.serving.runtime.OnnxRunner (a JSON list, one entry per input)
+META_INPUTS = "mlopsctl.inputs"
+META_TASK = "mlopsctl.task"
+META_CLASSES = "mlopsctl.classes"
+
+_SKLEARN_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+_RE2_TOKEN_PATTERN = r"[\p{L}\p{N}_]{2,}"
+
+
+@dataclass
+class ExportResult:
+    onnx: bytes | None
+    ok: bool
+    reason: str
+    max_abs_diff: float | None = None
+    label_agreement: float | None = None
+    n_rows_checked: int = 0
+    onnx_opset: int | None = None
+    input_mode: str = "per_column"
+    numeric_dtype: str | None = None  # "double" or "float": how numeric features are fed
+    tolerance: float | None = None  # the absolute bound max_abs_diff was held to
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["onnx"]
+        out["onnx_bytes"] = len(self.onnx) if self.onnx is not None else None
+        return out
+
+
+def export_onnx(
+    pipeline: Any,
+    features: list[dict[str, Any]],
+    task: str,
+    check_df: Any,
+    *,
+    tolerance: float = 1e-4,
+    rtol: float = 1e-5,
+) -> ExportResult:
+    """Convert `pipeline` to ONNX and check it against the pipeline on `check_df`. Never raises for a
+    model that does not convert: the result says why."""
+    has_numeric = any(f["kind"] == "numeric" for f in features)
+    attempts: list[ExportResult] = []
+    for dtype in ("double", "float") if has_numeric else ("float",):
+        result = _try_export(pipeline, features, task, check_df, dtype, tolerance, rtol)
+        if result.ok:
+            return result
+        attempts.append(result)
+    # report the attempt that got furthest: a checked graph over one that failed to convert or load
+    checked = [a for a in attempts if a.n_rows_checked]
+    best = checked[0] if checked else attempts[0]
+    if len(attempts) > 1 and best is not attempts[0]:
+        best.reason = f"{best.reason} (double inputs: {attempts[0].reason})"
+    return best
+
+
+def _try_export(
+    pipeline: Any,
+    features: list[dict[str, Any]],
+    task: str,
+    check_df: Any,
+    dtype: str,
+    tolerance: float,
+    rtol: float,
+) -> ExportResult:
+    base: dict[str, Any] = {
+        "onnx_opset": ONNX_OPSET,
+        "numeric_dtype": dtype if any(f["kind"] == "numeric" for f in features) else None,
+    }
+    try:
+        model = _convert(pipeline, features, task, dtype)
+    except Exception as exc:
+        return ExportResult(None, False, f"{_component_from(exc)}: {_first_line(exc)}", **base)
+    onnx_bytes = model.SerializeToString()
+    try:
+        from mlopsctl.serving.runtime import OnnxRunner
+
+        classes = _classes(pipeline) if task != "regression" else None
+        runner = OnnxRunner(onnx_bytes, features, task, classes)
+    except Exception as exc:
+        return ExportResult(None, False, f"onnxruntime: {_first_line(exc)}", **base)
+    try:
+        return _check(pipeline, runner, onnx_bytes, features, task, check_df, tolerance, rtol, base)
+    except Exception as exc:
+        return ExportResult(onnx_bytes, False, f"parity check: {_first_line(exc)}", **base)
+
+
+def _check(
+    pipeline: Any,
+    runner: Any,
+    onnx_bytes: bytes,
+    features: list[dict[str, Any]],
+    task: str,
+    check_df: Any,
+    tolerance: float,
+    rtol: float,
+    base: dict[str, Any],
+) -> ExportResult:
+    names = [f["name"] for f in features]
+    frame = check_df[names]
+    n = len(frame)
+    if n == 0:
+        return ExportResult(onnx_bytes, False, "no rows to check parity on", **base)
+    labels, proba = runner.predict(_columns(frame, features))
+    if task == "regression":
+        expected = np.asarray(pipeline.predict(frame), dtype=np.float64).ravel()
+        got = np.asarray(labels, dtype=np.float64)
+        diff = float(np.max(np.abs(got - expected)))
+        bound = rtol * max(1.0, float(np.max(np.abs(expected))))
+        ok = bool(diff <= bound)
+        reason = "" if ok else f"max |prediction difference| {diff:.3g} > {bound:.3g} ({rtol:g} of the scale)"
+        return ExportResult(onnx_bytes, ok, reason, diff, None, n, tolerance=bound, **base)
+    expected_labels = pipeline.predict(frame).tolist()
+    agreement = float(np.mean([a == b for a, b in zip(labels, expected_labels, strict=True)]))
+    diff = float(np.max(np.abs(np.asarray(proba, dtype=np.float64) - pipeline.predict_proba(frame))))
+    problems = []
+    if agreement < 1.0:
+        problems.append(f"{round((1.0 - agreement) * n)} of {n} labels differ")
+    if not diff <= tolerance:
+        problems.append(f"max |probability difference| {diff:.3g} > {tolerance:g}")
+    return ExportResult(onnx_bytes, not problems, "; ".join(problems), diff, agreement, n, tolerance=tolerance, **base)
+
+
+def _columns(frame: Any, features: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The check data as the server hands it to a runner: floats (NaN for missing), str or None."""
+    import pandas as pd
+
+    out: dict[str, list[Any]] = {}
+    for f in features:
+        col = frame[f["name"]]
+        if f["kind"] == "numeric":
+            out[f["name"]] = pd.to_numeric(col, errors="coerce").astype("float64").tolist()
+        else:
+            out[f["name"]] = [
+                None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
+                for v in col.astype(object).tolist()
+            ]
+    return out
+
+
+def _classes(pipeline: Any) -> list[Any]:
+    return np.asarray(pipeline.classes_).tolist()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def onnx_input_names(names: list[str]) -> list[str]:
+    """The graph input names skl2onnx makes from feature names (C-like names, unique, in order)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        seed = re.sub("[^\\w+]", "_", name)
+        if re.match("^[0-9]", seed):
+            seed = "_" + seed
+        candidate, i = seed, 1
+        while candidate in seen:
+            candidate = f"{seed}{i}"
+            i += 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _walk(est: Any) -> Any:
+    """Every estimator nested in `est` (pipelines, column transformers, unions), `est` included."""
+    yield est
+    children: list[Any] = []
+    if hasattr(est, "steps"):
+        children = [s for _, s in est.steps]
+    elif hasattr(est, "transformers_"):
+        children = [t for _, t, _ in est.transformers_]
+    elif hasattr(est, "transformer_list"):
+        children = [t for _, t in est.transformer_list]
+    for child in children:
+        if not isinstance(child, str):
+            yield from _walk(child)
+
+
+def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: str) -> Any:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from mlopsctl.training.onnx_converters import custom_converters
+
+    pipeline, lowered = _lowercase_outside(pipeline, {f["name"] for f in features if f["kind"] == "text"})
+    numeric_type = DoubleTensorType if dtype == "double" else FloatTensorType
+    initial_types = [
+        (f["name"], numeric_type([None, 1]) if f["kind"] == "numeric" else StringTensorType([None, 1]))
+        for f in features
+    ]
+    options: dict[int, dict[str, Any]] = {}
+    final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+    if task != "regression":
+        options[id(final)] = {"zipmap": False}
+    for est in _walk(pipeline):
+        if (
+            isinstance(est, CountVectorizer)
+            and est.analyzer == "word"
+            and est.tokenizer is None
+            and est.token_pattern == _SKLEARN_TOKEN_PATTERN
+        ):
+            options[id(est)] = {"tokenexp": _RE2_TOKEN_PATTERN}
+
+    model = convert_sklearn(
+        pipeline,
+        initial_types=initial_types,
+        target_opset={"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
+        options=options,
+        custom_conversion_functions=custom_converters(),
+    )
+
+    graph_inputs = [i.name for i in model.graph.input]
+    expected = onnx_input_names([f["name"] for f in features])
+    if graph_inputs != expected:
+        raise RuntimeError(f"graph inputs {graph_inputs} do not match the features {expected}")
+    spec = [
+        {
+            "feature": f["name"],
+            "input": name,
+            "type": dtype if f["kind"] == "numeric" else "string",
+            "missing": None if f["kind"] == "numeric" else (MISSING_STRING if f["kind"] == "categorical" else ""),
+            "lower": f["name"] in lowered,
+        }
+        for f, name in zip(features, expected, strict=True)
+    ]
+    meta = {META_INPUTS: json.dumps(spec), META_TASK: task}
+    if task != "regression":
+        meta[META_CLASSES] = json.dumps(_classes(pipeline))
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return model
+
+
+def _lowercase_outside(pipeline: Any, text_features: set[str]) -> tuple[Any, set[str]]:
+    """A shallow copy of `pipeline` whose text vectorizers do not lowercase, and the features the runner
+    must lowercase instead. Python's str.lower() is what scikit-learn applies; the ONNX StringNormalizer
+    needs a named OS locale (en_US.UTF-8 by default, often absent in containers) and may fold case
+    differently. Only vectorizers fed one text column straight from the input are changed."""
+    import copy
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    lowered: set[str] = set()
+
+    def visit(est: Any) -> Any:
+        if hasattr(est, "steps"):
+            steps = [(name, visit(step)) for name, step in est.steps]
+            if all(a is b for (_, a), (_, b) in zip(steps, est.steps, strict=True)):
+                return est
+            out = copy.copy(est)
+            out.steps = steps
+            return out
+        if hasattr(est, "transformers_"):
+            parts = []
+            for name, trans, cols in est.transformers_:
+                col = cols if isinstance(cols, str) else None
+                if (
+                    col in text_features
+                    and isinstance(trans, CountVectorizer)
+                    and trans.lowercase
+                    and not trans.stop_words
+                    and not getattr(trans, "stop_words_", None)
+                    and trans.analyzer == "word"
+                    and trans.preprocessor is None
+                ):
+                    trans = copy.copy(trans)
+                    trans.lowercase = False
+                    lowered.add(col)
+                parts.append((name, trans, cols))
+            if not lowered:
+                return est
+            out = copy.copy(est)
+            out.transformers_ = parts
+            return out
+        return est
+
+    return visit(pipeline), lowered
+
+
+def _component_from(exc: BaseException) -> str:
+    """Name the pipeline component whose conversion failed: the class skl2onnx's message names, else
+    the innermost estimator the traceback was converting or parsing."""
+    m = re.search(r"<class '([\w.]+)'>", str(exc))
+    if m:
+        return m.group(1).rsplit(".", 1)[-1]
+    name = None
+    tb = exc.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        raw = getattr(local.get("operator"), "raw_operator", None)
+        if raw is None and hasattr(local.get("model"), "get_params"):
+            raw = local["model"]
+        if raw is not None and not isinstance(raw, str):
+            name = type(raw).__name__
+        tb = tb.tb_next
+    return name or "onnx export"

@@ -1,0 +1,438 @@
+"""ONNX export and the serving runners, on the real datasets in ../shared/data.
+
+Each convertible pipeline must pass the exporter's parity check, and the ONNX runner must answer as the
+scikit-learn runner does: on the holdout, row by row, and on rows with a missing number, a missing or
+unseen category, or an odd text.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlopsctl.serving.runtime import OnnxRunner, SklearnRunner
+from mlopsctl.training.export import ExportResult, export_onnx
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def uses_shared_data(fn: Any) -> Any:
+    reason = f"shared datasets not found at {DATA}"
+    return pytest.mark.shared_data(pytest.mark.skipif(not DATA.is_dir(), reason=reason)(fn))
+
+
+SENTIMENT_FILES = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
+
+
+# --- the pipelines training builds (training.tasks), with the estimator under test swapped in ---
+
+
+def build_pipeline(numeric: list[str], categorical: list[str], text: str | None, model: Any, min_df: int = 1) -> Any:
+    from sklearn.base import is_regressor
+
+    from mlopsctl.training.tasks import build_pipeline as build
+
+    family = "hist_gradient_boosting" if type(model).__name__.startswith("HistGradient") else "random_forest"
+    task = "regression" if is_regressor(model) else "classification"
+    pipe = build(task, family, {}, signature(numeric, list(categorical), text), seed=0)
+    pipe.steps[-1] = ("model", model)
+    if text:
+        pipe.set_params(pre__text0__min_df=min_df)
+    return pipe
+
+
+def signature(
+    numeric: list[str], categorical: list[str] | tuple[str, ...] = (), text: str | None = None
+) -> list[dict[str, Any]]:
+    return (
+        [{"name": n, "kind": "numeric", "dtype": "float", "nullable": True} for n in numeric]
+        + [{"name": n, "kind": "categorical", "dtype": "string", "nullable": True} for n in categorical]
+        + ([{"name": text, "kind": "text", "dtype": "string", "nullable": False}] if text else [])
+    )
+
+
+def columns_of(frame: pd.DataFrame, features: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows as the server hands them to a runner: floats or None, str or None."""
+    out: dict[str, list[Any]] = {}
+    for f in features:
+        values = frame[f["name"]].astype(object).tolist()
+        if f["kind"] == "numeric":
+            out[f["name"]] = [None if pd.isna(v) else float(v) for v in values]
+        else:
+            out[f["name"]] = [None if pd.isna(v) else str(v) for v in values]
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """OpenMP (HistGradientBoosting) spins when the cores are shared: one thread keeps timings sane."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+# --- data ---
+
+
+def split(df: pd.DataFrame, train_share: float = 0.75, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    cut = int(len(df) * train_share)
+    return df.iloc[:cut], df.iloc[cut:]
+
+
+@pytest.fixture(scope="module")
+def wine() -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    df = pd.read_csv(DATA / "wine-quality" / "winequality-red.csv", sep=";")
+    return (*split(df), [c for c in df.columns if c != "quality"])
+
+
+@pytest.fixture(scope="module")
+def housing() -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    df = pd.read_csv(DATA / "california-housing" / "housing.csv")
+    df = df.sample(n=8000, random_state=0)  # enough for the NaNs (~80) and every category; quick to fit
+    numeric = [c for c in df.columns if c not in ("median_house_value", "ocean_proximity")]
+    return (*split(df), numeric)
+
+
+@pytest.fixture(scope="module")
+def sentiment() -> tuple[pd.DataFrame, pd.DataFrame]:
+    frames = [
+        pd.read_csv(DATA / "sentiment" / name, sep="\t", header=None, names=["text", "label"], quoting=3)
+        for name in SENTIMENT_FILES
+    ]
+    return split(pd.concat(frames, ignore_index=True))
+
+
+# --- the cases: (pipeline, features, task, holdout, edge rows), fitted once per module ---
+
+Case = tuple[Any, list[dict[str, Any]], str, pd.DataFrame, dict[str, list[Any]]]
+
+
+def wine_edge_rows(numeric: list[str], holdout: pd.DataFrame) -> dict[str, list[Any]]:
+    rows = columns_of(holdout.iloc[:3], signature(numeric))
+    rows["alcohol"][0] = None  # a missing number: the median imputer fills it
+    rows["pH"][1] = None
+    rows["sulphates"][2] = 1e6  # far outside the training range
+    return rows
+
+
+def make_wine(
+    model: Callable[[], Any], task: str, labels: Callable[[pd.Series], pd.Series] | None = None
+) -> Callable[[Any], Case]:
+    def make(data: Any) -> Case:
+        from sklearn.base import clone
+
+        train, holdout, numeric = data
+        target = train["quality"].astype(float) if task == "regression" else train["quality"]
+        if labels is not None:
+            target = labels(target)
+        pipe = build_pipeline(numeric, [], None, clone(model())).fit(train[numeric], target)
+        return pipe, signature(numeric), task, holdout, wine_edge_rows(numeric, holdout)
+
+    return make
+
+
+def make_housing(model: Callable[[], Any]) -> Callable[[Any], Case]:
+    def make(data: Any) -> Case:
+        train, holdout, numeric = data
+        features = signature(numeric, ["ocean_proximity"])
+        cols = [f["name"] for f in features]
+        pipe = build_pipeline(numeric, ["ocean_proximity"], None, model()).fit(train[cols], train["median_house_value"])
+        rows = columns_of(holdout.iloc[:4], features)
+        rows["total_bedrooms"][0] = None
+        rows["ocean_proximity"][1] = "ATLANTIS"  # a category never seen in training
+        rows["ocean_proximity"][2] = None  # a missing category
+        rows["total_bedrooms"][3], rows["ocean_proximity"][3] = None, ""
+        return pipe, features, "regression", holdout, rows
+
+    return make
+
+
+def make_sentiment(model: Callable[[], Any], min_df: int = 1, label_names: bool = False) -> Callable[[Any], Case]:
+    def make(data: Any) -> Case:
+        train, holdout = data
+        if label_names:
+            train, holdout = (d.assign(label=d["label"].map({0: "negative", 1: "positive"})) for d in (train, holdout))
+        features = signature([], [], "text")
+        pipe = build_pipeline([], [], "text", model(), min_df=min_df).fit(train[["text"]], train["label"])
+        rows = {
+            "text": [
+                "",
+                None,
+                "a b c",
+                "!!!",
+                "great, great, GREAT phone",
+                "Café TRÈS bon — Straße",
+                "10/10 would buy again",
+                "terrible, broke in a day",
+            ]
+        }
+        return pipe, features, "text-classification", holdout, rows
+
+    return make
+
+
+def _rf_clf() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1)
+
+
+def _hgb_clf() -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=50, random_state=0)
+
+
+def _logreg() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000)
+
+
+def _rf_reg(n: int = 30, depth: int | None = None) -> Callable[[], Any]:
+    def make() -> Any:
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_estimators=n, max_depth=depth, random_state=0, n_jobs=1)
+
+    return make
+
+
+def _hgb_reg() -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=50, random_state=0)
+
+
+def _ridge() -> Any:
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=1.0)
+
+
+CASES: dict[str, tuple[str, Callable[[Any], Case]]] = {
+    "wine-forest-clf": ("wine", make_wine(_rf_clf, "classification")),
+    "wine-hgb-clf": ("wine", make_wine(_hgb_clf, "classification")),
+    "wine-logreg-clf": ("wine", make_wine(_logreg, "classification")),
+    "wine-logreg-str-labels": ("wine", make_wine(_logreg, "classification", lambda y: "q" + y.astype(str))),
+    "wine-forest-reg": ("wine", make_wine(_rf_reg(), "regression")),
+    "wine-ridge-reg": ("wine", make_wine(_ridge, "regression")),
+    "housing-forest-reg": ("housing", make_housing(_rf_reg(20, 10))),
+    "housing-hgb-reg": ("housing", make_housing(_hgb_reg)),
+    "sentiment-logreg": ("sentiment", make_sentiment(_logreg)),
+    "sentiment-logreg-mindf2-str-labels": ("sentiment", make_sentiment(_logreg, min_df=2, label_names=True)),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(request: pytest.FixtureRequest) -> Callable[[str], tuple[Case, ExportResult]]:
+    cache: dict[str, tuple[Case, ExportResult]] = {}
+
+    def get(name: str) -> tuple[Case, ExportResult]:
+        if name not in cache:
+            dataset, make = CASES[name]
+            case = make(request.getfixturevalue(dataset))
+            pipe, features, task, holdout, _ = case
+            cache[name] = case, export_onnx(pipe, features, task, holdout)
+        return cache[name]
+
+    return get
+
+
+def regression_bound(expected: Any) -> float:
+    return 1e-5 * max(1.0, float(np.max(np.abs(expected))))
+
+
+# --- export ---
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@uses_shared_data
+def test_export_passes_parity(exported: Any, name: str) -> None:
+    (pipe, features, task, holdout, _), result = exported(name)
+    assert result.ok, result.reason
+    assert result.reason == ""
+    assert result.onnx and result.onnx_opset
+    assert result.input_mode == "per_column"
+    assert result.n_rows_checked == len(holdout)
+    assert result.max_abs_diff is not None
+    if task == "regression":
+        assert result.label_agreement is None
+        assert result.max_abs_diff <= regression_bound(pipe.predict(holdout))
+    else:
+        assert result.label_agreement == 1.0
+        assert result.max_abs_diff <= 1e-5
+    if any(f["kind"] == "numeric" for f in features):
+        assert result.numeric_dtype == "double"
+    summary = result.to_dict()
+    assert "onnx" not in summary
+    json.dumps(summary)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@uses_shared_data
+def test_runners_agree(exported: Any, name: str) -> None:
+    (pipe, features, task, holdout, edge_rows), result = exported(name)
+    classes = None if task == "regression" else pipe.classes_.tolist()
+    onnx_runner = OnnxRunner(result.onnx, features, task, classes)
+    sklearn_runner = SklearnRunner(pipe, features, task, classes)
+    assert (onnx_runner.runtime_name, sklearn_runner.runtime_name) == ("onnx", "sklearn")
+
+    batch = columns_of(holdout, features)
+    singles = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(5)]
+    singles += [{k: v[i : i + 1] for k, v in edge_rows.items()} for i in range(len(next(iter(edge_rows.values()))))]
+    for columns in [batch, edge_rows, *singles]:
+        got_labels, got_proba = onnx_runner.predict(columns)
+        want_labels, want_proba = sklearn_runner.predict(columns)
+        n = len(next(iter(columns.values())))
+        assert len(got_labels) == n
+        if task == "regression":
+            assert got_proba is None and want_proba is None
+            assert all(type(v) is float for v in got_labels)
+            assert np.max(np.abs(np.subtract(got_labels, want_labels))) <= regression_bound(want_labels)
+        else:
+            assert got_labels == want_labels
+            assert {type(v) for v in got_labels} <= {type(c) for c in classes}
+            assert got_proba is not None and want_proba is not None
+            assert np.asarray(got_proba).shape == (n, len(classes))
+            assert np.max(np.abs(np.subtract(got_proba, want_proba))) <= 1e-5
+
+    # the scikit-learn runner is the pipeline itself, fed the way the server feeds it
+    want = pipe.predict(holdout[[f["name"] for f in features]])
+    labels, _ = sklearn_runner.predict(batch)
+    if task == "regression":
+        np.testing.assert_allclose(labels, want, rtol=1e-12)
+    else:
+        assert labels == want.tolist()
+
+
+@uses_shared_data
+def test_probabilities_follow_the_order_of_classes(exported: Any) -> None:
+    (pipe, features, task, holdout, _), result = exported("wine-logreg-clf")
+    columns = columns_of(holdout.iloc[:20], features)
+    reverse = pipe.classes_.tolist()[::-1]
+    for runner in (
+        OnnxRunner(result.onnx, features, task, reverse),
+        SklearnRunner(pipe, features, task, reverse),
+    ):
+        labels, proba = runner.predict(columns)
+        assert labels == pipe.predict(holdout.iloc[:20]).tolist()
+        np.testing.assert_allclose(np.asarray(proba)[:, ::-1], pipe.predict_proba(holdout.iloc[:20]), atol=1e-5)
+
+
+@uses_shared_data
+def test_sentiment_model_direction(exported: Any) -> None:
+    (pipe, features, task, _, _), result = exported("sentiment-logreg")
+    runner = OnnxRunner(result.onnx, features, task, pipe.classes_.tolist())
+    _, proba = runner.predict({"text": ["great, loved it", "terrible, broke in a day"]})
+    assert proba is not None and proba[0][1] > 0.5 > proba[1][1]
+
+
+@uses_shared_data
+def test_parity_failure_is_reported_not_forced(exported: Any) -> None:
+    (pipe, features, task, holdout, _), _ = exported("wine-logreg-clf")
+    result = export_onnx(pipe, features, task, holdout, tolerance=0.0)  # float32 probabilities never match 0
+    assert not result.ok
+    assert "probability difference" in result.reason
+    assert result.max_abs_diff is not None and result.max_abs_diff > 0
+    assert result.label_agreement == 1.0
+
+
+@uses_shared_data
+def test_non_convertible_pipeline_is_reported(wine: Any) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeClassifier
+
+    train, holdout, numeric = wine
+    pipe = Pipeline(
+        [
+            ("log", FunctionTransformer(lambda x: np.log1p(x))),
+            ("model", DecisionTreeClassifier(max_depth=4, random_state=0)),
+        ]
+    ).fit(train[numeric], train["quality"])
+    result = export_onnx(pipe, signature(numeric), "classification", holdout)
+    assert not result.ok
+    assert result.onnx is None
+    assert result.reason.startswith("FunctionTransformer: ")
+    assert "\n" not in result.reason
+    assert result.to_dict()["reason"] == result.reason
+
+
+@uses_shared_data
+def test_single_row_cost(exported: Any) -> None:
+    """Printed, not asserted: the median cost of one wine row through each runtime."""
+    (pipe, features, task, holdout, _), result = exported("wine-forest-clf")
+    runner = OnnxRunner(result.onnx, features, task, pipe.classes_.tolist())
+    row = columns_of(holdout.iloc[:1], features)
+    frame = holdout[[f["name"] for f in features]].iloc[:1]
+
+    def median_us(fn: Callable[[], Any], n: int) -> float:
+        fn()
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e6
+
+    onnx_us = median_us(lambda: runner.predict(row), 2000)
+    sklearn_us = median_us(lambda: pipe.predict_proba(frame), 100)
+    print(
+        f"\none wine row, RandomForest(100): OnnxRunner.predict {onnx_us:.0f} µs, "
+        f"sklearn pipeline.predict_proba {sklearn_us:.0f} µs ({sklearn_us / onnx_us:.0f}x)"
+    )
+
+
+def test_serving_runtime_imports_no_sklearn_or_pandas() -> None:
+    code = (
+        "import sys, mlopsctl.serving.runtime; "
+        "print([m for m in ('sklearn', 'pandas', 'scipy', 'skl2onnx') if m in sys.modules])"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_onnx_runner_imports_no_sklearn_or_pandas() -> None:
+    """Building and running an OnnxRunner (not just importing the module) stays off scikit-learn."""
+    from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxIdentity
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    # a tiny regression graph: y = x + 1
+    node = OnnxIdentity(OnnxAdd("x", np.array([1.0]), op_version=18), op_version=18, output_names=["variable"])
+    onnx_bytes = node.to_onnx({"x": DoubleTensorType([None, 1])}, target_opset=18).SerializeToString()
+    code = (
+        "import sys; from mlopsctl.serving.runtime import OnnxRunner; "
+        "r = OnnxRunner(sys.stdin.buffer.read(), "
+        "[{'name': 'x', 'kind': 'numeric', 'dtype': 'float', 'nullable': True}], 'regression', None); "
+        "print(r.predict({'x': [1.0, 2.5]})[0], "
+        "[m for m in ('sklearn', 'pandas', 'scipy', 'skl2onnx') if m in sys.modules])"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=onnx_bytes,
+        capture_output=True,
+        check=True,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.decode().strip() == "[2.0, 3.5] []"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import run_cli, wine_rows
+from tests.conftest import WINE_RED, run_cli, wine_rows
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
@@ -89,7 +90,7 @@ def _wait_for_version(seen: list[tuple[float, int]], version: int, since: float,
     raise AssertionError(f"v{version} was not served within {timeout}s")
 
 
-def test_cold_start_and_bad_input_over_http(wine_store_copy: Path, start_server: Any) -> None:
+def test_bad_input_and_predict_command_over_http(wine_store_copy: Path, start_server: Any, tmp_path: Path) -> None:
     server = start_server(["--store", str(wine_store_copy), "serve", "--model", "wine@prod"])
     with httpx.Client(base_url=server.url, timeout=10) as c:
         r = c.post(
@@ -102,6 +103,13 @@ def test_cold_start_and_bad_input_over_http(wine_store_copy: Path, start_server:
         assert c.post("/predict", content=b"x" * 2_000_000).status_code == 413
         assert c.post("/predict", json={"features": wine_rows(1)[0]}).status_code == 200
         assert c.get("/health").status_code == 200
+    rows = tmp_path / "rows.csv"
+    rows.write_text("\n".join(WINE_RED.read_text().replace(";", ",").replace('"', "").splitlines()[:4]))
+    out = run_cli("predict", "--url", server.url, "--input", str(rows), "--drop", "quality", "--json", cwd=tmp_path)
+    assert json.loads(out.stdout)["model_version"] == 1 and len(json.loads(out.stdout)["predictions"]) == 3
+    rows.write_text("alcohol,pH\nhigh,3\n")
+    bad = run_cli("predict", "--url", server.url, "--input", str(rows), cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "HTTP 422" in bad.stderr and "alcohol" in bad.stderr
 
 
 def test_several_workers(wine_store_copy: Path, start_server: Any) -> None:

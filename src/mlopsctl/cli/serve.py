@@ -95,12 +95,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             raise DataError(str(path), "expected an array of objects (one per row)")
         rows = obj
     else:
-        sample = text[:4096]
-        try:
-            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel
-        rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
+        # the separator is the one the header row uses; a header without one is a single column
+        header = text.split("\n", 1)[0]
+        counts = {d: header.count(d) for d in ",;\t|"}
+        sep = max(counts, key=lambda d: counts[d]) if any(counts.values()) else "\x1f"
+        rows = list(csv.DictReader(text.splitlines(), delimiter=sep))
     if not rows:
         raise DataError(str(path), "no rows")
     return rows

@@ -45,7 +45,7 @@ class InputSpec:
         problems: list[tuple[str, str]] = []
         lookup, kinds, nullable = self.lookup, self.kinds, self.nullable
         nfeat = len(self.names)
-        many = len(rows) > 1 or field_prefix == "instances"
+        many = len(rows) > 1 or field_prefix not in ("", "features")
         for i, row in enumerate(rows):
             where = f"{field_prefix}[{i}]." if many else (f"{field_prefix}." if field_prefix else "")
             if not isinstance(row, dict):
@@ -94,7 +94,8 @@ class InputSpec:
             if len(problems) >= MAX_PROBLEMS:
                 break
         if problems:
-            raise ValidationError(f"{len(problems)} problem(s) in the input", problems[:MAX_PROBLEMS])
+            shown = "; ".join(f"{f}: {p}" for f, p in problems[:3]) + ("; …" if len(problems) > 3 else "")
+            raise ValidationError(f"{len(problems)} problem(s) in the input: {shown}", problems[:MAX_PROBLEMS])
         return cols
 
     def _suggest(self, key: str) -> str:

@@ -29,7 +29,8 @@ def publish(
 
     store = common.store()
     run = get_run(store, run_id)
-    files, summary = build_bundle(store, run, trusted=_trusted())
+    with common.err_console().status(f"exporting run {run['run_id']} to ONNX and checking it on the holdout…"):
+        files, summary = build_bundle(store, run, trusted=_trusted())
     model_name = name or run["model_name"]
     version, created = registry.publish(store, model_name, files, summary)
     out = {"model": model_name, "version": version, "created": created, **summary}
@@ -194,7 +195,7 @@ def models_show(
     c = common.console()
     c.print(f"[bold]{name} v{v}[/bold]  aliases: {', '.join(al) or '-'}  approval: {info['approval']['state']}")
     c.print(
-        f"run {man.get('run_id')}  task {man.get('task')}  model {man.get('model')}  "
+        f"run {man.get('run_id')}  task {man.get('task')}  family {man.get('family')}  "
         f"data {str(man.get('data_sha256'))[:12]}  commit {str(man.get('git_commit') or '-')[:10]}"
     )
     c.print(f"created {man['created_at']} by {man['created_by']}  runtime {man.get('runtime')}")

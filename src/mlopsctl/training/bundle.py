@@ -65,7 +65,7 @@ def build_bundle(
     summary = {
         "run_id": run["run_id"],
         "task": run["task"],
-        "model": run["model"],
+        "family": run["model"],
         "primary_metric": run["primary_metric"],
         "metrics": run["metrics"]["holdout"],
         "data_sha256": run["data"]["sha256"],

@@ -27,14 +27,13 @@ from starlette.responses import Response
 
 from mlopsctl import __version__
 from mlopsctl.errors import ValidationError
-from mlopsctl.serving.predict import native_response, native_rows, predict_rows
-from mlopsctl.serving.protocols import mlflow
+from mlopsctl.serving.asgi import PredictRoutes
+from mlopsctl.serving.predict import answer
 from mlopsctl.serving.reload import Reloader, Slot
 from mlopsctl.store.base import open_store
 
 log = logging.getLogger("mlopsctl.serving")
 SETTINGS_ENV = "MLOPS_SERVE_SETTINGS"
-INLINE_ROWS = 64  # batches larger than this (or any sklearn model) run in a worker thread
 
 
 @dataclass
@@ -71,23 +70,6 @@ def _error(status: int, error: str, problems: list[tuple[str, str]], request_id:
     if request_id:
         body["request_id"] = request_id
     return _json(body, status, {"x-request-id": request_id} if request_id else None)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -130,65 +112,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.metrics = metrics
 
     async def serve(request: Request, slot: Slot, endpoint: str) -> Response:
+        # reached only if the PredictRoutes layer is bypassed (e.g. the app mounted elsewhere)
         t0 = time.perf_counter()
         request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
-        current = slot.current  # read once: a swap during this request does not affect it
-        if current is None:
-            return _error(503, "not_ready", [("model", slot.last_error or f"{slot.name} is loading")], request_id)
-        model, mm = current
-        try:
-            body = await _read_body(request, limit)
-            if endpoint == "invocations" and request.headers.get("content-type", "").startswith("text/csv"):
-                rows, prefix = mlflow.rows_from_csv(body, model.spec, max_rows), "rows"
-                single = False
-            else:
-                # any other type is read as JSON (curl sends form-urlencoded by default), except these
-                ctype = request.headers.get("content-type", "")
-                if ctype.startswith(("multipart/", "text/csv")):
-                    mm.error(endpoint, 415)
-                    return _error(
-                        415,
-                        "unsupported_media_type",
-                        [
-                            (
-                                "content-type",
-                                f"{ctype!r}: send application/json"
-                                + (" or text/csv" if endpoint == "invocations" else ""),
-                            )
-                        ],
-                        request_id,
-                    )
-                if not body:
-                    raise ValidationError("body", [("body", "empty body: expected a JSON object")])
-                try:
-                    payload = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    mm.error(endpoint, 400)
-                    return _error(400, "malformed_json", [("body", str(exc))], request_id)
-                if endpoint == "invocations":
-                    rows, prefix = mlflow.rows_from_json(payload, max_rows)
-                    single = False
-                else:
-                    rows, single, prefix = native_rows(payload, max_rows)
-            if model.runtime == "onnx" and len(rows) <= INLINE_ROWS:
-                preds, probas = predict_rows(model, rows, field_prefix=prefix)
-            else:
-                preds, probas = await run_in_threadpool(predict_rows, model, rows, field_prefix=prefix)
-        except BodyTooLarge:
-            mm.error(endpoint, 413)
+        body = await request.body()
+        if len(body) > limit:
             return _error(413, "body_too_large", [("body", f"larger than {limit} bytes")], request_id)
-        except ValidationError as exc:
-            mm.error(endpoint, 422)
-            return _error(422, "invalid_input", exc.problems or [("body", str(exc))], request_id)
-        if endpoint == "invocations":
-            out: dict[str, Any] = {"predictions": preds}
-        else:
-            out = native_response(model, preds, probas, single)
-            out["request_id"] = request_id
-        elapsed = time.perf_counter() - t0
-        out["processing_time_ms"] = round(elapsed * 1000, 3)
-        mm.observe(endpoint, elapsed, preds)
-        return _json(out, headers={"x-request-id": request_id, "x-model-version": str(model.version)})
+        result = await answer(slot, endpoint, request.headers.get("content-type", ""), request_id, body, max_rows, t0)
+        return Response(
+            result.body, status_code=result.status, media_type="application/json", headers={"x-request-id": request_id}
+        )
 
     first = slots[0]
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -303,6 +236,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    routes = {"/predict": (first, "predict"), "/invocations": (first, "invocations")}
+    routes.update({f"/models/{s.name}/predict": (s, "predict") for s in slots})
+    app.add_middleware(PredictRoutes, routes=routes, max_body_bytes=limit, max_rows=max_rows)
     return app
 
 

@@ -6,10 +6,18 @@ Every protocol (native, MLflow) turns its body into a list of row objects, calls
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+from starlette.concurrency import run_in_threadpool
 
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.loaded import LoadedModel
+from mlopsctl.serving.protocols import mlflow
+
+if TYPE_CHECKING:
+    from mlopsctl.serving.reload import Slot
 
 
 def predict_rows(model: LoadedModel, rows: list[Any], *, field_prefix: str = "") -> tuple[list[Any], Any]:
@@ -57,3 +65,69 @@ def native_response(model: LoadedModel, preds: list[Any], probas: Any, single: b
     out["model_version"] = model.version
     out["variant"] = model.alias or f"v{model.version}"
     return out
+
+
+# -- one request, whatever carried it ---------------------------------------------------------
+
+INLINE_ROWS = 64  # larger batches (or any scikit-learn model) run in a worker thread
+
+
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    version: int | None
+
+
+def error_body(error: str, problems: list[tuple[str, str]], request_id: str) -> bytes:
+    detail = [{"field": f, "problem": p} for f, p in problems]
+    return orjson.dumps({"error": error, "detail": detail, "request_id": request_id})
+
+
+async def answer(
+    slot: Slot, endpoint: str, content_type: str, request_id: str, body: bytes, max_rows: int, t0: float
+) -> Answer:
+    """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations)."""
+    current = slot.current  # read once: a swap during this request does not affect it
+    if current is None:
+        problem = slot.last_error or f"{slot.name} is loading"
+        return Answer(503, error_body("not_ready", [("model", problem)], request_id), None)
+    model, mm = current
+    try:
+        if endpoint == "invocations" and content_type.startswith("text/csv"):
+            rows, prefix, single = mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False
+        else:
+            # any other type is read as JSON (curl sends form-urlencoded by default), except these
+            if content_type.startswith(("multipart/", "text/csv")):
+                mm.error(endpoint, 415)
+                also = " or text/csv" if endpoint == "invocations" else ""
+                problems = [("content-type", f"{content_type!r}: send application/json{also}")]
+                return Answer(415, error_body("unsupported_media_type", problems, request_id), model.version)
+            if not body:
+                raise ValidationError("body", [("body", "empty body: expected a JSON object")])
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                mm.error(endpoint, 400)
+                return Answer(400, error_body("malformed_json", [("body", str(exc))], request_id), model.version)
+            if endpoint == "invocations":
+                rows, prefix = mlflow.rows_from_json(payload, max_rows)
+                single = False
+            else:
+                rows, single, prefix = native_rows(payload, max_rows)
+        if model.runtime == "onnx" and len(rows) <= INLINE_ROWS:
+            preds, probas = predict_rows(model, rows, field_prefix=prefix)
+        else:
+            preds, probas = await run_in_threadpool(predict_rows, model, rows, field_prefix=prefix)
+    except ValidationError as exc:
+        mm.error(endpoint, 422)
+        problems = exc.problems or [("body", str(exc))]
+        return Answer(422, error_body("invalid_input", problems, request_id), model.version)
+    if endpoint == "invocations":
+        out: dict[str, Any] = {"predictions": preds}
+    else:
+        out = native_response(model, preds, probas, single)
+        out["request_id"] = request_id
+    elapsed = time.perf_counter() - t0
+    out["processing_time_ms"] = round(elapsed * 1000, 3)
+    mm.observe(endpoint, elapsed, preds)
+    return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version)

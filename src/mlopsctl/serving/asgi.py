@@ -1,0 +1,79 @@
+"""The prediction routes as a lean ASGI layer in front of FastAPI.
+
+FastAPI's request machinery (routing, dependency solving, response classes) costs more
+per request than running the model, so `POST /predict`, `/models/{name}/predict` and
+`/invocations` are answered here, straight from the ASGI messages, by the same
+`predict.answer` function. Everything else (docs, health, metrics, model info, unknown
+paths) goes on to the FastAPI app, which also documents these routes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from mlopsctl.serving.predict import Answer, answer, error_body
+from mlopsctl.serving.reload import Slot
+
+Scope = dict[str, Any]
+
+
+class PredictRoutes:
+    def __init__(self, app: Any, routes: dict[str, tuple[Slot, str]], max_body_bytes: int, max_rows: int) -> None:
+        self.app = app
+        self.routes = routes
+        self.limit = max_body_bytes
+        self.max_rows = max_rows
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        slot, endpoint = route
+        content_type, request_id, declared = "", "", None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+            elif key == b"content-length":
+                declared = value
+        request_id = request_id or secrets.token_hex(8)
+        body = await self._body(receive, declared)
+        if body is None:
+            result = Answer(
+                413, error_body("body_too_large", [("body", f"larger than {self.limit} bytes")], request_id), None
+            )
+            if slot.current is not None:
+                slot.current[1].error(endpoint, 413)
+        else:
+            result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(result.body)).encode()),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+        if result.version is not None:
+            headers.append((b"x-model-version", str(result.version).encode()))
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "http.response.body", "body": result.body})
+
+    async def _body(self, receive: Any, declared: bytes | None) -> bytes | None:
+        """The request body, or None once it is over the limit (declared or streamed)."""
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -8,6 +8,7 @@ A version that fails to load is reported and the old one keeps serving.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +20,19 @@ from mlopsctl.serving.metrics import ModelMetrics, ServerMetrics
 from mlopsctl.store.base import Store
 
 log = logging.getLogger("mlopsctl.serving")
+
+
+def release_freed_memory() -> None:
+    """Give the heap that building a model freed back to the OS.
+
+    Parsing an ONNX model and building its session frees tens of MB that glibc keeps
+    (a 100-tree forest: ~28 MB of the server's resident memory). ctypes drops the GIL
+    during the call, so requests go on meanwhile.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 @dataclass
@@ -97,6 +111,8 @@ class Reloader:
             if previous is not None:
                 self.metrics.reloads.labels(slot.name, "ok").inc()
                 log.info("%s: now serving v%s (was v%s)", slot.name, model.version, previous.version)
+            del previous
+            release_freed_memory()
             return True
 
     def check_all(self) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WINE_RED, run_cli
+from tests.conftest import WINE_RED, run_cli, wine_rows
 
 pytestmark = pytest.mark.shared_data
 
@@ -68,6 +68,10 @@ def test_golden_path(tmp_path: Path) -> None:
     rows.write_text("\n".join(WINE_RED.read_text().replace(";", ",").replace('"', "").splitlines()[:6]))
     local = _json("predict", "wine@prod", "--input", str(rows), "--drop", "quality", cwd=proj)
     assert local["model_version"] == 2 and len(local["predictions"]) == 5
+    as_json = tmp_path / "rows.json"
+    as_json.write_text(json.dumps({"instances": wine_rows(3)}))
+    from_json = _json("predict", "wine@2", "--input", str(as_json), cwd=proj)
+    assert from_json["predictions"] == local["predictions"][:3]
 
     back = _json("rollback", "wine", "--alias", "prod", cwd=proj)
     assert (back["from"], back["to"]) == (2, 1)

@@ -253,3 +253,62 @@ def test_sklearn_runtime_serves_the_same_answers(wine_store_copy: Path) -> None:
             assert c.get("/models").json()["models"][0]["runtime"] == runtime
             answers[runtime] = body["predictions"]
     assert answers["onnx"] == answers["sklearn"]
+
+
+@pytest.fixture
+def two_models_store(wine_store_copy: Path, tmp_path: Path) -> Path:
+    """The wine store plus `wine-alcohol`, a regression (Ridge) of alcohol, and `wine-sk`, v1's bundle
+    published without its ONNX export (as when a pipeline does not convert)."""
+    from mlopsctl.training.bundle import build_bundle
+    from mlopsctl.training.train import get_run
+    from tests.conftest import WINE_RED, train_and_publish, write_project
+
+    folder = write_project(tmp_path / "reg", name="wine-alcohol", model="ridge", params="{}", store=wine_store_copy)
+    toml = (folder / "mlops.toml").read_text()
+    toml = toml.replace('target = "quality"', 'target = "alcohol"').replace('"classification"', '"regression"')
+    (folder / "mlops.toml").write_text(toml)
+    assert WINE_RED.is_file()
+    _, store, _, version = train_and_publish(folder)
+    registry.promote(store, "wine-alcohol", version, "prod")
+    run = get_run(store, registry.manifest(store, "wine", 1)["run_id"])
+    files, summary = build_bundle(store, run)
+    del files["model.onnx"]
+    registry.publish(store, "wine-sk", files, {**summary, "runtime": "sklearn", "run_id": "no-onnx"})
+    return wine_store_copy
+
+
+def test_regression_and_classification_served_together(two_models_store: Path) -> None:
+    app = create_app(
+        ServeSettings(store_uri=str(two_models_store), models=[("wine-alcohol", "prod"), ("wine", "prod")])
+    )
+    rows = wine_rows(5)
+    with TestClient(app) as c:
+        reg_rows = [{k: v for k, v in r.items() if k != "alcohol"} | {"quality": 5.0} for r in rows]
+        body = c.post("/predict", json={"instances": reg_rows}).json()
+        assert body["model"] == "wine-alcohol" and "probabilities" not in body
+        assert all(isinstance(p, float) and 8 < p < 15 for p in body["predictions"])
+        one = c.post("/models/wine-alcohol/predict", json={"features": reg_rows[0]}).json()
+        assert one["prediction"] == pytest.approx(body["predictions"][0])
+        assert c.post("/models/wine/predict", json={"instances": rows}).json()["model"] == "wine"
+        # each model validates against its own signature
+        assert c.post("/predict", json={"features": rows[0]}).status_code == 422
+        text = c.get("/metrics").text
+        buckets = [line for line in text.splitlines() if line.startswith('mlops_predictions_total{class="le_')]
+        assert sum(float(b.rsplit(" ", 1)[1]) for b in buckets) == 6.0
+        names = {m["name"]: m for m in c.get("/models").json()["models"]}
+        assert names["wine-alcohol"]["task"] == "regression" and names["wine"]["runtime"] == "onnx"
+        spec = c.get("/openapi.json").json()
+        assert (
+            "oneOf"
+            in spec["paths"]["/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        )
+
+
+def test_a_bundle_without_onnx_is_served_by_scikit_learn(two_models_store: Path) -> None:
+    app = create_app(ServeSettings(store_uri=str(two_models_store), models=[("wine-sk", None), ("wine", "1")]))
+    rows = wine_rows(8)
+    with TestClient(app) as c:
+        models = {m["name"]: m for m in c.get("/models").json()["models"]}
+        assert models["wine-sk"]["runtime"] == "sklearn" and models["wine"]["runtime"] == "onnx"
+        sk = c.post("/predict", json={"instances": rows}).json()["predictions"]
+        assert sk == c.post("/models/wine/predict", json={"instances": rows}).json()["predictions"]

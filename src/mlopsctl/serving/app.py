@@ -208,31 +208,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return _error(422, "invalid_input", problems)
 
     def openapi() -> dict[str, Any]:
-        # regenerated on each call: the request schema follows the version being served
+        # regenerated on each call: the request schemas follow the versions being served
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        for path, slot in [
-            ("/predict", first),
-            ("/invocations", first),
-            *((f"/models/{s.name}/predict", s) for s in slots),
-        ]:
-            op = schema["paths"].get(path, {}).get("post")
-            if op is None or slot.current is None:
-                continue
-            spec = slot.current[0].spec
-            req = (
-                spec.request_schema()
-                if path != "/invocations"
-                else {
-                    "type": "object",
-                    "properties": {"dataframe_records": {"type": "array", "items": spec.row_schema()}},
-                }
-            )
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": req}}}
-        if len(slots) > 1:
-            op = schema["paths"]["/models/{name}/predict"]["post"]
-            op["requestBody"]["content"]["application/json"]["schema"] = {
-                "oneOf": [s.current[0].spec.request_schema() for s in slots if s.current]
-            }
+
+        def body(path: str, request: dict[str, Any]) -> None:
+            op = schema["paths"][path]["post"]
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+
+        loaded = [s.current[0].spec for s in slots if s.current is not None]
+        if first.current is not None:
+            spec = first.current[0].spec
+            body("/predict", spec.request_schema())
+            records = {"type": "array", "items": spec.row_schema()}
+            body("/invocations", {"type": "object", "properties": {"dataframe_records": records}})
+        if loaded:
+            requests = [spec.request_schema() for spec in loaded]
+            body("/models/{name}/predict", requests[0] if len(requests) == 1 else {"oneOf": requests})
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -72,7 +72,8 @@ def _error(status: int, error: str, problems: list[tuple[str, str]], request_id:
     return _json(body, status, {"x-request-id": request_id} if request_id else None)
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeSettings) -> PredictRoutes:
+    """The service: the FastAPI app (``.app``) behind the lean prediction routes."""
     store = open_store(settings.store_uri)
     from mlopsctl.serving.metrics import ServerMetrics
 
@@ -229,11 +230,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     routes = {"/predict": (first, "predict"), "/invocations": (first, "invocations")}
     routes.update({f"/models/{s.name}/predict": (s, "predict") for s in slots})
-    app.add_middleware(PredictRoutes, routes=routes, max_body_bytes=limit, max_rows=max_rows)
-    return app
+    # in front of FastAPI, not inside it as a middleware: its middleware stack costs ~20 µs a request
+    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> PredictRoutes:
     """Factory for `uvicorn --factory` (used with several workers): settings from the environment."""
     text = os.environ.get(SETTINGS_ENV)
     if not text:

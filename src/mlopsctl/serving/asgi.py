@@ -20,6 +20,8 @@ Scope = dict[str, Any]
 
 
 class PredictRoutes:
+    """An ASGI app: the prediction routes here, everything else passed on to ``app`` (FastAPI)."""
+
     def __init__(self, app: Any, routes: dict[str, tuple[Slot, str]], max_body_bytes: int, max_rows: int) -> None:
         self.app = app
         self.routes = routes

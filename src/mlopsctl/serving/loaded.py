@@ -32,6 +32,7 @@ class LoadedModel:
     manifest: dict[str, Any]
     loaded_at: float = field(default_factory=time.time)
     bucket_edges: list[float] = field(default_factory=list)
+    class_keys: list[str] = field(default_factory=list)  # class labels as JSON keys
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ def load(
         classes=classes,
         manifest=man,
         bucket_edges=edges,
+        class_keys=[str(c) for c in classes or []],
     )
     _warm_up(model)
     return model

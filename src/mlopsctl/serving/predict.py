@@ -51,10 +51,10 @@ def native_rows(payload: Any, max_rows: int) -> tuple[list[Any], bool, str]:
 def native_response(model: LoadedModel, preds: list[Any], probas: Any, single: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if probas is not None and model.classes is not None:
-        keys = [str(c) for c in model.classes]
-        # probabilities come from float32 graphs: 7 significant digits is what they hold
-        prob_dicts = [{k: round(float(x), 7) for k, x in zip(keys, p, strict=True)} for p in probas]
-        conf = [max(d.values()) for d in prob_dicts]
+        keys = model.class_keys
+        # numpy scalars: orjson (OPT_SERIALIZE_NUMPY) prints float32 as 0.97, not 0.9700000286102295
+        prob_dicts = [dict(zip(keys, p, strict=True)) for p in probas]
+        conf = list(probas.max(axis=1))
         if single:
             out = {"prediction": preds[0], "probabilities": prob_dicts[0], "confidence": conf[0]}
         else:

@@ -101,7 +101,7 @@ class OnnxRunner:
             proba = proba[:, self._order]
         label_of = self._label_of
         labels = [label_of.get(v, v) for v in out[0].ravel().tolist()]
-        return labels, proba.tolist()
+        return labels, proba  # a float32 array: orjson prints each value in its shortest form
 
 
 class SklearnRunner:
@@ -146,7 +146,7 @@ class SklearnRunner:
         # the model's own rule (argmax of the probabilities), without a second pass through the pipeline
         assert self.classes is not None
         classes = self.classes
-        return [classes[i] for i in np.argmax(proba, axis=1).tolist()], proba.tolist()
+        return [classes[i] for i in np.argmax(proba, axis=1).tolist()], proba
 
 
 def _reorder(have: list[Any], want: list[Any]) -> Any:

@@ -130,17 +130,17 @@ def predict(
             problems = "; ".join(f"{d['field']}: {d['problem']}" for d in body.get("detail", [])[:5])
             raise DataError(endpoint, f"HTTP {resp.status_code} {body.get('error')}: {problems}")
     else:
-        ref: str | None
-        if target is None:
-            cfg = common.require_config()
-            name, ref = cfg.model_name, cfg.serving.alias
-        else:
-            name, ref = common.split_ref(target)
         from mlopsctl.serving.loaded import load
         from mlopsctl.serving.predict import native_response, predict_rows
 
-        cfg2 = common.config(required=False)
-        model = load(common.store(cfg2), name, ref, trusted=bool(cfg2 and cfg2.registry.trusted))
+        cfg = common.config(required=target is None)
+        ref: str | None
+        if target is None:
+            assert cfg is not None
+            name, ref = cfg.model_name, cfg.serving.alias
+        else:
+            name, ref = common.split_ref(target)
+        model = load(common.store(cfg), name, ref, trusted=bool(cfg and cfg.registry.trusted))
         rows = coerce_strings(rows, model.spec)
         preds, probas = predict_rows(model, rows, field_prefix="rows")
         body = native_response(model, preds, probas, single=False)

@@ -309,3 +309,9 @@ def test_a_bundle_without_onnx_is_served_by_scikit_learn(two_models_store: Path)
         assert models["wine-sk"]["runtime"] == "sklearn" and models["wine"]["runtime"] == "onnx"
         sk = c.post("/predict", json={"instances": rows}).json()["predictions"]
         assert sk == c.post("/models/wine/predict", json={"instances": rows}).json()["predictions"]
+
+
+def test_the_fastapi_routes_behind_the_prediction_layer_are_for_the_docs_only(wine_store_copy: Path) -> None:
+    app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")]))
+    with TestClient(app.app) as c, pytest.raises(RuntimeError, match="PredictRoutes"):
+        c.post("/predict", json={"features": wine_rows(1)[0]})

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -28,12 +26,14 @@ from starlette.responses import Response
 from mlopsctl import __version__
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.asgi import PredictRoutes
-from mlopsctl.serving.predict import answer
+from mlopsctl.serving.predict import error_body
 from mlopsctl.serving.reload import Reloader, Slot
 from mlopsctl.store.base import open_store
 
 log = logging.getLogger("mlopsctl.serving")
 SETTINGS_ENV = "MLOPS_SERVE_SETTINGS"
+# the prediction routes are declared on FastAPI for the docs; PredictRoutes answers them before FastAPI
+UNREACHABLE = "answered by PredictRoutes: serve the app that create_app returns, not its .app"
 
 
 @dataclass
@@ -64,11 +64,8 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return JSONBytes(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, headers=headers)
 
 
-def _error(status: int, error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> Response:
-    body: dict[str, Any] = {"error": error, "detail": [{"field": f, "problem": p} for f, p in problems]}
-    if request_id:
-        body["request_id"] = request_id
-    return _json(body, status, {"x-request-id": request_id} if request_id else None)
+def _error(status: int, error: str, problems: list[tuple[str, str]]) -> Response:
+    return JSONBytes(error_body(error, problems), status_code=status)
 
 
 def create_app(settings: ServeSettings) -> PredictRoutes:
@@ -111,18 +108,6 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     app.state.slots = by_name
     app.state.metrics = metrics
 
-    async def serve(request: Request, slot: Slot, endpoint: str) -> Response:
-        # reached only if the PredictRoutes layer is bypassed (e.g. the app mounted elsewhere)
-        t0 = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
-        body = await request.body()
-        if len(body) > limit:
-            return _error(413, "body_too_large", [("body", f"larger than {limit} bytes")], request_id)
-        result = await answer(slot, endpoint, request.headers.get("content-type", ""), request_id, body, max_rows, t0)
-        return Response(
-            result.body, status_code=result.status, media_type="application/json", headers={"x-request-id": request_id}
-        )
-
     first = slots[0]
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
@@ -132,8 +117,8 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         summary=f"Predict with {first.name} (the first served model)",
         openapi_extra=body_doc,
     )
-    async def predict(request: Request) -> Response:
-        return await serve(request, first, "predict")
+    async def predict() -> Response:
+        raise RuntimeError(UNREACHABLE)
 
     @app.post(
         "/models/{name}/predict",
@@ -141,15 +126,9 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         summary="Predict with a named model",
         openapi_extra=body_doc,
     )
-    async def predict_named(name: str, request: Request) -> Response:
-        slot = by_name.get(name)
-        if slot is None:
-            return _error(
-                404,
-                "not_found",
-                [("name", f"model {name!r} is not served here; served: " + ", ".join(by_name))],
-            )
-        return await serve(request, slot, "predict")
+    async def predict_named(name: str) -> Response:
+        # PredictRoutes answers every served name: a name that gets here is not served
+        return _error(404, "not_found", [("name", f"model {name!r} is not served here; served: " + ", ".join(by_name))])
 
     @app.post(
         "/invocations",
@@ -157,8 +136,8 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         summary="MLflow scoring protocol (first served model)",
         openapi_extra=body_doc,
     )
-    async def invocations(request: Request) -> Response:
-        return await serve(request, first, "invocations")
+    async def invocations() -> Response:
+        raise RuntimeError(UNREACHABLE)
 
     @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
     async def health() -> Response:

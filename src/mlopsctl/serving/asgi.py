@@ -49,8 +49,9 @@ class PredictRoutes:
             result = Answer(
                 413, error_body("body_too_large", [("body", f"larger than {self.limit} bytes")], request_id), None
             )
-            if slot.current is not None:
-                slot.current[1].error(endpoint, 413)
+            current = slot.current
+            if current is not None:
+                current[1].error(endpoint, 413)
         else:
             result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0)
         headers = [

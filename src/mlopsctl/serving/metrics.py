@@ -95,6 +95,8 @@ class ModelMetrics:
         self.latency = {ep: m.latency.labels(name, ep) for ep in ("predict", "invocations")}
         self.rows = m.rows.labels(name, version)
         self.edges = list(model.bucket_edges)
+        # classification counts by class; regression by the training-quantile bucket a value falls in
+        self.classification = bool(model.classes)
         labels = [str(c) for c in model.classes] if model.classes else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
         self.by_label = {lbl: m.predictions.labels(name, version, lbl) for lbl in labels}
         self.bucket_names = labels
@@ -107,11 +109,11 @@ class ModelMetrics:
         self.latency[endpoint].observe(seconds)
         self.rows.inc(len(predictions))
         by_label = self.by_label
-        if self.edges or not by_label or "le_+Inf" in by_label:
-            for p in predictions:
-                by_label[self.bucket_names[bisect.bisect_left(self.edges, p)]].inc()
-        else:
+        if self.classification:
             for p in predictions:
                 child = by_label.get(str(p))
                 if child is not None:
                     child.inc()
+        else:
+            for p in predictions:
+                by_label[self.bucket_names[bisect.bisect_left(self.edges, p)]].inc()

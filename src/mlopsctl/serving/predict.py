@@ -78,9 +78,11 @@ class Answer(NamedTuple):
     version: int | None
 
 
-def error_body(error: str, problems: list[tuple[str, str]], request_id: str) -> bytes:
-    detail = [{"field": f, "problem": p} for f, p in problems]
-    return orjson.dumps({"error": error, "detail": detail, "request_id": request_id})
+def error_body(error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> bytes:
+    body: dict[str, Any] = {"error": error, "detail": [{"field": f, "problem": p} for f, p in problems]}
+    if request_id:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
 
 
 async def answer(

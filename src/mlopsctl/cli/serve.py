@@ -123,7 +123,7 @@ def predict(
 
         endpoint = url if url.rstrip("/").endswith("predict") else url.rstrip("/") + "/predict"
         if input_file.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
-            rows = _coerce_untyped(rows)
+            rows = coerce_strings(rows, _served_spec(endpoint))
         resp = httpx.post(endpoint, json={"instances": rows}, timeout=60)
         body = resp.json()
         if resp.status_code != 200:
@@ -156,21 +156,26 @@ def predict(
     )
 
 
-def _coerce_untyped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """CSV values sent to a server: numbers where they parse (the server validates the rest)."""
-    out = []
-    for row in rows:
-        new: dict[str, Any] = {}
-        for k, v in row.items():
-            if isinstance(v, str):
-                try:
-                    new[k] = float(v) if v.strip() else None
-                except ValueError:
-                    new[k] = v
-            else:
-                new[k] = v
-        out.append(new)
-    return out
+def _served_spec(endpoint: str) -> Any:
+    """The input signature of the model behind a predict URL, asked of the server itself, so CSV
+    values are typed as that model expects (a category "3" stays a string)."""
+    import httpx
+
+    from mlopsctl.serving.inputs import InputSpec
+
+    base = endpoint.rstrip("/").removesuffix("/predict")
+    info_url = base if "/models/" in base else base + "/models"
+    try:
+        resp = httpx.get(info_url, timeout=30)
+    except httpx.HTTPError as exc:
+        raise DataError(info_url, f"cannot reach the server: {exc}") from None
+    info = resp.json()
+    if resp.status_code != 200:
+        raise DataError(info_url, f"HTTP {resp.status_code}: {info.get('detail') or info}")
+    model = info["models"][0] if "models" in info else info
+    if "inputs" not in model:
+        raise DataError(info_url, f"model {model.get('name')} is not loaded: {model.get('error')}")
+    return InputSpec({"inputs": model["inputs"]})
 
 
 def register(app: typer.Typer) -> None:

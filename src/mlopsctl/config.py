@@ -7,6 +7,7 @@ A wrong key, type or value is reported with the file and the dotted key, e.g.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -103,6 +104,100 @@ class StoreSection(_Section):
     uri: str = ".mlops"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``2w`` (a bare number is seconds)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"duration {text!r} is negative")
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"duration {text!r}: expected a number and a unit, e.g. 30s, 5m, 1h, 7d, 2w")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def prometheus_duration(seconds: float) -> str:
+    """``300`` → ``5m``: the largest unit that divides evenly (Prometheus' own duration syntax)."""
+    s = int(round(seconds))
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if s and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+class _Duration(_Section):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, v: Any, info: Any) -> Any:
+        if info.field_name.endswith("_for") or info.field_name.endswith("_window"):
+            return parse_duration(v) if v is not None else v
+        return v
+
+
+class CaptureSection(_Section):
+    enabled: bool = True
+    sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests recorded
+    buffer_rows: int = Field(default=100_000, ge=100)  # records held in memory; beyond, new ones are dropped
+    batch_rows: int = Field(default=5_000, ge=1)  # a batch file is written at this many records...
+    flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
+    recent_requests: int = Field(default=100_000, ge=0)  # request ids remembered for POST /feedback
+
+
+class DriftSection(_Section):
+    p_value: float = Field(default=0.05, gt=0, lt=1)  # KS / chi-square: drift below this (after correction)
+    psi_threshold: float = Field(default=0.2, gt=0)  # PSI: drift above this
+    share: float = Field(default=0.3, gt=0, le=1)  # dataset drift when this share of features drifted
+    correction: Literal["none", "bonferroni", "holm", "fdr_bh"] = "none"  # for many features
+    min_rows: int = Field(default=30, ge=1)  # fewer current rows: an error, not a verdict
+
+
+class AlertsSection(_Duration):
+    latency_p95_ms: float | None = Field(default=500, gt=0)  # None disables a rule
+    latency_for: float = 300
+    error_rate: float | None = Field(default=0.05, gt=0, le=1)
+    error_for: float = 180
+    silence_for: float | None = 1800  # no requests at all for this long
+    drift_share: float | None = Field(default=0.3, gt=0, le=1)  # share of drifted features in the last report
+    accuracy_min: float | None = Field(default=None, gt=0, le=1)  # live accuracy (classification)
+    accuracy_window: float = 3600
+    accuracy_min_samples: int = Field(default=50, ge=1)
+
+    @field_validator("latency_p95_ms", "error_rate", "silence_for", "drift_share", "accuracy_min", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if v is False else v  # TOML has no null: `rule = false` turns a rule off
+
+    def rules_on(self) -> list[str]:
+        """The rules in force, by name."""
+        on = {
+            "latency": self.latency_p95_ms,
+            "errors": self.error_rate,
+            "silence": self.silence_for,
+            "drift": self.drift_share,
+            "accuracy": self.accuracy_min,
+        }
+        return [k for k, v in on.items() if v is not None]
+
+
+class NotifySection(_Section):
+    stdout: bool = True
+    webhook_url: str | None = None  # env MLOPS_WEBHOOK_URL overrides
+    webhook_format: Literal["json", "slack"] = "json"
+    sns_topic_arn: str | None = None  # needs the [aws] extra
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class MonitoringSection(_Section):
+    capture: CaptureSection = CaptureSection()
+    drift: DriftSection = DriftSection()
+    alerts: AlertsSection = AlertsSection()
+    notify: NotifySection = NotifySection()
+
+
 class Config(_Section):
     project: ProjectSection
     data: DataSection
@@ -110,6 +205,7 @@ class Config(_Section):
     registry: RegistrySection = RegistrySection()
     serving: ServingSection = ServingSection()
     store: StoreSection = StoreSection()
+    monitoring: MonitoringSection = MonitoringSection()
 
     # where the file was read from; relative paths in it are relative to this folder
     root: Path = Field(default=Path("."), exclude=True)
@@ -228,4 +324,20 @@ reload_interval_seconds = 2
 
 [store]
 uri = ".mlops"                 # or s3://bucket/prefix; MLOPS_STORE and --store override
+
+[monitoring.capture]
+sample_rate = 1.0              # share of predictions recorded in the store (capture/)
+
+[monitoring.drift]
+p_value = 0.05                 # KS / chi-square threshold per feature
+share = 0.3                    # dataset drift when this share of features drifted
+
+[monitoring.alerts]
+latency_p95_ms = 500           # alert when p95 is above this for latency_for; `= false` turns a rule off
+latency_for = "5m"
+error_rate = 0.05
+error_for = "3m"
+silence_for = "30m"
+drift_share = 0.3
+# accuracy_min = 0.6           # live accuracy from feedback, over accuracy_window ("1h")
 '''

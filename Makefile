@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,17 @@ install: $(STAMP)
 demo: $(STAMP)  ## the whole loop on a dataset that ships with scikit-learn, in ./demo-workspace
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)  ## every test, slow ones included
+# Debian tools the tests run for real: chromium (the dashboard), promtool (alert rules).
+# Installed when missing and we are root; the tests that need them skip with the reason otherwise.
+system-tools:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing from Debian:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) system-tools  ## every test, slow ones included
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

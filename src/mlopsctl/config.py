@@ -122,7 +122,7 @@ def parse_duration(text: str | float | int) -> float:
 
 def prometheus_duration(seconds: float) -> str:
     """``300`` → ``5m``: the largest unit that divides evenly (Prometheus' own duration syntax)."""
-    s = int(round(seconds))
+    s = round(seconds)
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if s and s % size == 0:
             return f"{s // size}{unit}"
@@ -144,7 +144,7 @@ class CaptureSection(_Section):
     buffer_rows: int = Field(default=100_000, ge=100)  # records held in memory; beyond, new ones are dropped
     batch_rows: int = Field(default=5_000, ge=1)  # a batch file is written at this many records...
     flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
-    recent_requests: int = Field(default=100_000, ge=0)  # request ids remembered for POST /feedback
+    recent_requests: int = Field(default=50_000, ge=0)  # request ids remembered for POST /feedback
 
 
 class DriftSection(_Section):

@@ -50,13 +50,14 @@ def main_options(
 
 
 def _register() -> None:
-    from mlopsctl.cli import data, drift, models, monitor, project, serve, train
+    from mlopsctl.cli import capture, data, drift, models, monitor, project, serve, train
 
     project.register(app)
     app.add_typer(data.app, name="data", help="Validate and ingest data (content-addressed snapshots).")
     train.register(app)
     models.register(app)
     serve.register(app)
+    capture.register(app)
     drift.register(app)
     monitor.register(app)
 

@@ -1,8 +1,9 @@
 """The HTTP app factory: routes, error bodies, start-up and shutdown.
 
 Routes: ``POST /predict`` (the first model), ``POST /models/{name}/predict``,
-``POST /invocations`` (MLflow), ``GET /health``, ``/ready``, ``/metrics``, ``/models``,
-``/docs``. Errors are JSON bodies that name the field; a 5xx means a bug.
+``POST /invocations`` (MLflow), ``POST /feedback``, ``GET /health``, ``/ready``, ``/metrics``,
+``/models``, ``/dashboard``, ``/docs``. Errors are JSON bodies that name the field; a 5xx
+means a bug.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -45,6 +46,9 @@ class ServeSettings:
     max_body_bytes: int = 1_048_576
     max_batch_rows: int = 10_000
     trusted: bool = False
+    # [monitoring.capture] settings (CaptureSection fields); None turns capture off
+    capture: dict[str, Any] | None = field(default_factory=dict)
+    accuracy_window: float = 3600.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -87,15 +91,40 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         trusted=settings.trusted,
     )
     limit, max_rows = settings.max_body_bytes, settings.max_batch_rows
+    capture = None
+    if settings.capture is not None:
+        from mlopsctl.config import CaptureSection
+        from mlopsctl.serving.capture import CaptureWriter
+
+        cs = CaptureSection(**settings.capture)
+        if cs.enabled:
+            capture = CaptureWriter(
+                store,
+                metrics,
+                sample_rate=cs.sample_rate,
+                buffer_rows=cs.buffer_rows,
+                batch_rows=cs.batch_rows,
+                flush_interval=cs.flush_interval_seconds,
+                recent_requests=cs.recent_requests,
+            )
+    from mlopsctl.serving.live import LiveStats
+
+    live = LiveStats(store, metrics, slots, capture, accuracy_window=settings.accuracy_window)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(reloader.check_all)
         reloader.start()
+        if capture is not None:
+            capture.start()
+        await run_in_threadpool(live.start)
         try:
             yield
         finally:
             reloader.stop()
+            live.stop()
+            if capture is not None:
+                await run_in_threadpool(capture.close)  # the buffer is written before the process exits
 
     app = FastAPI(
         title="mlopsctl prediction service",
@@ -107,6 +136,8 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     app.state.reloader = reloader
     app.state.slots = by_name
     app.state.metrics = metrics
+    app.state.capture = capture
+    app.state.live = live
 
     first = slots[0]
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -138,6 +169,81 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     )
     async def invocations() -> Response:
         raise RuntimeError(UNREACHABLE)
+
+    feedback_seq = [0]
+
+    @app.post(
+        "/feedback",
+        tags=["monitoring"],
+        summary="Ground truth for earlier predictions, by request id",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/FeedbackItem"},
+                                {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def feedback(request: Request) -> Response:
+        from mlopsctl.monitoring.feedback import check_items, store_feedback
+
+        if capture is None:
+            return _error(409, "capture_off", [("capture", "capture is off on this server: no prediction to join")])
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "malformed_json", [("body", str(exc))])
+        items = payload if isinstance(payload, list) else [payload]
+        if not items:
+            return _error(422, "invalid_input", [("body", "an empty list: send at least one label")])
+
+        def info(name: str, version: int) -> tuple[str, list[Any] | None]:
+            cur = by_name[name].current
+            if cur is not None and cur[0].version == version:
+                return cur[0].task, cur[0].classes
+            from mlopsctl import registry
+
+            sig = json.loads(registry.read_files(store, name, version, ["signature.json"])["signature.json"])
+            return sig["task"], sig.get("classes")
+
+        result = await run_in_threadpool(check_items, items, capture.lookup, info, source="api")
+        if result.accepted:
+            feedback_seq[0] += 1
+            await run_in_threadpool(store_feedback, store, result.accepted, capture.writer, feedback_seq[0])
+            outcomes: dict[str, list[tuple[float, bool]]] = {}
+            for rec in result.accepted:
+                predicted = capture.prediction(rec["request_id"], rec["row"])
+                serving = by_name[rec["model"]].current
+                if serving is not None and serving[0].task != "regression":
+                    outcomes.setdefault(rec["model"], []).append((rec["time"], str(predicted) == str(rec["label"])))
+                metrics.feedback.labels(rec["model"], "accepted").inc()
+            for name, got in outcomes.items():
+                live.add_labels(name, got)
+        if result.rejected:
+            metrics.feedback.labels(first.name, "rejected").inc(len(result.rejected))
+        body = result.to_dict()
+        if not result.accepted:
+            status = 404 if all(r["field"] == "request_id" for r in result.rejected) else 422
+            return _json({"error": "no_label_accepted", "detail": result.rejected, **body}, status)
+        return _json(body)
+
+    @app.get("/dashboard", tags=["monitoring"], summary="Status page (HTML, refreshes itself)")
+    async def dashboard() -> Response:
+        from mlopsctl.serving.dashboard import page
+
+        return Response(page(), media_type="text/html; charset=utf-8")
+
+    @app.get("/dashboard/data", tags=["monitoring"], summary="The status page's data (JSON)")
+    async def dashboard_data() -> Response:
+        return _json(live.summary())
 
     @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
     async def health() -> Response:
@@ -203,13 +309,23 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         if loaded:
             requests = [spec.request_schema() for spec in loaded]
             body("/models/{name}/predict", requests[0] if len(requests) == 1 else {"oneOf": requests})
+        schema.setdefault("components", {}).setdefault("schemas", {})["FeedbackItem"] = {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string", "description": "the request_id of a prediction"},
+                "label": {"description": "the true class (classification) or value (regression)"},
+                "row": {"type": "integer", "minimum": 0, "default": 0, "description": "row of a batch request"},
+            },
+            "required": ["request_id", "label"],
+            "additionalProperties": False,
+        }
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     routes = {"/predict": (first, "predict"), "/invocations": (first, "invocations")}
     routes.update({f"/models/{s.name}/predict": (s, "predict") for s in slots})
     # in front of FastAPI, not inside it as a middleware: its middleware stack costs ~20 µs a request
-    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows)
+    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows, capture=capture)
 
 
 def app_from_env() -> PredictRoutes:

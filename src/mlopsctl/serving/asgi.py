@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from mlopsctl.serving.capture import CaptureWriter
 from mlopsctl.serving.predict import Answer, answer, error_body
 from mlopsctl.serving.reload import Slot
 
@@ -22,8 +23,16 @@ Scope = dict[str, Any]
 class PredictRoutes:
     """An ASGI app: the prediction routes here, everything else passed on to ``app`` (FastAPI)."""
 
-    def __init__(self, app: Any, routes: dict[str, tuple[Slot, str]], max_body_bytes: int, max_rows: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        routes: dict[str, tuple[Slot, str]],
+        max_body_bytes: int,
+        max_rows: int,
+        capture: CaptureWriter | None = None,
+    ) -> None:
         self.app = app
+        self.capture = capture
         self.routes = routes
         self.limit = max_body_bytes
         self.max_rows = max_rows
@@ -53,7 +62,7 @@ class PredictRoutes:
             if current is not None:
                 current[1].error(endpoint, 413)
         else:
-            result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0)
+            result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0, self.capture)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(result.body)).encode()),

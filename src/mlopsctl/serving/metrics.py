@@ -61,6 +61,34 @@ class ServerMetrics:
             registry=r,
         )
         self.ready = Gauge("mlops_ready", "1 when every configured model is loaded.", registry=r)
+        self.capture_written = Counter(
+            "mlops_capture_records_written", "Prediction records written to the store.", ["model"], registry=r
+        )
+        self.capture_dropped = Counter(
+            "mlops_capture_dropped",
+            "Prediction records not captured because the buffer was full (or a write kept failing).",
+            ["model"],
+            registry=r,
+        )
+        self.capture_queued = Gauge("mlops_capture_queued_records", "Records waiting to be written.", registry=r)
+        self.feedback = Counter(
+            "mlops_feedback_labels", "Ground-truth labels received, by outcome.", ["model", "result"], registry=r
+        )
+        self.drift_share = Gauge(
+            "mlops_drift_share",
+            "Share of drifted features in the latest drift report of the served model (-1: none yet).",
+            ["model"],
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            "mlops_live_accuracy",
+            "Accuracy of this server's predictions that got feedback, over the accuracy window (classification).",
+            ["model"],
+            registry=r,
+        )
+        self.live_labelled = Gauge(
+            "mlops_live_labelled", "Predictions with feedback in the accuracy window.", ["model"], registry=r
+        )
 
     def bind(self, model: Any, previous: Any | None) -> ModelMetrics:
         if previous is not None:

@@ -17,6 +17,7 @@ from mlopsctl.serving.loaded import LoadedModel
 from mlopsctl.serving.protocols import mlflow
 
 if TYPE_CHECKING:
+    from mlopsctl.serving.capture import CaptureWriter
     from mlopsctl.serving.reload import Slot
 
 
@@ -24,6 +25,15 @@ def predict_rows(model: LoadedModel, rows: list[Any], *, field_prefix: str = "")
     """Predictions for ``rows`` and class probabilities per row (None for regression)."""
     cols = model.spec.columns(rows, field_prefix=field_prefix)
     return model.runner.predict(cols)
+
+
+def predict_columns(
+    model: LoadedModel, rows: list[Any], field_prefix: str
+) -> tuple[dict[str, list[Any]], list[Any], Any]:
+    """As ``predict_rows``, also returning the validated columns (what capture records)."""
+    cols = model.spec.columns(rows, field_prefix=field_prefix)
+    preds, probas = model.runner.predict(cols)
+    return cols, preds, probas
 
 
 def native_rows(payload: Any, max_rows: int) -> tuple[list[Any], bool, str]:
@@ -86,7 +96,14 @@ def error_body(error: str, problems: list[tuple[str, str]], request_id: str | No
 
 
 async def answer(
-    slot: Slot, endpoint: str, content_type: str, request_id: str, body: bytes, max_rows: int, t0: float
+    slot: Slot,
+    endpoint: str,
+    content_type: str,
+    request_id: str,
+    body: bytes,
+    max_rows: int,
+    t0: float,
+    capture: CaptureWriter | None = None,
 ) -> Answer:
     """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations)."""
     current = slot.current  # read once: a swap during this request does not affect it
@@ -94,6 +111,20 @@ async def answer(
         problem = slot.last_error or f"{slot.name} is loading"
         return Answer(503, error_body("not_ready", [("model", problem)], request_id), None)
     model, mm = current
+    return await _answer(model, mm, endpoint, content_type, request_id, body, max_rows, t0, capture)
+
+
+async def _answer(
+    model: LoadedModel,
+    mm: Any,
+    endpoint: str,
+    content_type: str,
+    request_id: str,
+    body: bytes,
+    max_rows: int,
+    t0: float,
+    capture: CaptureWriter | None,
+) -> Answer:
     try:
         if endpoint == "invocations" and content_type.startswith("text/csv"):
             rows, prefix, single = mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False
@@ -101,6 +132,8 @@ async def answer(
             # any other type is read as JSON (curl sends form-urlencoded by default), except these
             if content_type.startswith(("multipart/", "text/csv")):
                 mm.error(endpoint, 415)
+                if capture is not None:
+                    capture.offer(model, request_id, endpoint, 415, time.perf_counter() - t0, None, None, None, "415")
                 also = " or text/csv" if endpoint == "invocations" else ""
                 problems = [("content-type", f"{content_type!r}: send application/json{also}")]
                 return Answer(415, error_body("unsupported_media_type", problems, request_id), model.version)
@@ -110,6 +143,8 @@ async def answer(
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 mm.error(endpoint, 400)
+                if capture is not None:
+                    capture.offer(model, request_id, endpoint, 400, time.perf_counter() - t0, None, None, None, "400")
                 return Answer(400, error_body("malformed_json", [("body", str(exc))], request_id), model.version)
             if endpoint == "invocations":
                 rows, prefix = mlflow.rows_from_json(payload, max_rows)
@@ -117,12 +152,14 @@ async def answer(
             else:
                 rows, single, prefix = native_rows(payload, max_rows)
         if model.runtime == "onnx" and len(rows) <= INLINE_ROWS:
-            preds, probas = predict_rows(model, rows, field_prefix=prefix)
+            cols, preds, probas = predict_columns(model, rows, prefix)
         else:
-            preds, probas = await run_in_threadpool(predict_rows, model, rows, field_prefix=prefix)
+            cols, preds, probas = await run_in_threadpool(predict_columns, model, rows, prefix)
     except ValidationError as exc:
         mm.error(endpoint, 422)
         problems = exc.problems or [("body", str(exc))]
+        if capture is not None:
+            capture.offer(model, request_id, endpoint, 422, time.perf_counter() - t0, None, None, None, str(exc)[:500])
         return Answer(422, error_body("invalid_input", problems, request_id), model.version)
     if endpoint == "invocations":
         out: dict[str, Any] = {"predictions": preds}
@@ -132,4 +169,6 @@ async def answer(
     elapsed = time.perf_counter() - t0
     out["processing_time_ms"] = round(elapsed * 1000, 3)
     mm.observe(endpoint, elapsed, preds)
+    if capture is not None:
+        capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas)
     return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version)

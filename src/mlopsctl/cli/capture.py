@@ -1,0 +1,209 @@
+"""`mlopsctl capture export`, `mlopsctl feedback FILE` and `mlopsctl performance NAME`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlopsctl.cli import common
+from mlopsctl.errors import DataError
+
+capture_app = typer.Typer(no_args_is_help=True, help="Predictions the servers recorded (capture/ in the store).")
+
+
+def _since(text: str) -> float:
+    from mlopsctl.config import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError as exc:
+        raise DataError("--since", str(exc)) from None
+
+
+def _name(name: str | None) -> str:
+    if name:
+        return name
+    cfg = common.config(required=False)
+    if cfg is None:
+        raise DataError("NAME", "give a model name (or run inside a project)")
+    return cfg.model_name
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+@capture_app.command("export")
+def export(
+    name: str | None = typer.Argument(None, help="Model name (default: the project's)."),
+    since: str = typer.Option("24h", "--since", help="How far back: 30m, 24h, 7d…"),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv | parquet | jsonl"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: stdout; parquet needs one)."),
+    version: int | None = typer.Option(None, "--version", help="Only this version's predictions."),
+    errors: bool = typer.Option(False, "--errors/--no-errors", help="Include failed requests (status ≠ 200)."),
+) -> None:
+    """Export captured predictions: one row per predicted row, the inputs as columns."""
+    import pandas as pd
+
+    from mlopsctl.monitoring.captured import load_captures
+
+    if fmt not in ("csv", "parquet", "jsonl"):
+        raise DataError("--format", f"got {fmt!r}: use csv, parquet or jsonl")
+    if fmt == "parquet" and out is None:
+        raise DataError("--out", "parquet is binary: give --out FILE")
+    model = _name(name)
+    records = load_captures(common.store(), model, _since(since), version=version, ok_only=not errors)
+    if fmt == "jsonl":
+        text = "".join(json.dumps(r, default=str) + "\n" for r in records)
+        _write_text(text, out)
+    else:
+        inputs = pd.DataFrame.from_records([r.get("inputs") or {} for r in records])
+        meta = pd.DataFrame.from_records(
+            [{k: v for k, v in r.items() if k != "inputs"} for r in records],
+            columns=[
+                "request_id",
+                "row",
+                "time",
+                "model",
+                "version",
+                "variant",
+                "endpoint",
+                "status",
+                "latency_ms",
+                "prediction",
+                "confidence",
+                "error",
+            ],
+        )
+        frame = pd.concat([meta, inputs], axis=1)
+        if fmt == "csv":
+            _write_text(frame.to_csv(index=False), out)
+        else:
+            assert out is not None
+            frame.to_parquet(out, index=False)
+    if out is not None:
+        common.err_console().print(f"{len(records)} record(s) of {model} since {_iso(_since(since))} → {out}")
+
+
+def _write_text(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+def feedback(
+    file: Path = typer.Argument(..., help="CSV, Parquet or JSON lines with request_id, label and optionally row."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name (default: the project's)."),
+    since: str = typer.Option("30d", "--since", help="How far back to look for the predictions."),
+    label_column: str = typer.Option("label", "--label-column", help="The column holding the true value."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Join ground truth to captured predictions. Unknown request ids are listed; exit 1 if any."""
+    import secrets
+
+    from mlopsctl.data.read import read_table
+    from mlopsctl.monitoring.captured import load_captures
+    from mlopsctl.monitoring.feedback import check_items, store_feedback
+
+    frame = read_table(file)
+    missing = [c for c in ("request_id", label_column) if c not in frame.columns]
+    if missing:
+        raise DataError(str(file), f"missing column(s) {', '.join(missing)}", missing[0])
+    name = _name(model)
+    store = common.store()
+    known: dict[str, tuple[str, int, int]] = {}
+    for r in load_captures(store, name, _since(since), ok_only=True):
+        rid = r["request_id"]
+        prev = known.get(rid)
+        known[rid] = (name, int(r["version"]), max(int(r.get("row", 0)) + 1, prev[2] if prev else 0))
+    signatures: dict[int, tuple[str, list[Any] | None]] = {}
+
+    def info(n: str, v: int) -> tuple[str, list[Any] | None]:
+        if v not in signatures:
+            from mlopsctl import registry
+
+            sig = json.loads(registry.read_files(store, n, v, ["signature.json"])["signature.json"])
+            signatures[v] = (sig["task"], sig.get("classes"))
+        return signatures[v]
+
+    items = []
+    for rec in frame.to_dict(orient="records"):
+        item: dict[str, Any] = {"request_id": None if _missing(rec["request_id"]) else str(rec["request_id"])}
+        label = rec[label_column]
+        item["label"] = None if _missing(label) else (label.item() if hasattr(label, "item") else label)
+        if "row" in rec and not _missing(rec["row"]):
+            item["row"] = int(rec["row"])
+        items.append(item)
+    result = check_items(items, known.get, info, source=f"file:{file.name}")
+    key = store_feedback(store, result.accepted, f"cli-{secrets.token_hex(4)}", 1)
+    if as_json:
+        common.emit_json({**result.to_dict(), "key": key})
+    else:
+        common.console().print(f"{len(result.accepted)} label(s) stored for {name}" + (f" ({key})" if key else ""))
+        for rej in result.rejected[:20]:
+            line = rej["index"] + 2 if file.suffix.lower() in (".csv", ".tsv", ".txt") else rej["index"] + 1
+            common.err_console().print(f"{file}: line {line}: {rej['field']}: {rej['problem']}")
+        if len(result.rejected) > 20:
+            common.err_console().print(f"… and {len(result.rejected) - 20} more")
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def performance(
+    name: str | None = typer.Argument(None, help="Model name (default: the project's)."),
+    since: str = typer.Option("7d", "--since", help="How far back: 24h, 7d…"),
+    window: str = typer.Option("1h", "--window", help="Width of each time window: 15m, 1h, 1d…"),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Live accuracy / macro F1 (or RMSE / MAE) per version and time window, beside training metrics."""
+    from mlopsctl.config import parse_duration
+    from mlopsctl.monitoring.performance import performance as compute
+
+    try:
+        width = parse_duration(window)
+    except ValueError as exc:
+        raise DataError("--window", str(exc)) from None
+    if width <= 0:
+        raise DataError("--window", "must be longer than 0")
+    model = _name(name)
+    report = compute(common.store(), model, since=_since(since), window=width)
+    if as_json:
+        common.emit_json(report)
+        return
+    if not report["versions"]:
+        common.console().print(f"no captured predictions of {model} in the last {since}")
+        return
+    for v in report["versions"]:
+        keys = ["rmse", "mae"] if v["task"] == "regression" else ["accuracy", "f1_macro"]
+        rows = [
+            [_iso(w["start"]), w["predictions"], w["labelled"], *(_fmt(w.get(k)) for k in keys)] for w in v["windows"]
+        ]
+        rows.append(["all (live)", v["predictions"], v["labelled"], *(_fmt(v["live"].get(k)) for k in keys)])
+        rows.append(["training holdout", "", "", *(_fmt(v["training"].get(k)) for k in keys)])
+        common.table(f"{model} v{v['version']}", ["window (UTC)", "predictions", "labelled", *keys], rows)
+    if report["unmatched_feedback"]:
+        common.err_console().print(
+            f"{report['unmatched_feedback']} label(s) match no captured prediction in this period"
+        )
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(capture_app, name="capture", help="Predictions the servers recorded (capture/ in the store).")
+    app.command("feedback")(feedback)
+    app.command("performance")(performance)

@@ -1,0 +1,114 @@
+"""Ground truth for captured predictions: validation and storage of feedback labels.
+
+A label refers to a prediction by ``request_id`` (and ``row`` for a batch request,
+default 0). The server's `POST /feedback` and `mlopsctl feedback FILE` both go through
+``check_items``; a label is stored only when its prediction is known, and every unknown id
+or bad label is reported back by its position, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlopsctl.monitoring.captured import encode_lines, feedback_key
+from mlopsctl.store.base import Store
+
+# (model, version, rows) of a known prediction, or None
+Lookup = Callable[[str], tuple[str, int, int] | None]
+
+
+@dataclass
+class FeedbackResult:
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {index, request_id, field, problem}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": len(self.accepted), "rejected": self.rejected}
+
+
+def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[Any, str | None]:
+    """The label as stored (the class value itself), or a problem."""
+    if label is None:
+        return None, "a label is required"
+    if task == "regression":
+        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            return None, f"expected a finite number, got {label!r}"
+        return float(label), None
+    if classes:
+        by_key = {str(c): c for c in classes}
+        if str(label) not in by_key:
+            shown = ", ".join(map(str, classes[:20]))
+            return None, f"{label!r} is not a class of this model (classes: {shown})"
+        return by_key[str(label)], None
+    return label, None
+
+
+def check_items(
+    items: list[Any],
+    lookup: Lookup,
+    model_info: Callable[[str, int], tuple[str, list[Any] | None]],
+    *,
+    source: str,
+) -> FeedbackResult:
+    """Validate feedback items; ``model_info(name, version)`` gives (task, classes)."""
+    out = FeedbackResult()
+    now = time.time()
+    for i, item in enumerate(items):
+
+        def reject(field_name: str, problem: str, item: Any = item, i: int = i) -> None:
+            rid = item.get("request_id") if isinstance(item, dict) else None
+            out.rejected.append({"index": i, "request_id": rid, "field": field_name, "problem": problem})
+
+        if not isinstance(item, dict):
+            reject("body", 'expected an object {"request_id": ..., "label": ...}')
+            continue
+        extra = set(item) - {"request_id", "label", "row"}
+        if extra:
+            reject(sorted(extra)[0], 'unknown field: expected "request_id", "label" and optionally "row"')
+            continue
+        rid = item.get("request_id")
+        if not isinstance(rid, str) or not rid:
+            reject("request_id", "expected the request id of a prediction (a non-empty string)")
+            continue
+        row = item.get("row", 0)
+        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+            reject("row", f"expected a row index (an integer ≥ 0), got {row!r}")
+            continue
+        known = lookup(rid)
+        if known is None:
+            reject("request_id", f"unknown request id {rid!r}: no captured prediction has it")
+            continue
+        name, version, rows = known
+        if row >= rows:
+            reject("row", f"request {rid!r} had {rows} row(s): row {row} does not exist")
+            continue
+        task, classes = model_info(name, version)
+        label, problem = _label_problem(item.get("label"), task, classes)
+        if problem:
+            reject("label", problem)
+            continue
+        out.accepted.append(
+            {
+                "request_id": rid,
+                "row": row,
+                "label": label,
+                "time": now,
+                "model": name,
+                "version": version,
+                "source": source,
+            }
+        )
+    return out
+
+
+def store_feedback(store: Store, records: list[dict[str, Any]], writer: str, seq: int) -> str | None:
+    """Write accepted labels as one object; returns its key (None when there is nothing)."""
+    if not records:
+        return None
+    key = feedback_key(records[0]["time"], writer, seq)
+    store.put(key, encode_lines(records))
+    return key

@@ -1,0 +1,123 @@
+"""Live performance: captured predictions joined with their feedback labels.
+
+``performance`` gives, per version and time window, the number of predictions, how many
+got a label, and accuracy / macro F1 (classification) or RMSE / MAE (regression) on the
+labelled ones, beside the metrics that version had on its training holdout. The metrics
+are computed by ``training.evaluate`` (the same code as training), so they compare.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from mlopsctl import registry
+from mlopsctl.monitoring.captured import load_captures, load_feedback
+from mlopsctl.store.base import Store
+
+# labels arrive after the predictions: look for feedback up to this long after the window ends
+FEEDBACK_LAG = 30 * 86400.0
+
+
+def labelled_predictions(
+    store: Store, name: str, since: float | None, until: float | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Captured rows of ``name`` (status 200) each with ``label`` (None without feedback), and counts.
+
+    The last label given for a (request_id, row) wins. Counts: ``feedback`` (labels read for
+    this model) and ``unmatched`` (labels for this model whose prediction is not in the window).
+    """
+    records = load_captures(store, name, since, until, ok_only=True)
+    fb_until = None if until is None else until + FEEDBACK_LAG
+    labels: dict[tuple[str, int], Any] = {}
+    n_feedback = 0
+    for f in load_feedback(store, since, fb_until):
+        if f.get("model") not in (None, name):
+            continue
+        n_feedback += 1
+        labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
+    seen = set()
+    for r in records:
+        key = (r["request_id"], int(r.get("row", 0)))
+        seen.add(key)
+        r["label"] = labels.get(key)
+    unmatched = sum(1 for k in labels if k not in seen)
+    return records, {"feedback": n_feedback, "unmatched": unmatched}
+
+
+def _metrics(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float | None]:
+    if not y_true:
+        return {}
+    if task == "regression":
+        import numpy as np
+
+        err = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
+        return {"rmse": float(math.sqrt(float(np.mean(err**2)))), "mae": float(np.mean(np.abs(err)))}
+    from sklearn.metrics import accuracy_score, f1_score
+
+    t, p = [str(v) for v in y_true], [str(v) for v in y_pred]
+    return {
+        "accuracy": float(accuracy_score(t, p)),
+        "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),
+    }
+
+
+def performance(store: Store, name: str, *, since: float, window: float, until: float | None = None) -> dict[str, Any]:
+    """Per version: overall live metrics, per-window metrics, and the training holdout metrics."""
+    until = until or time.time()
+    records, counts = labelled_predictions(store, name, since, until)
+    by_version: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_version.setdefault(int(r["version"]), []).append(r)
+    versions = []
+    for v, recs in sorted(by_version.items()):
+        man = registry.manifest(store, name, v)
+        task = man.get("task", "classification")
+        windows = []
+        start = since + math.floor((recs[0]["time"] - since) / window) * window
+        while start <= recs[-1]["time"]:
+            inside = [r for r in recs if start <= r["time"] < start + window]
+            lab = [r for r in inside if r["label"] is not None]
+            if inside:
+                windows.append(
+                    {
+                        "start": start,
+                        "end": start + window,
+                        "predictions": len(inside),
+                        "labelled": len(lab),
+                        **_metrics(task, [r["label"] for r in lab], [r["prediction"] for r in lab]),
+                    }
+                )
+            start += window
+        lab = [r for r in recs if r["label"] is not None]
+        versions.append(
+            {
+                "version": v,
+                "task": task,
+                "predictions": len(recs),
+                "labelled": len(lab),
+                "live": _metrics(task, [r["label"] for r in lab], [r["prediction"] for r in lab]),
+                "training": man.get("metrics", {}),
+                "windows": windows,
+            }
+        )
+    return {
+        "model": name,
+        "since": since,
+        "until": until,
+        "window_seconds": window,
+        "feedback": counts["feedback"],
+        "unmatched_feedback": counts["unmatched"],
+        "versions": versions,
+    }
+
+
+def live_accuracy(store: Store, name: str, window_seconds: float, min_samples: int) -> tuple[float | None, int]:
+    """Accuracy of the labelled predictions of the last ``window_seconds`` (None below ``min_samples``)."""
+    now = time.time()
+    records, _ = labelled_predictions(store, name, now - window_seconds, now)
+    lab = [r for r in records if r["label"] is not None]
+    if len(lab) < min_samples:
+        return None, len(lab)
+    return sum(str(r["label"]) == str(r["prediction"]) for r in lab) / len(lab), len(lab)

@@ -1,0 +1,197 @@
+"""The capture writer: every answered prediction recorded in the store, off the request path.
+
+The request path calls ``CaptureWriter.offer`` which appends records to a bounded deque
+(an append is atomic under the GIL; nothing is locked, nothing touches the disk). A
+background thread drains it every ``flush_interval`` seconds, or as soon as ``batch_rows``
+records wait, and writes one JSON-lines object per model and hour partition:
+``capture/{model}/{YYYY-MM-DDTHH}/{writer}-{seq}.jsonl`` (``monitoring/captured.py`` reads
+them). The writer name is unique per process, so replicas never write the same object.
+When the buffer is full new records are dropped and counted; on shutdown it is flushed.
+
+The writer also remembers the last ``recent_requests`` request ids it answered, so
+``POST /feedback`` can tell a label for a known prediction from one for an unknown id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.monitoring.captured import capture_key, encode_lines, hour_partition, writer_id
+from mlopsctl.store.base import Store
+
+if TYPE_CHECKING:
+    from mlopsctl.serving.loaded import LoadedModel
+    from mlopsctl.serving.metrics import ServerMetrics
+
+log = logging.getLogger("mlopsctl.capture")
+
+
+class CaptureWriter:
+    def __init__(
+        self,
+        store: Store,
+        metrics: ServerMetrics,
+        *,
+        sample_rate: float = 1.0,
+        buffer_rows: int = 100_000,
+        batch_rows: int = 5_000,
+        flush_interval: float = 5.0,
+        recent_requests: int = 50_000,
+    ) -> None:
+        self.store, self.metrics = store, metrics
+        self.sample_rate = sample_rate
+        self.capacity, self.batch_rows, self.flush_interval = buffer_rows, batch_rows, flush_interval
+        self.writer = writer_id()
+        self.buffer: deque[tuple[str, dict[str, Any]]] = deque()
+        self.recent: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()  # id -> (model, version, preds)
+        self.recent_limit = recent_requests
+        self.written = 0
+        self.dropped = 0
+        self.failed_writes = 0
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+
+    # -- the request path ---------------------------------------------------------------------
+    def offer(
+        self,
+        model: LoadedModel,
+        request_id: str,
+        endpoint: str,
+        status: int,
+        latency: float,
+        cols: dict[str, list[Any]] | None,
+        preds: list[Any] | None,
+        probas: Any = None,
+        error: str | None = None,
+    ) -> None:
+        """Record one request (one record per row). Never blocks, never raises into the request."""
+        if status == 200:
+            self._remember(request_id, model.name, model.version, preds or [])
+        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+            return
+        n = len(preds) if preds is not None else 1
+        if len(self.buffer) + n > self.capacity:
+            self.dropped += n
+            self.metrics.capture_dropped.labels(model.name).inc(n)
+            return
+        now = time.time()
+        base = {
+            "request_id": request_id,
+            "time": now,
+            "model": model.name,
+            "version": model.version,
+            "variant": model.alias or f"v{model.version}",
+            "endpoint": endpoint,
+            "status": status,
+            "latency_ms": round(latency * 1000, 3),
+        }
+        if cols is None or preds is None:
+            self.buffer.append((model.name, {**base, "row": 0, "inputs": None, "prediction": None, "error": error}))
+        else:
+            names = model.spec.names
+            conf = probas.max(axis=1) if probas is not None else None
+            for i, p in enumerate(preds):
+                rec = {**base, "row": i, "inputs": {k: cols[k][i] for k in names}, "prediction": p}
+                if conf is not None:
+                    rec["confidence"] = float(conf[i])
+                self.buffer.append((model.name, rec))
+        if len(self.buffer) >= self.batch_rows:
+            self._wake.set()
+
+    def _remember(self, request_id: str, name: str, version: int, preds: list[Any]) -> None:
+        if self.recent_limit <= 0:
+            return
+        recent = self.recent
+        recent[request_id] = (name, version, preds)
+        if len(recent) > self.recent_limit:
+            recent.popitem(last=False)
+
+    def lookup(self, request_id: str) -> tuple[str, int, int] | None:
+        """(model, version, rows) of a request this process answered recently, else None."""
+        hit = self.recent.get(request_id)
+        return None if hit is None else (hit[0], hit[1], len(hit[2]))
+
+    def prediction(self, request_id: str, row: int) -> Any:
+        hit = self.recent.get(request_id)
+        return None if hit is None else hit[2][row]
+
+    # -- the background writer ------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mlops-capture", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # never let the thread die; the records stay queued
+                log.exception("capture flush failed")
+
+    def flush(self) -> int:
+        """Write out everything queued now; returns the number of records written."""
+        with self._flush_lock:
+            batch: list[tuple[str, dict[str, Any]]] = []
+            buf = self.buffer
+            while buf:
+                batch.append(buf.popleft())
+            if not batch:
+                return 0
+            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for name, rec in batch:
+                groups.setdefault((name, hour_partition(rec["time"])), []).append(rec)
+            done = 0
+            for (name, _), records in groups.items():
+                self._seq += 1
+                key = capture_key(name, records[0]["time"], self.writer, self._seq)
+                try:
+                    self.store.put(key, encode_lines(records))
+                except Exception as exc:
+                    self.failed_writes += 1
+                    log.error(
+                        "capture: cannot write %s (%d records, kept for the next flush): %s", key, len(records), exc
+                    )
+                    self._requeue(name, records)
+                    continue
+                done += len(records)
+                self.metrics.capture_written.labels(name).inc(len(records))
+            self.written += done
+            return done
+
+    def _requeue(self, name: str, records: list[dict[str, Any]]) -> None:
+        room = self.capacity - len(self.buffer)
+        keep = records[:room] if room > 0 else []
+        lost = len(records) - len(keep)
+        self.buffer.extendleft((name, r) for r in reversed(keep))
+        if lost:
+            self.dropped += lost
+            self.metrics.capture_dropped.labels(name).inc(lost)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (called on server shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "writer": self.writer,
+            "queued": len(self.buffer),
+            "written": self.written,
+            "dropped": self.dropped,
+            "failed_writes": self.failed_writes,
+            "sample_rate": self.sample_rate,
+        }

@@ -1,0 +1,222 @@
+"""What the server knows about itself right now, for `/dashboard` and a few gauges.
+
+A background thread takes a snapshot of the request counters and latency histogram every
+``interval`` seconds; rates and latency quantiles over the last minute are differences
+between snapshots (as Prometheus' ``rate`` and ``histogram_quantile`` would compute them).
+Every few ticks it also reads the registry (aliases, last promotions) and the latest drift
+report, so a page refresh never reads the store. Live accuracy comes from the labels posted
+to this server's `/feedback` for predictions it made.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from mlopsctl.store.base import Store
+
+if TYPE_CHECKING:
+    from mlopsctl.serving.capture import CaptureWriter
+    from mlopsctl.serving.metrics import ServerMetrics
+    from mlopsctl.serving.reload import Slot
+
+log = logging.getLogger("mlopsctl.serving")
+RATE_WINDOW = 60.0
+KEEP_SECONDS = 900.0
+
+
+def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
+    """Per model: request counts by status, latency bucket counts, predictions by class (cumulative)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def entry(model: str) -> dict[str, Any]:
+        return out.setdefault(model, {"requests": 0.0, "errors": 0.0, "buckets": {}, "classes": {}})
+
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            model = s.labels.get("model")
+            if model is None:
+                continue
+            if s.name == "mlops_requests_total":
+                e = entry(model)
+                e["requests"] += s.value
+                if s.labels["status"] != "200":
+                    e["errors"] += s.value
+            elif s.name == "mlops_request_duration_seconds_bucket":
+                b = entry(model)["buckets"]
+                le = float(s.labels["le"])
+                b[le] = b.get(le, 0.0) + s.value
+            elif s.name == "mlops_predictions_total":
+                c = entry(model)["classes"]
+                c[s.labels["class"]] = c.get(s.labels["class"], 0.0) + s.value
+    return out
+
+
+def quantile_from_buckets(q: float, buckets: dict[float, float]) -> float | None:
+    """``histogram_quantile`` on cumulative bucket counts (linear inside the bucket)."""
+    edges = sorted(buckets)
+    if not edges or buckets[edges[-1]] <= 0:
+        return None
+    total = buckets[edges[-1]]
+    rank = q * total
+    prev_edge, prev_count = 0.0, 0.0
+    for edge in edges:
+        count = buckets[edge]
+        if count >= rank:
+            if edge == float("inf"):
+                return prev_edge
+            inside = count - prev_count
+            return prev_edge + (edge - prev_edge) * ((rank - prev_count) / inside if inside else 1.0)
+        prev_edge, prev_count = edge, count
+    return prev_edge
+
+
+class LiveStats:
+    def __init__(
+        self,
+        store: Store,
+        metrics: ServerMetrics,
+        slots: list[Slot],
+        capture: CaptureWriter | None,
+        *,
+        accuracy_window: float = 3600.0,
+        interval: float = 2.0,
+        registry_every: float = 10.0,
+    ) -> None:
+        self.store, self.metrics, self.slots, self.capture = store, metrics, slots, capture
+        self.accuracy_window, self.interval, self.registry_every = accuracy_window, interval, registry_every
+        self.snapshots: deque[tuple[float, dict[str, dict[str, Any]]]] = deque()
+        self.labelled: dict[str, deque[tuple[float, bool]]] = {s.name: deque() for s in slots}
+        self.registry_view: dict[str, Any] = {}
+        self.drift: dict[str, Any] = {}
+        self.started = time.time()
+        self._registry_read = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        for s in slots:
+            metrics.drift_share.labels(s.name).set(-1)
+
+    # -- background -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.time()
+        snap = _snapshot(self.metrics)
+        with self._lock:
+            self.snapshots.append((now, snap))
+            while self.snapshots and now - self.snapshots[0][0] > KEEP_SECONDS:
+                self.snapshots.popleft()
+        if self.capture is not None:
+            self.metrics.capture_queued.set(len(self.capture.buffer))
+        self._refresh_accuracy(now)
+        if now - self._registry_read >= self.registry_every:
+            self._registry_read = now
+            self._read_store()
+
+    def _read_store(self) -> None:
+        from mlopsctl import registry
+
+        view: dict[str, Any] = {}
+        for s in self.slots:
+            try:
+                view[s.name] = {
+                    "aliases": {a: d.get("version") for a, d in registry.aliases(self.store, s.name).items()},
+                    "events": registry.events(self.store, s.name, limit=8),
+                }
+                latest = self.store.get_json_or(f"drift/{s.name}/latest.json")
+            except Exception as exc:  # the store may be briefly unreachable: keep the last view
+                log.warning("dashboard: cannot read the registry for %s: %s", s.name, exc)
+                continue
+            if latest is not None:
+                self.drift[s.name] = {
+                    k: latest.get(k) for k in ("dataset_drift", "drifted_share", "created_at", "version")
+                } | {"drifted": [f.get("name") for f in latest.get("features", []) if f.get("drifted")][:10]}
+                share = latest.get("drifted_share")
+                if isinstance(share, int | float):
+                    self.metrics.drift_share.labels(s.name).set(share)
+        self.registry_view = view
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # never let the thread die
+                log.exception("live stats tick failed")
+
+    def start(self) -> None:
+        self.tick()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mlops-live", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # -- live accuracy ------------------------------------------------------------------------------
+    def add_labels(self, name: str, outcomes: list[tuple[float, bool]]) -> None:
+        with self._lock:
+            self.labelled.setdefault(name, deque()).extend(outcomes)
+        self._refresh_accuracy(time.time())
+
+    def _refresh_accuracy(self, now: float) -> None:
+        with self._lock:
+            for name, q in self.labelled.items():
+                while q and now - q[0][0] > self.accuracy_window:
+                    q.popleft()
+                self.metrics.live_labelled.labels(name).set(len(q))
+                if q:
+                    self.metrics.live_accuracy.labels(name).set(sum(ok for _, ok in q) / len(q))
+
+    # -- the dashboard's data -----------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        now = time.time()
+        current = _snapshot(self.metrics)
+        with self._lock:
+            older = [s for s in self.snapshots if now - s[0] >= RATE_WINDOW - 1e-9]
+            base_t, base = older[-1] if older else (self.snapshots[0] if self.snapshots else (self.started, {}))
+            labelled = {n: (len(q), sum(ok for _, ok in q)) for n, q in self.labelled.items()}
+        span = max(now - base_t, 1e-3)
+        models = []
+        for s in self.slots:
+            cur, old = current.get(s.name, {}), base.get(s.name, {})
+            requests = cur.get("requests", 0.0) - old.get("requests", 0.0)
+            errors = cur.get("errors", 0.0) - old.get("errors", 0.0)
+            cb, ob = cur.get("buckets", {}), old.get("buckets", {})
+            delta = {le: cb[le] - ob.get(le, 0.0) for le in cb}
+            p50, p95 = quantile_from_buckets(0.5, delta), quantile_from_buckets(0.95, delta)
+            loaded = s.current[0] if s.current else None
+            n_lab, n_ok = labelled.get(s.name, (0, 0))
+            models.append(
+                {
+                    "name": s.name,
+                    "follows": s.ref or "latest",
+                    "version": loaded.version if loaded else None,
+                    "runtime": loaded.runtime if loaded else None,
+                    "task": loaded.task if loaded else None,
+                    "loaded_at": loaded.loaded_at if loaded else None,
+                    "error": s.last_error,
+                    "window_seconds": round(span, 1),
+                    "request_rate": requests / span,
+                    "error_rate": (errors / requests) if requests else 0.0,
+                    "p50_ms": None if p50 is None else p50 * 1000,
+                    "p95_ms": None if p95 is None else p95 * 1000,
+                    "requests_total": cur.get("requests", 0.0),
+                    "predictions_by_class": cur.get("classes", {}),
+                    "live_accuracy": (n_ok / n_lab) if n_lab else None,
+                    "labelled": n_lab,
+                    "aliases": self.registry_view.get(s.name, {}).get("aliases", {}),
+                    "events": self.registry_view.get(s.name, {}).get("events", []),
+                    "drift": self.drift.get(s.name),
+                }
+            )
+        return {
+            "time": now,
+            "uptime_seconds": now - self.started,
+            "models": models,
+            "capture": self.capture.status() if self.capture else None,
+        }

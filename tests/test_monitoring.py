@@ -1,0 +1,271 @@
+"""Capture, feedback, live performance and the status page, on the real wine models.
+
+In-process tests use FastAPI's TestClient (the app's lifespan runs, so the capture thread
+starts and the shutdown flush happens); the process tests start `mlopsctl serve` for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from mlopsctl.monitoring.captured import capture_key, hour_partition, load_captures, load_feedback
+from mlopsctl.serving.app import ServeSettings, create_app
+from mlopsctl.store import open_store
+from tests.conftest import run_cli, wine_rows
+
+pytestmark = pytest.mark.shared_data
+
+FAST = {"flush_interval_seconds": 0.2, "batch_rows": 1000}
+
+
+def app_for(store_dir: Path, **capture: Any) -> Any:
+    return create_app(ServeSettings(store_uri=str(store_dir), models=[("wine", "prod")], capture={**FAST, **capture}))
+
+
+def test_every_prediction_is_captured_with_its_inputs_outputs_and_status(wine_store_copy: Path) -> None:
+    rows = wine_rows(3)
+    snake = {k.replace(" ", "_"): v for k, v in rows[0].items()}
+    with TestClient(app_for(wine_store_copy)) as c:
+        one = c.post("/predict", json={"features": rows[0]}, headers={"x-request-id": "req-one"}).json()
+        many = c.post("/predict", json={"instances": rows}).json()
+        c.post("/predict", json={"features": snake})
+        c.post("/invocations", json={"dataframe_records": rows[:2]})
+        bad = c.post("/predict", json={"features": {**rows[0], "alcohol": "high"}})
+        assert bad.status_code == 422
+        c.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+    # leaving the client ran the shutdown: the buffer is flushed
+    records = load_captures(open_store(str(wine_store_copy)), "wine")
+    ok = [r for r in records if r["status"] == 200]
+    assert len(ok) == 1 + 3 + 1 + 2
+    assert sorted(r["status"] for r in records if r["status"] != 200) == [400, 422]
+    first = next(r for r in records if r["request_id"] == "req-one")
+    assert first["inputs"] == rows[0] and first["prediction"] == one["prediction"]
+    assert first["model"] == "wine" and first["version"] == 1 and first["variant"] == "prod"
+    assert first["endpoint"] == "predict" and first["latency_ms"] > 0
+    assert abs(first["confidence"] - one["confidence"]) < 1e-6
+    batch = [r for r in records if r["request_id"] == many["request_id"]]
+    assert [r["row"] for r in batch] == [0, 1, 2] and [r["prediction"] for r in batch] == many["predictions"]
+    # snake_case names arrive under the training names
+    assert any(r["inputs"] == rows[0] and r["request_id"] not in ("req-one", many["request_id"]) for r in ok)
+    failed = next(r for r in records if r["status"] == 422)
+    assert failed["inputs"] is None and "alcohol" in failed["error"]
+
+
+def test_capture_counts_written_and_dropped_in_metrics(wine_store_copy: Path) -> None:
+    rows = wine_rows(60)
+    with TestClient(app_for(wine_store_copy, buffer_rows=100, flush_interval_seconds=60, batch_rows=10_000)) as c:
+        for _ in range(3):  # 180 rows into a buffer of 100, with no flush in between
+            assert c.post("/predict", json={"instances": rows}).status_code == 200
+        text = c.get("/metrics").text
+    assert (
+        'mlops_capture_dropped_total{model="wine"} 120.0' in text
+        or 'mlops_capture_dropped_total{model="wine"} 80.0' in text
+    )
+    records = load_captures(open_store(str(wine_store_copy)), "wine")
+    assert len(records) in (60, 100)  # whole requests are kept or dropped, never split
+
+
+def test_no_record_is_dropped_under_a_steady_load_and_writers_never_share_an_object(wine_store_copy: Path) -> None:
+    row = wine_rows(1)[0]
+    apps = [app_for(wine_store_copy), app_for(wine_store_copy)]  # two replicas on one store
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        for i in range(400):
+            assert (a if i % 2 else b).post("/predict", json={"features": row}).status_code == 200
+        metrics = a.get("/metrics").text
+    store = open_store(str(wine_store_copy))
+    assert len(load_captures(store, "wine")) == 400
+    assert 'mlops_capture_dropped_total{model="wine"}' not in metrics or 'dropped_total{model="wine"} 0.0' in metrics
+    keys = store.list("capture/wine/")
+    writers = {k.rsplit("/", 1)[1].rsplit("-", 1)[0] for k in keys}
+    assert len(writers) == 2 and all(hour_partition(time.time()) in k or "T" in k for k in keys)
+
+
+def test_capture_key_partitions_by_model_and_hour() -> None:
+    t = 1_763_900_000.0  # 2025-11-23T12:13:20Z
+    assert capture_key("wine", t, "host-1-ab", 7) == "capture/wine/2025-11-23T12/host-1-ab-000007.jsonl"
+    assert capture_key("wine", t + 3600, "host-1-ab", 8).startswith("capture/wine/2025-11-23T13/")
+
+
+def test_sampling_keeps_about_the_configured_share(wine_store_copy: Path) -> None:
+    row = wine_rows(1)[0]
+    with TestClient(app_for(wine_store_copy, sample_rate=0.25)) as c:
+        for _ in range(800):
+            c.post("/predict", json={"features": row})
+    n = len(load_captures(open_store(str(wine_store_copy)), "wine"))
+    assert 140 <= n <= 260, n  # binomial(800, 0.25): mean 200, sd 12
+
+
+def test_feedback_joins_labels_and_reports_what_it_cannot_use(wine_store_copy: Path) -> None:
+    import pandas as pd
+
+    from tests.conftest import WINE_RED
+
+    truth = pd.read_csv(WINE_RED, sep=";").head(40)
+    rows = wine_rows(40)
+    with TestClient(app_for(wine_store_copy)) as c:
+        ids, preds = [], []
+        for row in rows:
+            body = c.post("/predict", json={"features": row}).json()
+            ids.append(body["request_id"])
+            preds.append(body["prediction"])
+        batch = c.post("/predict", json={"instances": rows[:2]}).json()
+        one = c.post("/feedback", json={"request_id": ids[0], "label": int(truth.quality[0])})
+        assert one.status_code == 200 and one.json() == {"accepted": 1, "rejected": []}
+        items = [{"request_id": i, "label": int(q)} for i, q in zip(ids[1:], truth.quality[1:], strict=True)]
+        assert c.post("/feedback", json=items).json()["accepted"] == 39
+        unknown = c.post("/feedback", json={"request_id": "never-seen", "label": 5})
+        assert unknown.status_code == 404
+        assert (
+            unknown.json()["detail"][0]["field"] == "request_id"
+            and "never-seen" in unknown.json()["detail"][0]["problem"]
+        )
+        bad_label = c.post("/feedback", json={"request_id": ids[0], "label": 42})
+        assert bad_label.status_code == 422 and bad_label.json()["detail"][0]["field"] == "label"
+        mixed = c.post(
+            "/feedback",
+            json=[{"request_id": batch["request_id"], "row": 1, "label": 5}, {"request_id": "x", "label": 5}],
+        )
+        assert mixed.status_code == 200
+        assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"][0]["index"] == 1
+        out_of_range = c.post("/feedback", json={"request_id": batch["request_id"], "row": 2, "label": 5})
+        assert out_of_range.status_code == 422 and out_of_range.json()["detail"][0]["field"] == "row"
+        assert c.post("/feedback", content=b"[", headers={"content-type": "application/json"}).status_code == 400
+        assert c.post("/feedback", json={"request_id": ids[0]}).status_code == 422
+        metrics = c.get("/metrics").text
+        assert c.get("/predict").status_code == 405  # still serving, nothing broken
+    expected = sum(int(p) == int(q) for p, q in zip(preds, truth.quality, strict=True)) / 40
+    expected41 = (expected * 40 + (int(batch["predictions"][1]) == 5)) / 41
+    gauge = next(line for line in metrics.splitlines() if line.startswith('mlops_live_accuracy{model="wine"}'))
+    assert abs(float(gauge.split()[-1]) - expected41) < 1e-9
+    store = open_store(str(wine_store_copy))
+    assert len(load_feedback(store)) == 41
+
+    from mlopsctl.monitoring.performance import live_accuracy, performance
+
+    report = performance(store, "wine", since=time.time() - 3600, window=600)
+    (v1,) = report["versions"]
+    assert v1["version"] == 1 and v1["predictions"] == 42 and v1["labelled"] == 41
+    assert abs(v1["live"]["accuracy"] - expected41) < 1e-9
+    assert v1["training"]["accuracy"] > 0.5 and "f1_macro" in v1["live"]
+    assert sum(w["predictions"] for w in v1["windows"]) == 42
+    acc, n = live_accuracy(store, "wine", 3600, min_samples=10)
+    assert n == 41 and acc == v1["live"]["accuracy"]
+    assert live_accuracy(store, "wine", 3600, min_samples=100) == (None, 41)
+
+
+def test_cli_capture_export_feedback_file_and_performance(wine_store_copy: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tests.conftest import WINE_RED
+
+    rows = wine_rows(20)
+    with TestClient(app_for(wine_store_copy)) as c:
+        ids = [c.post("/predict", json={"features": r}).json()["request_id"] for r in rows]
+    store = ["--store", str(wine_store_copy)]
+    out = run_cli(*store, "capture", "export", "wine", "--since", "1h", cwd=tmp_path).stdout
+    frame = pd.read_csv(__import__("io").StringIO(out))
+    assert len(frame) == 20 and {"request_id", "prediction", "alcohol", "fixed acidity"} <= set(frame.columns)
+    run_cli(
+        *store, "capture", "export", "wine", "--format", "parquet", "--out", str(tmp_path / "c.parquet"), cwd=tmp_path
+    )
+    assert len(pd.read_parquet(tmp_path / "c.parquet")) == 20
+    lines = run_cli(*store, "capture", "export", "wine", "--format", "jsonl", cwd=tmp_path).stdout.splitlines()
+    assert json.loads(lines[0])["inputs"]["alcohol"] == rows[0]["alcohol"]
+    bad = run_cli(*store, "capture", "export", "wine", "--format", "xml", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "--format" in bad.stderr
+
+    truth = pd.read_csv(WINE_RED, sep=";").quality.head(20).tolist()
+    labels = pd.DataFrame({"request_id": [*ids, "nobody"], "label": [*truth, 5]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    fb = run_cli(*store, "feedback", str(tmp_path / "labels.csv"), "--model", "wine", cwd=tmp_path, check=False)
+    assert fb.returncode == 1, fb.stderr  # one unknown id: reported, and the exit code says so
+    assert "20 label(s) stored" in fb.stdout and "line 22: request_id: unknown request id 'nobody'" in fb.stderr
+    pd.DataFrame({"id": ids}).to_csv(tmp_path / "nolabel.csv", index=False)
+    missing = run_cli(*store, "feedback", str(tmp_path / "nolabel.csv"), "--model", "wine", cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "request_id" in missing.stderr and "label" in missing.stderr
+
+    perf = json.loads(
+        run_cli(*store, "performance", "wine", "--since", "1h", "--window", "10m", "--json", cwd=tmp_path).stdout
+    )
+    assert perf["versions"][0]["labelled"] == 20 and perf["unmatched_feedback"] == 0
+    text = run_cli(*store, "performance", "wine", "--since", "1h", cwd=tmp_path).stdout
+    assert "wine v1" in text and "training holdout" in text and "accuracy" in text
+
+
+def test_dashboard_data_names_versions_rates_and_registry_events(wine_store_copy: Path) -> None:
+    row = wine_rows(1)[0]
+    with TestClient(app_for(wine_store_copy)) as c:
+        for _ in range(10):
+            c.post("/predict", json={"features": row})
+        c.post("/predict", json={"features": {}})
+        page = c.get("/dashboard")
+        data = c.get("/dashboard/data").json()
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from elsewhere
+    (m,) = data["models"]
+    assert m["version"] == 1 and m["aliases"]["prod"] == 1 and m["requests_total"] == 11
+    assert abs(m["error_rate"] - 1 / 11) < 1e-9 and m["p95_ms"] is not None and m["request_rate"] > 0
+    assert sum(m["predictions_by_class"].values()) == 10
+    assert any(e["action"] == "promote" for e in m["events"]) and m["drift"] is None
+
+
+@pytest.mark.slow
+def test_a_real_server_flushes_its_capture_on_shutdown(
+    wine_registry: dict[str, Any], start_server: Any, tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    shutil.copytree(wine_registry["store_dir"], store_dir)
+    server = start_server(["--store", str(store_dir), "serve", "-m", "wine@prod"])
+    row = wine_rows(1)[0]
+    with httpx.Client(base_url=server.url) as c:
+        for _ in range(300):
+            assert c.post("/predict", json={"features": row}).status_code == 200
+    os.kill(server.proc.pid, signal.SIGTERM)  # the default flush interval (5 s) has not passed
+    server.proc.wait(20)
+    assert len(load_captures(open_store(str(store_dir)), "wine")) == 300
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_dashboard_in_headless_chromium(wine_registry: dict[str, Any], start_server: Any, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the [dev] extra")
+    store_dir = tmp_path / "store"
+    shutil.copytree(wine_registry["store_dir"], store_dir)
+    server = start_server(["--store", str(store_dir), "serve", "-m", "wine@prod"])
+    row = wine_rows(1)[0]
+    for _ in range(5):
+        httpx.post(server.url + "/predict", json={"features": row})
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page()
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/dashboard")
+        page.wait_for_selector("[data-model=wine] .version[data-version='1']", timeout=10_000)
+        assert page.inner_text("[data-model=wine] .version") == "v1"
+        text = page.inner_text("main").lower()
+        assert "prod → v1" in text and "requests/s" in text and "no drift report yet" in text
+        # promote v2: the page follows the server's hot reload without a page load
+        from mlopsctl import registry
+
+        registry.promote(open_store(str(store_dir)), "wine", wine_registry["v2"], "prod", force=True, reason="test")
+        page.wait_for_selector("[data-model=wine] .version[data-version='2']", timeout=15_000)
+        browser.close()
+    assert errors == []

@@ -269,3 +269,37 @@ def test_dashboard_in_headless_chromium(wine_registry: dict[str, Any], start_ser
         page.wait_for_selector("[data-model=wine] .version[data-version='2']", timeout=15_000)
         browser.close()
     assert errors == []
+
+
+def test_a_failing_store_loses_nothing_that_fits_and_counts_what_does_not(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mlopsctl.serving.capture import CaptureWriter
+    from mlopsctl.serving.metrics import ServerMetrics
+    from mlopsctl.store.local import LocalStore
+
+    class Flaky(LocalStore):
+        failures = 2
+
+        def put(self, key: str, data: bytes) -> str:
+            if key.startswith("capture/") and self.failures:
+                self.failures -= 1
+                raise OSError("disk unplugged")
+            return super().put(key, data)
+
+    store = Flaky(str(tmp_path / "s"))
+    names = ["a", "b"]
+    model = SimpleNamespace(name="m", version=3, alias=None, spec=SimpleNamespace(names=names))
+    w = CaptureWriter(store, ServerMetrics(), buffer_rows=100)
+    probas = np.array([[0.2, 0.8]])
+    written = []
+    for i in range(3):
+        w.offer(model, f"r{i}", "predict", 200, 0.001, {"a": [1.0], "b": [float(i)]}, ["x"], probas)
+        written.append(w.flush())
+    assert written == [0, 1, 2]  # r0 failed twice (its own flush, then its retry), then went out with r2
+    records = load_captures(store, "m")
+    assert [r["request_id"] for r in records] == ["r0", "r1", "r2"] and w.failed_writes == 2
+    assert records[2] == {**records[2], "inputs": {"a": 1.0, "b": 2.0}, "variant": "v3", "confidence": 0.8}
+    assert w.status()["queued"] == 0 and w.dropped == 0

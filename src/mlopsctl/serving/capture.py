@@ -47,7 +47,9 @@ class CaptureWriter:
         self.sample_rate = sample_rate
         self.capacity, self.batch_rows, self.flush_interval = buffer_rows, batch_rows, flush_interval
         self.writer = writer_id()
-        self.buffer: deque[tuple[str, dict[str, Any]]] = deque()
+        self.buffer: deque[tuple[Any, ...]] = deque()  # queued requests, see `offer`
+        self.added = 0  # rows queued since start (request thread)
+        self.drained = 0  # rows taken off the queue since start (writer thread)
         self.recent: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()  # id -> (model, version, preds)
         self.recent_limit = recent_requests
         self.written = 0
@@ -58,6 +60,7 @@ class CaptureWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
+        self._retry: list[tuple[str, str, list[dict[str, Any]]]] = []  # (model, key, records) not yet written
 
     # -- the request path ---------------------------------------------------------------------
     def offer(
@@ -72,20 +75,32 @@ class CaptureWriter:
         probas: Any = None,
         error: str | None = None,
     ) -> None:
-        """Record one request (one record per row). Never blocks, never raises into the request."""
+        """Queue one request (a record per row is built later, by the writer thread).
+
+        Never blocks, never raises into the request: one tuple appended, a few counters. The
+        columns, predictions and probabilities are only referenced; nothing changes them later.
+        """
         if status == 200:
             self._remember(request_id, model.name, model.version, preds or [])
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         n = len(preds) if preds is not None else 1
-        if len(self.buffer) + n > self.capacity:
+        if self.added - self.drained + n > self.capacity:
             self.dropped += n
             self.metrics.capture_dropped.labels(model.name).inc(n)
             return
-        now = time.time()
+        self.added += n  # written only here (one thread: the event loop); drained only by the writer
+        self.buffer.append((model, request_id, time.time(), endpoint, status, latency, cols, preds, probas, error))
+        if self.added - self.drained >= self.batch_rows:
+            self._wake.set()
+
+    @staticmethod
+    def records(item: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """The capture records (one per row) of a queued request."""
+        model, request_id, t, endpoint, status, latency, cols, preds, probas, error = item
         base = {
             "request_id": request_id,
-            "time": now,
+            "time": t,
             "model": model.name,
             "version": model.version,
             "variant": model.alias or f"v{model.version}",
@@ -94,17 +109,16 @@ class CaptureWriter:
             "latency_ms": round(latency * 1000, 3),
         }
         if cols is None or preds is None:
-            self.buffer.append((model.name, {**base, "row": 0, "inputs": None, "prediction": None, "error": error}))
-        else:
-            names = model.spec.names
-            conf = probas.max(axis=1) if probas is not None else None
-            for i, p in enumerate(preds):
-                rec = {**base, "row": i, "inputs": {k: cols[k][i] for k in names}, "prediction": p}
-                if conf is not None:
-                    rec["confidence"] = float(conf[i])
-                self.buffer.append((model.name, rec))
-        if len(self.buffer) >= self.batch_rows:
-            self._wake.set()
+            return [{**base, "row": 0, "inputs": None, "prediction": None, "error": error}]
+        names = model.spec.names
+        conf = probas.max(axis=1).tolist() if probas is not None else None
+        out = []
+        for i, p in enumerate(preds):
+            rec = {**base, "row": i, "inputs": {k: cols[k][i] for k in names}, "prediction": p}
+            if conf is not None:
+                rec["confidence"] = conf[i]
+            out.append(rec)
+        return out
 
     def _remember(self, request_id: str, name: str, version: int, preds: list[Any]) -> None:
         if self.recent_limit <= 0:
@@ -141,16 +155,19 @@ class CaptureWriter:
     def flush(self) -> int:
         """Write out everything queued now; returns the number of records written."""
         with self._flush_lock:
-            batch: list[tuple[str, dict[str, Any]]] = []
+            done = self._write_retries()  # earlier batches first, in their order
+            items: list[tuple[Any, ...]] = []
             buf = self.buffer
             while buf:
-                batch.append(buf.popleft())
-            if not batch:
-                return 0
+                items.append(buf.popleft())
+            if not items:
+                self.written += done
+                return done
             groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for name, rec in batch:
-                groups.setdefault((name, hour_partition(rec["time"])), []).append(rec)
-            done = 0
+            for item in items:
+                recs = self.records(item)
+                self.drained += len(recs)
+                groups.setdefault((recs[0]["model"], hour_partition(item[2])), []).extend(recs)
             for (name, _), records in groups.items():
                 self._seq += 1
                 key = capture_key(name, records[0]["time"], self.writer, self._seq)
@@ -158,24 +175,33 @@ class CaptureWriter:
                     self.store.put(key, encode_lines(records))
                 except Exception as exc:
                     self.failed_writes += 1
-                    log.error(
-                        "capture: cannot write %s (%d records, kept for the next flush): %s", key, len(records), exc
-                    )
-                    self._requeue(name, records)
+                    log.error("capture: cannot write %s (%d records, kept): %s", key, len(records), exc)
+                    self._retry.append((name, key, records))
                     continue
                 done += len(records)
                 self.metrics.capture_written.labels(name).inc(len(records))
             self.written += done
             return done
 
-    def _requeue(self, name: str, records: list[dict[str, Any]]) -> None:
-        room = self.capacity - len(self.buffer)
-        keep = records[:room] if room > 0 else []
-        lost = len(records) - len(keep)
-        self.buffer.extendleft((name, r) for r in reversed(keep))
-        if lost:
-            self.dropped += lost
-            self.metrics.capture_dropped.labels(name).inc(lost)
+    def _write_retries(self) -> int:
+        """Batches whose write failed are tried again (same key) while they fit in the buffer's capacity."""
+        done, keep, held = 0, [], 0
+        for name, key, records in self._retry:
+            try:
+                self.store.put(key, encode_lines(records))
+            except Exception:
+                self.failed_writes += 1
+                if held + len(records) <= self.capacity:
+                    keep.append((name, key, records))
+                    held += len(records)
+                else:
+                    self.dropped += len(records)
+                    self.metrics.capture_dropped.labels(name).inc(len(records))
+                continue
+            done += len(records)
+            self.metrics.capture_written.labels(name).inc(len(records))
+        self._retry = keep
+        return done
 
     def close(self) -> None:
         """Stop the thread and write what is left (called on server shutdown)."""
@@ -189,7 +215,7 @@ class CaptureWriter:
     def status(self) -> dict[str, Any]:
         return {
             "writer": self.writer,
-            "queued": len(self.buffer),
+            "queued": self.added - self.drained,
             "written": self.written,
             "dropped": self.dropped,
             "failed_writes": self.failed_writes,

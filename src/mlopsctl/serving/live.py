@@ -109,7 +109,7 @@ class LiveStats:
             while self.snapshots and now - self.snapshots[0][0] > KEEP_SECONDS:
                 self.snapshots.popleft()
         if self.capture is not None:
-            self.metrics.capture_queued.set(len(self.capture.buffer))
+            self.metrics.capture_queued.set(self.capture.added - self.capture.drained)
         self._refresh_accuracy(now)
         if now - self._registry_read >= self.registry_every:
             self._registry_read = now

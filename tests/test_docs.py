@@ -25,7 +25,10 @@ def test_config_reference_parses_and_names_every_section() -> None:
     cfg = parse_config(tomllib.loads(example))
     assert cfg.training.tune.trials == 20 and cfg.serving.runtime == "auto"
     documented = set(re.findall(r"^\[([a-z.]+)\]", example, flags=re.M))
-    assert documented == {"project", "data", "training", "training.tune", "registry", "serving", "store"}
+    assert documented == {"project", "data", "training", "training.tune", "registry", "serving", "store"} | {
+        f"monitoring.{s}" for s in ("capture", "drift", "alerts", "notify")
+    }
+    assert cfg.monitoring.alerts.accuracy_min is None and cfg.monitoring.alerts.latency_for == 300
 
 
 @pytest.mark.shared_data

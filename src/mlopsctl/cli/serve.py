@@ -31,6 +31,12 @@ def serve(
         None, "--reload-interval", help="Seconds between alias checks (hot reload)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    capture: bool = typer.Option(
+        True, "--capture/--no-capture", help="Record every prediction in the store ([monitoring.capture])."
+    ),
+    sample_rate: float | None = typer.Option(
+        None, "--sample-rate", min=0.0, max=1.0, help="Share of predictions captured (default from config, 1.0)."
+    ),
 ) -> None:
     """Serve models over HTTP: /predict, /invocations (MLflow), /health, /ready, /metrics, /docs."""
     import os
@@ -52,6 +58,8 @@ def serve(
         max_body_bytes=sv.max_body_bytes if sv else 1_048_576,
         max_batch_rows=sv.max_batch_rows if sv else 10_000,
         trusted=bool(cfg and cfg.registry.trusted),
+        capture=_capture_settings(cfg, capture, sample_rate),
+        accuracy_window=cfg.monitoring.alerts.accuracy_window if cfg else 3600.0,
     )
     if settings.runtime not in ("auto", "onnx", "sklearn"):
         raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")
@@ -74,6 +82,15 @@ def serve(
         uvicorn.run("mlopsctl.serving.app:app_from_env", factory=True, workers=workers, **kwargs)
     else:
         uvicorn.run(create_app(settings), **kwargs)
+
+
+def _capture_settings(cfg: Any, on: bool, sample_rate: float | None) -> dict[str, Any] | None:
+    from mlopsctl.config import CaptureSection
+
+    section = cfg.monitoring.capture.model_dump() if cfg else CaptureSection().model_dump()
+    if sample_rate is not None:
+        section["sample_rate"] = sample_rate
+    return section if on and section["enabled"] else None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

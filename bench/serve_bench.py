@@ -248,7 +248,7 @@ def in_process(store_dir: Path, rows: list[dict[str, float]], quick: bool) -> di
 
     def full_1row() -> bytes:
         preds, probas = predict_rows(model, one, field_prefix="features")
-        return orjson.dumps(native_response(model, preds, probas, single=True))
+        return orjson.dumps(native_response(model, preds, probas, single=True), option=orjson.OPT_SERIALIZE_NUMPY)
 
     out = {
         "onnx_runner_1row_us": time_calls(lambda: model.runner.predict(cols1), n_fast),

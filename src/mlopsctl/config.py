@@ -142,7 +142,7 @@ class CaptureSection(_Section):
     enabled: bool = True
     sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests recorded
     buffer_rows: int = Field(default=100_000, ge=100)  # records held in memory; beyond, new ones are dropped
-    batch_rows: int = Field(default=5_000, ge=1)  # a batch file is written at this many records...
+    batch_rows: int = Field(default=2_000, ge=1)  # a batch file is written at this many records...
     flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
     recent_requests: int = Field(default=50_000, ge=0)  # request ids remembered for POST /feedback
 

@@ -39,7 +39,7 @@ class CaptureWriter:
         *,
         sample_rate: float = 1.0,
         buffer_rows: int = 100_000,
-        batch_rows: int = 5_000,
+        batch_rows: int = 2_000,
         flush_interval: float = 5.0,
         recent_requests: int = 50_000,
     ) -> None:
@@ -60,7 +60,7 @@ class CaptureWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
-        self._retry: list[tuple[str, str, list[dict[str, Any]]]] = []  # (model, key, records) not yet written
+        self._retry: list[tuple[str, str, bytes, int]] = []  # (model, key, data, records) not yet written
 
     # -- the request path ---------------------------------------------------------------------
     def offer(
@@ -163,43 +163,48 @@ class CaptureWriter:
             if not items:
                 self.written += done
                 return done
-            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            # encoded as they are built: a batch holds bytes, not thousands of dicts
+            groups: dict[tuple[str, str], tuple[float, list[bytes]]] = {}
             for item in items:
                 recs = self.records(item)
                 self.drained += len(recs)
-                groups.setdefault((recs[0]["model"], hour_partition(item[2])), []).extend(recs)
-            for (name, _), records in groups.items():
+                group = groups.setdefault((recs[0]["model"], hour_partition(item[2])), (item[2], []))
+                group[1].append(encode_lines(recs))
+            items.clear()
+            for (name, _), (first_time, chunks) in groups.items():
                 self._seq += 1
-                key = capture_key(name, records[0]["time"], self.writer, self._seq)
+                key = capture_key(name, first_time, self.writer, self._seq)
+                data, n = b"".join(chunks), sum(c.count(b"\n") for c in chunks)
+                chunks.clear()
                 try:
-                    self.store.put(key, encode_lines(records))
+                    self.store.put(key, data)
                 except Exception as exc:
                     self.failed_writes += 1
-                    log.error("capture: cannot write %s (%d records, kept): %s", key, len(records), exc)
-                    self._retry.append((name, key, records))
+                    log.error("capture: cannot write %s (%d records, kept): %s", key, n, exc)
+                    self._retry.append((name, key, data, n))
                     continue
-                done += len(records)
-                self.metrics.capture_written.labels(name).inc(len(records))
+                done += n
+                self.metrics.capture_written.labels(name).inc(n)
             self.written += done
             return done
 
     def _write_retries(self) -> int:
         """Batches whose write failed are tried again (same key) while they fit in the buffer's capacity."""
         done, keep, held = 0, [], 0
-        for name, key, records in self._retry:
+        for name, key, data, n in self._retry:
             try:
-                self.store.put(key, encode_lines(records))
+                self.store.put(key, data)
             except Exception:
                 self.failed_writes += 1
-                if held + len(records) <= self.capacity:
-                    keep.append((name, key, records))
-                    held += len(records)
+                if held + n <= self.capacity:
+                    keep.append((name, key, data, n))
+                    held += n
                 else:
-                    self.dropped += len(records)
-                    self.metrics.capture_dropped.labels(name).inc(len(records))
+                    self.dropped += n
+                    self.metrics.capture_dropped.labels(name).inc(n)
                 continue
-            done += len(records)
-            self.metrics.capture_written.labels(name).inc(len(records))
+            done += n
+            self.metrics.capture_written.labels(name).inc(n)
         self._retry = keep
         return done
 

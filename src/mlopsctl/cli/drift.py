@@ -1,9 +1,249 @@
-"""Placeholder: the `drift` command is being written (see issue 3)."""
+"""`mlopsctl drift NAME`: compare what a model sees now with the data its version was trained on.
+
+Exit codes for schedulers: 0 no dataset drift, 1 dataset drift, 2 an error (bad input, no data).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from mlopsctl.cli import common
+from mlopsctl.errors import DataError, MlopsError
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+def _current_from_file(path: Path) -> tuple[Any, dict[str, Any]]:
+    from mlopsctl.data.read import read_table
+
+    return read_table(path), {"kind": "file", "path": str(path)}
+
+
+def _current_from_captures(store: Any, name: str, version: int, since: str) -> tuple[Any, dict[str, Any]]:
+    from mlopsctl.config import parse_duration
+    from mlopsctl.monitoring.captured import captured_frame, load_captures
+
+    try:
+        t0 = time.time() - parse_duration(since)
+    except ValueError as exc:
+        raise DataError("--since", str(exc)) from None
+    records = load_captures(store, name, since=t0, version=version)
+    frame = captured_frame(records)
+    if len(frame) == 0:
+        raise DataError(
+            f"capture/{name}/",
+            f"no predictions of {name} v{version} captured in the last {since}"
+            + (f" ({len(records)} records, none answered)" if records else "")
+            + "; serve it, or pass --current FILE",
+        )
+    return frame, {
+        "kind": "captured",
+        "window": since,
+        "since": t0,
+        "since_iso": datetime.fromtimestamp(t0, UTC).isoformat(timespec="seconds"),
+        "records": len(records),
+        "description": f"capture/{name}/ since {since} ago",
+    }
+
+
+def _predict(store: Any, name: str, version: int, frame: Any, reference: Any, trusted: bool, where: str) -> Any:
+    """The frame with the version's predictions in ``__prediction__`` (its model run locally)."""
+    import numpy as np
+
+    from mlopsctl.data.schema import category_key
+    from mlopsctl.monitoring.drift import PREDICTION, DriftSettings, check_current
+    from mlopsctl.serving.loaded import load
+
+    checked = check_current(reference, frame, DriftSettings(min_rows=1), where)
+    columns: dict[str, list[Any]] = {}
+    for f in reference.features:
+        values = checked[f["name"]]
+        if f["kind"] == "numeric":
+            columns[f["name"]] = [None if math.isnan(v) else v for v in np.asarray(values).tolist()]
+        elif f["kind"] == "categorical":
+            columns[f["name"]] = [None if v is None or v != v else category_key(v) for v in values.tolist()]
+        else:
+            columns[f["name"]] = [None if v is None or v != v else str(v) for v in values.tolist()]
+    model = load(store, name, None, version=version, trusted=trusted)
+    preds, _ = model.runner.predict(columns)
+    return frame.assign(**{PREDICTION: preds})
+
+
+def _settings(cfg: Any, p_value: float | None, share: float | None, correction: str | None) -> Any:
+    from mlopsctl.monitoring.drift import DriftSettings
+
+    settings = DriftSettings.from_section(cfg.monitoring.drift if cfg else None)
+    overrides: dict[str, Any] = {"p_value": p_value, "share": share, "correction": correction}
+    try:
+        return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise DataError("drift settings", str(exc)) from None
+
+
+def _print(report: Any, saved: str | None, html: Path | None) -> None:
+    from rich.markup import escape
+
+    from mlopsctl.monitoring.report import fmt_num, fmt_p
+
+    rows = []
+    for f in report.features:
+        verdict = "[red]drift[/red]" if f.drifted else "[yellow]PSI[/yellow]" if f.psi_drifted else "ok"
+        rows.append(
+            [
+                escape(f.name),
+                f.kind,
+                f.test,
+                fmt_num(f.statistic),
+                fmt_p(f.p_value_adjusted),
+                fmt_num(f.psi, 3),
+                verdict,
+            ]
+        )
+    p = report.prediction
+    if p is not None:
+        verdict = "[red]drift[/red]" if p.drifted else "ok"
+        rows.append(
+            ["(prediction)", p.details.get("prediction_kind", ""), p.test, fmt_num(p.statistic), fmt_p(p.p_value)]
+        )
+        rows[-1] += [fmt_num(p.psi, 3), verdict]
+    title = f"{report.model} v{report.version}" + (f" ({report.alias})" if report.alias else "")
+    common.table(title, ["feature", "kind", "test", "statistic", "p-value", "PSI", "verdict"], rows)
+    c = common.console()
+    src = report.source
+    where = src.get("path") if src.get("kind") == "file" else f"captured in the last {src.get('window')}"
+    verdict = (
+        "[bold red]dataset drift[/bold red]" if report.dataset_drift else "[bold green]no dataset drift[/bold green]"
+    )
+    c.print(
+        f"{verdict}: {report.n_drifted} of {report.n_features} features drifted "
+        f"({report.drifted_share:.0%}, threshold {report.settings['share']:.0%}); "
+        f"{report.current_rows:,} current rows ({escape(str(where))}) vs {report.reference_rows:,} reference rows"
+    )
+    for note in report.notes:
+        c.print(f"[dim]note: {escape(note)}[/dim]")
+    if saved:
+        c.print(f"[dim]saved {escape(saved)}[/dim]")
+    if html:
+        c.print(f"[dim]HTML report: {escape(str(html))}[/dim]")
+
+
+def drift(
+    name: str | None = typer.Argument(None, help="Model name (default: the project's)."),
+    alias: str | None = typer.Option(
+        None, "--alias", help="Compare with the version this alias points to (default: the project's serving alias)."
+    ),
+    version: str | None = typer.Option(None, "--version", help="Compare with this version instead of an alias."),
+    since: str | None = typer.Option(
+        None, "--since", help="Current data: the version's captured predictions from this far back (default 24h)."
+    ),
+    current: Path | None = typer.Option(
+        None,
+        "--current",
+        help="Current data from a file instead (CSV, Parquet, JSON lines); a target column is ignored.",
+    ),
+    html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
+    as_json: bool = common.JsonOpt,
+    save: bool | None = typer.Option(
+        None,
+        "--save/--no-save",
+        help="Keep the report in the store, where alerts and the dashboard read it (default: yes for captured data, "
+        "no for a file).",
+    ),
+    predict: bool = typer.Option(
+        True, "--predict/--no-predict", help="For a file without __prediction__: run the model to test its predictions."
+    ),
+    p_value: float | None = typer.Option(None, "--p-value", help="Override [monitoring.drift] p_value."),
+    share: float | None = typer.Option(None, "--share", help="Override [monitoring.drift] share."),
+    correction: str | None = typer.Option(None, "--correction", help="none | bonferroni | holm | fdr_bh."),
+) -> None:
+    """Test current inputs against the version's training baseline, feature by feature.
+
+    Exit code 0: no dataset drift; 1: dataset drift; 2: an error (bad input, no data).
+    """
+    try:
+        report, saved = _run(
+            name, alias, version, since, current, html, save, predict, p_value, share, correction, quiet=as_json
+        )
+    except (MlopsError, OSError) as exc:
+        if common.STATE.debug:
+            raise
+        common.error_line(str(exc))
+        raise typer.Exit(EXIT_ERROR) from None
+    if as_json:
+        common.emit_json({**report.to_dict(), "saved": saved, "html": str(html) if html else None})
+    else:
+        _print(report, saved, html)
+    raise typer.Exit(EXIT_DRIFT if report.dataset_drift else EXIT_OK)
+
+
+def _run(
+    name: str | None,
+    alias: str | None,
+    version: str | None,
+    since: str | None,
+    current: Path | None,
+    html: Path | None,
+    save: bool | None,
+    predict: bool,
+    p_value: float | None,
+    share: float | None,
+    correction: str | None,
+    *,
+    quiet: bool,
+) -> tuple[Any, str | None]:
+    from mlopsctl import registry
+    from mlopsctl.monitoring.drift import PREDICTION, detect, load_reference, save_report
+
+    if since is not None and current is not None:
+        raise DataError("--since/--current", "give one source of current data, not both")
+    if alias is not None and version is not None:
+        raise DataError("--alias/--version", "give an alias or a version, not both")
+    cfg = common.config(required=False)
+    if name is None:
+        if cfg is None:
+            raise DataError("NAME", "give a model name (or run inside a project)")
+        name = cfg.model_name
+    store = common.store(cfg)
+    settings = _settings(cfg, p_value, share, correction)
+    if version is None:
+        alias = alias or (cfg.serving.alias if cfg else "prod")
+    v = registry.resolve(store, name, version if version is not None else alias)
+    reference = load_reference(store, name, v)
+    notes: list[str] = []
+    if current is not None:
+        frame, source = _current_from_file(current)
+        if predict and PREDICTION not in frame.columns and PREDICTION in reference.frame.columns:
+            trusted = bool(cfg and cfg.registry.trusted)
+            status = common.err_console().status(f"predicting {len(frame):,} rows with {name} v{v}…")
+            with status if not quiet else contextlib.nullcontext():
+                try:
+                    frame = _predict(store, name, v, frame, reference, trusted, str(current))
+                except DataError:
+                    raise
+                except (MlopsError, ValueError, RuntimeError) as exc:  # the model would not run: test the inputs
+                    notes.append(f"prediction drift: the model could not predict the file ({exc})")
+    else:
+        frame, source = _current_from_captures(store, name, v, since or "24h")
+    report = detect(reference, frame, settings, source=source, alias=alias)
+    report.notes += notes
+    saved = None
+    if save if save is not None else source["kind"] == "captured":
+        saved = save_report(store, name, report)
+    if html is not None:
+        from mlopsctl.monitoring.report import render_html
+
+        html.write_text(render_html(report.to_dict()), encoding="utf-8")
+    return report, saved
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("drift")(drift)

@@ -141,9 +141,41 @@ def main() -> None:
         for line in metrics.splitlines():
             if line.startswith(("mlops_requests_total", "mlops_model_info")):
                 print(line)
+
+        say("10. Monitoring: every prediction is captured; ground truth comes back as feedback")
+        import pandas as pd
+
+        data = pd.read_csv(PROJECT / "data" / "breast_cancer.csv")
+        sample = data.sample(200, random_state=1)
+        answers = httpx.post(
+            url + "/predict", json={"instances": sample.drop(columns=["target"]).to_dict(orient="records")}
+        ).json()
+        labels = [
+            {"request_id": answers["request_id"], "row": i, "label": int(t)} for i, t in enumerate(sample["target"])
+        ]
+        print(
+            f"200 rows predicted in one request; POST /feedback with their true labels: {httpx.post(url + '/feedback', json=labels).json()}"
+        )
+        print(f"status page: {url}/dashboard")
     finally:
         server.terminate()
         server.wait(10)
+    print("(the server flushed its capture buffer on shutdown)")
+    mlopsctl("performance", "demo", "--since", "1h", "--window", "1h")
+    mlopsctl("capture", "export", "demo", "--since", "1h", "--out", "captured.csv")
+
+    say("11. Drift: live inputs against the training baseline (exit 1 means drift)")
+    mlopsctl("drift", "demo", "--since", "1h", "--html", "drift-live.html", check=False)
+    shifted = data.drop(columns=["target"]).sample(300, random_state=2)
+    for col in [c for c in shifted.columns if c.startswith("mean ")]:  # 10 of the 30 features
+        shifted[col] = shifted[col] * 1.3
+    shifted.to_csv(PROJECT / "shifted.csv", index=False)
+    mlopsctl("drift", "demo", "--current", "shifted.csv", "--html", "drift-shifted.html", check=False)
+    print(f"reports: {PROJECT / 'drift-live.html'}, {PROJECT / 'drift-shifted.html'} (self-contained pages)")
+
+    say("12. Alert rules for Prometheus, from [monitoring.alerts]")
+    mlopsctl("monitor", "rules", "--format", "prometheus", "--out", "alerts.yml")
+    print((PROJECT / "alerts.yml").read_text()[:600] + "…")
     say(f"Done. Everything is in {PROJECT} (store: {PROJECT / '.mlops'})")
 
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean system-tools
+.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ format: $(STAMP)
 bench: $(STAMP)  ## serving benchmark; needs wrk (installed from Debian when missing and root)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	$(BIN)/python bench/serve_bench.py
+
+bench-drift: $(STAMP)  ## drift engine vs a plain scipy loop on 1M rows; Evidently too if EVIDENTLY_PYTHON is set
+	$(BIN)/python bench/drift_bench.py $(if $(EVIDENTLY_PYTHON),--evidently-python $(EVIDENTLY_PYTHON))
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

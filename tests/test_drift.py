@@ -220,9 +220,12 @@ def test_missing_columns_are_named() -> None:
 
 def test_values_that_are_not_numbers_are_named() -> None:
     cur = pd.DataFrame({"a": ["1.5", "high"] * 25, "b": np.zeros(50), "c": ["x"] * 50})
-    with pytest.raises(DataError, match=r"column 'a'.*'high'") as err:
+    with pytest.raises(DataError, match=r"column 'a': values that are not numbers: 'high'") as err:
         detect(_small_reference(), cur)
     assert err.value.column == "a"
+    both = cur.assign(b=["?x"] * 50)
+    with pytest.raises(DataError, match=r"numeric columns with values that are not numbers: 'a': 'high'; 'b': '\?x'"):
+        detect(_small_reference(), both)
 
 
 def test_too_few_rows_is_an_error_not_a_verdict() -> None:

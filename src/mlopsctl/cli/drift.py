@@ -160,9 +160,15 @@ def drift(
     predict: bool = typer.Option(
         True, "--predict/--no-predict", help="For a file without __prediction__: run the model to test its predictions."
     ),
-    p_value: float | None = typer.Option(None, "--p-value", help="Override [monitoring.drift] p_value."),
-    share: float | None = typer.Option(None, "--share", help="Override [monitoring.drift] share."),
-    correction: str | None = typer.Option(None, "--correction", help="none | bonferroni | holm | fdr_bh."),
+    p_value: float | None = typer.Option(
+        None, "--p-value", help="Override monitoring.drift.p_value (a feature drifts below it)."
+    ),
+    share: float | None = typer.Option(
+        None, "--share", help="Override monitoring.drift.share (dataset drift at this share of features)."
+    ),
+    correction: str | None = typer.Option(
+        None, "--correction", help="Override monitoring.drift.correction: none | bonferroni | holm | fdr_bh."
+    ),
 ) -> None:
     """Test current inputs against the version's training baseline, feature by feature.
 

@@ -188,13 +188,12 @@ def check_current(reference: Reference, current: Any, settings: DriftSettings, s
             out[f["name"]] = values
         else:
             out[f["name"]] = col
+    if len(bad) == 1:
+        name, values = bad[0]
+        raise DataError(source, f"values that are not numbers: {', '.join(map(repr, values))}", column=name)
     if bad:
-        what = "; ".join(f"{n!r}: {', '.join(repr(v) for v in vals)}" for n, vals in bad)
-        raise DataError(
-            source,
-            f"numeric column{'s' if len(bad) > 1 else ''} with values that are not numbers: {what}",
-            column=bad[0][0] if len(bad) == 1 else None,
-        )
+        what = "; ".join(f"{n!r}: {', '.join(map(repr, vals))}" for n, vals in bad)
+        raise DataError(source, f"numeric columns with values that are not numbers: {what}")
     if len(current) < settings.min_rows:
         raise DataError(
             source,

@@ -2,9 +2,9 @@
 
 Numeric samples are sorted once (``Sorted``) and every statistic reads the sorted arrays:
 
-- the two empirical CDFs are evaluated once, at the distinct values of both samples
-  (``np.searchsorted`` on the sorted arrays), which gives the Kolmogorov–Smirnov statistic (their
-  largest gap) and the Wasserstein-1 distance (the area between them) in one pass;
+- the two empirical CDFs are evaluated once, at the distinct values of both samples (a linear merge
+  of the two sorted arrays), which gives the Kolmogorov–Smirnov statistic (their largest gap) and the
+  Wasserstein-1 distance (the area between them) in one pass;
 - PSI bins are cut at the reference's deciles and counted with ``np.searchsorted`` too.
 
 The KS p-value is computed the way ``scipy.stats.ks_2samp(method="auto")`` computes it, so the two
@@ -83,16 +83,23 @@ class NumericComparison:
 
 
 def ecdf_gaps(ref: Sorted, cur: Sorted) -> tuple[Any, Any]:
-    """The distinct values of both samples and F_ref − F_cur at each (right-continuous ECDFs)."""
+    """The distinct values of both samples and F_ref − F_cur at each (right-continuous ECDFs).
+
+    The two sorted samples are merged (a stable argsort of two sorted runs is one linear merge); a
+    running count of the values that came from the reference gives, at the last of each run of equal
+    values, the same counts as ``searchsorted(..., side="right")``, without a binary search per value.
+    """
     both = np.concatenate((ref.values, cur.values))
-    both.sort(kind="stable")  # two sorted runs: a merge
-    keep = np.empty(both.size, dtype=bool)
-    keep[:-1] = both[1:] != both[:-1]
+    order = np.argsort(both, kind="stable")
+    merged = both[order]
+    n_ref_le = np.cumsum(order < ref.n)  # reference values at or before each merged position
+    n_cur_le = np.arange(1, merged.size + 1) - n_ref_le
+    keep = np.empty(merged.size, dtype=bool)
+    keep[:-1] = merged[1:] != merged[:-1]
     keep[-1] = True
-    points = both[keep]
-    cdf_ref = np.searchsorted(ref.values, points, side="right") / ref.n
-    cdf_cur = np.searchsorted(cur.values, points, side="right") / cur.n
-    return points, cdf_ref - cdf_cur
+    if not keep.all():  # ties: read the counts at the last of each run of equal values
+        merged, n_ref_le, n_cur_le = merged[keep], n_ref_le[keep], n_cur_le[keep]
+    return merged, n_ref_le / ref.n - n_cur_le / cur.n
 
 
 def ks_statistic(gaps: Any) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlopsctl.errors import Conflict, DataError
+from mlopsctl.monitoring.captured import PREDICTION
 from mlopsctl.monitoring.kinds import (
     OOV_RISE,
     FeatureDrift,
@@ -34,8 +35,6 @@ from mlopsctl.monitoring.kinds import (
 )
 from mlopsctl.monitoring.twosample import CORRECTIONS, adjust
 from mlopsctl.store.base import Store, dumps
-
-PREDICTION = "__prediction__"
 
 
 @dataclass(frozen=True)

@@ -153,9 +153,8 @@ def main() -> None:
         labels = [
             {"request_id": answers["request_id"], "row": i, "label": int(t)} for i, t in enumerate(sample["target"])
         ]
-        print(
-            f"200 rows predicted in one request; POST /feedback with their true labels: {httpx.post(url + '/feedback', json=labels).json()}"
-        )
+        answer = httpx.post(url + "/feedback", json=labels).json()
+        print(f"200 rows predicted in one request; POST /feedback with their true labels: {answer}")
         print(f"status page: {url}/dashboard")
     finally:
         server.terminate()

@@ -16,7 +16,7 @@ from typing import Any
 
 REF_COLOR = "#4c78a8"
 CUR_COLOR = "#f58518"
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 560, 210, 44, 44, 10
+_W, _H, _PAD_L, _PAD_B, _PAD_T = 560, 210, 50, 44, 10
 
 _CSS = """
 :root { color-scheme: light; }
@@ -145,7 +145,7 @@ def svg_chart(chart: dict[str, Any], title: str) -> str:
     axes = [
         f'<line x1="{_PAD_L}" y1="{_PAD_T + ph}" x2="{_W - 8}" y2="{_PAD_T + ph}" stroke="#8c959f"/>',
         f'<line x1="{_PAD_L}" y1="{_PAD_T}" x2="{_PAD_L}" y2="{_PAD_T + ph}" stroke="#8c959f"/>',
-        f'<text x="{_PAD_L - 4}" y="{_PAD_T + 8}" text-anchor="end">{escape(fmt_pct(top))}</text>',
+        f'<text x="{_PAD_L - 4}" y="{_PAD_T + 8}" text-anchor="end">{100 * top:.3g} %</text>',
         f'<text x="{_PAD_L - 4}" y="{_PAD_T + ph}" text-anchor="end">0</text>',
     ]
     unit = chart.get("unit")

@@ -1,1 +1,2 @@
-"""Monitoring: training baselines now; drift, capture and alerts build on them."""
+"""Monitoring: training baselines, captured predictions and feedback, live performance,
+drift tests and reports, alert rules, their evaluation and notifiers."""

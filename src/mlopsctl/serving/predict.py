@@ -111,20 +111,6 @@ async def answer(
         problem = slot.last_error or f"{slot.name} is loading"
         return Answer(503, error_body("not_ready", [("model", problem)], request_id), None)
     model, mm = current
-    return await _answer(model, mm, endpoint, content_type, request_id, body, max_rows, t0, capture)
-
-
-async def _answer(
-    model: LoadedModel,
-    mm: Any,
-    endpoint: str,
-    content_type: str,
-    request_id: str,
-    body: bytes,
-    max_rows: int,
-    t0: float,
-    capture: CaptureWriter | None,
-) -> Answer:
     try:
         if endpoint == "invocations" and content_type.startswith("text/csv"):
             rows, prefix, single = mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False

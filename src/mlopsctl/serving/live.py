@@ -16,6 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.serving.reload import Every
 from mlopsctl.store.base import Store
 
 if TYPE_CHECKING:
@@ -94,8 +95,7 @@ class LiveStats:
         self.drift: dict[str, Any] = {}
         self.started = time.time()
         self._registry_read = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._every = Every("mlops-live", interval, self.tick)
         self._lock = threading.Lock()
         for s in slots:
             metrics.drift_share.labels(s.name).set(-1)
@@ -138,24 +138,12 @@ class LiveStats:
                     self.metrics.drift_share.labels(s.name).set(share)
         self.registry_view = view
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:  # never let the thread die
-                log.exception("live stats tick failed")
-
     def start(self) -> None:
         self.tick()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="mlops-live", daemon=True)
-            self._thread.start()
+        self._every.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._every.stop()
 
     # -- live accuracy ------------------------------------------------------------------------------
     def add_labels(self, name: str, outcomes: list[tuple[float, bool]]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,34 @@ class Slot:
         return self.ref is not None and self.ref.isdigit()
 
 
+class Every:
+    """A daemon thread calling ``fn`` every ``interval`` seconds until stopped; an exception is logged,
+    never fatal to the thread."""
+
+    def __init__(self, name: str, interval: float, fn: Callable[[], Any]) -> None:
+        self.name, self.interval, self.fn = name, interval, fn
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fn()
+            except Exception:  # never let the thread die
+                log.exception("%s failed", self.name)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
 class Reloader:
     def __init__(
         self,
@@ -64,8 +93,7 @@ class Reloader:
     ) -> None:
         self.store, self.slots, self.metrics = store, slots, metrics
         self.interval, self.runtime, self.trusted = interval, runtime, trusted
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._every = Every("mlops-reload", interval, self.check_all)
 
     def target_version(self, slot: Slot) -> int | None:
         if slot.pinned:
@@ -121,23 +149,11 @@ class Reloader:
                 self.check(slot)
         self.metrics.ready.set(1 if all(s.current for s in self.slots) else 0)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check_all()
-            except Exception:  # never let the thread die
-                log.exception("reload check failed")
-
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="mlops-reload", daemon=True)
-            self._thread.start()
+        self._every.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._every.stop()
 
     def status(self) -> list[dict[str, Any]]:
         return [

@@ -96,10 +96,10 @@ class Exporter:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def requests(self, status: str, n: int, seconds: float = 0.002, model: str = "wine") -> None:
-        self.metrics.requests.labels(model, "1", "predict", status).inc(n)
+        self.metrics.requests.labels(model, "1", "prod", "predict", status).inc(n)
         if status == "200":
             for _ in range(n):
-                self.metrics.latency.labels(model, "predict").observe(seconds)
+                self.metrics.latency.labels(model, "prod", "predict").observe(seconds)
 
     def restart(self) -> None:
         """The process restarted: every counter starts again from zero."""
@@ -437,8 +437,8 @@ def test_promtool_unit_tests_fire_and_resolve_every_alert(tmp_path: Path) -> Non
     cfg = AlertsSection(accuracy_min=0.6, accuracy_min_samples=50, silence_for="30m")
     doc = alerts.prometheus_rules(cfg, ["wine", "iris"])
     (tmp_path / "rules.yml").write_text(alerts.render_yaml(doc))
-    req = 'mlops_requests_total{{model="wine",version="1",endpoint="predict",status="{}"}}'
-    bucket = 'mlops_request_duration_seconds_bucket{{model="wine",endpoint="predict",le="{}"}}'
+    req = 'mlops_requests_total{{model="wine",version="1",variant="prod",endpoint="predict",status="{}"}}'
+    bucket = 'mlops_request_duration_seconds_bucket{{model="wine",variant="prod",endpoint="predict",le="{}"}}'
 
     def case(series: dict[str, str], name: str, checks: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, Any]:
         return {

@@ -79,7 +79,10 @@ def test_promote_and_rollback_under_steady_traffic(wine_store_copy: Path, start_
     assert between == {2}
     counts = Counter(versions)
     metrics = httpx.get(server.url + "/metrics").text
-    assert f'mlops_requests_total{{endpoint="predict",model="wine",status="200",version="2"}} {counts[2]}.0' in metrics
+    assert (
+        f'mlops_requests_total{{endpoint="predict",model="wine",status="200",variant="prod",version="2"}} {counts[2]}.0'
+        in metrics
+    )
 
 
 def _wait_for_version(seen: list[tuple[float, float, int]], version: int, since: float, timeout: float = 10) -> None:

@@ -175,9 +175,9 @@ def test_metrics_count_requests_latency_and_classes(client: TestClient) -> None:
     client.post("/predict", json={"instances": wine_rows(4)})
     client.post("/predict", json={"features": {"alcohol": "x"}})
     text = client.get("/metrics").text
-    assert 'mlops_requests_total{endpoint="predict",model="wine",status="200",version="1"} 1.0' in text
-    assert 'mlops_requests_total{endpoint="predict",model="wine",status="422",version="1"} 1.0' in text
-    assert 'mlops_request_duration_seconds_count{endpoint="predict",model="wine"} 1.0' in text
+    assert 'mlops_requests_total{endpoint="predict",model="wine",status="200",variant="prod",version="1"} 1.0' in text
+    assert 'mlops_requests_total{endpoint="predict",model="wine",status="422",variant="prod",version="1"} 1.0' in text
+    assert 'mlops_request_duration_seconds_count{endpoint="predict",model="wine",variant="prod"} 1.0' in text
     assert 'mlops_prediction_rows_total{model="wine",version="1"} 4.0' in text
     assert 'mlops_model_info{alias="prod",model="wine"' in text
     counts = [line for line in text.splitlines() if line.startswith("mlops_predictions_total{")]

@@ -198,6 +198,43 @@ class MonitoringSection(_Section):
     notify: NotifySection = NotifySection()
 
 
+class GuardSection(_Section):
+    """The canary guard: the candidate loses its traffic when it is worse than the control by these bounds."""
+
+    enabled: bool = True
+    error_rate_margin: float = Field(default=0.02, ge=0, le=1)  # candidate error rate above control's + this
+    latency_p95_ratio: float = Field(default=1.5, ge=1)  # candidate p95 above control's x this...
+    latency_p95_margin_ms: float = Field(default=5.0, ge=0)  # ...and above it by more than this
+    window: float = 300  # judged over this long (`5m`)...
+    min_requests: int = Field(default=100, ge=1)  # ...once each variant has this many requests in it
+    interval: float = 5  # how often a server evaluates it
+
+    @field_validator("window", "interval", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+
+class ExperimentsSection(_Section):
+    """A/B analysis: the significance level, power and smallest effect worth detecting."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # two-sided significance level of the verdict
+    power: float = Field(default=0.8, gt=0.5, lt=1)  # chance to detect an effect of min_effect
+    # classification: accuracy points (0.02 = 2 points); regression: a share of the control's MAE (0.05 = 5 %)
+    min_effect: float = Field(default=0.02, gt=0, lt=1)
+    # before the planned sample size a verdict needs p below this (Haybittle-Peto), so looking early is safe
+    interim_alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    ramp: list[float] = []  # default ramp for `ab start`, e.g. [5, 25, 50, 100] (% to the candidate)
+    guard: GuardSection = GuardSection()
+
+    @field_validator("ramp")
+    @classmethod
+    def _ramp(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x <= 100 for x in v) or v != sorted(v) or len(set(v)) != len(v):
+            raise ValueError("ramp: increasing percentages in (0, 100], e.g. [5, 25, 50, 100]")
+        return v
+
+
 class Config(_Section):
     project: ProjectSection
     data: DataSection
@@ -206,6 +243,7 @@ class Config(_Section):
     serving: ServingSection = ServingSection()
     store: StoreSection = StoreSection()
     monitoring: MonitoringSection = MonitoringSection()
+    experiments: ExperimentsSection = ExperimentsSection()
 
     # where the file was read from; relative paths in it are relative to this folder
     root: Path = Field(default=Path("."), exclude=True)

@@ -28,7 +28,7 @@ from mlopsctl import __version__
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.asgi import PredictRoutes
 from mlopsctl.serving.predict import error_body
-from mlopsctl.serving.reload import Reloader, Slot
+from mlopsctl.serving.reload import Reloader, Route, Served, Slot
 from mlopsctl.store.base import open_store
 
 log = logging.getLogger("mlopsctl.serving")
@@ -49,6 +49,8 @@ class ServeSettings:
     # [monitoring.capture] settings (CaptureSection fields); None turns capture off
     capture: dict[str, Any] | None = field(default_factory=dict)
     accuracy_window: float = 3600.0
+    guard: dict[str, Any] = field(default_factory=dict)  # [experiments.guard] (GuardSection fields)
+    notify: dict[str, Any] = field(default_factory=dict)  # [monitoring.notify] (NotifySection fields)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -82,9 +84,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     if not slots:
         raise ValidationError("no model to serve", [("model", "pass --model NAME[@ALIAS]")])
     by_name = {s.name: s for s in slots}
+    served = [Served(s.name, s.ref, s, Route.single(s)) for s in slots]
     reloader = Reloader(
         store,
-        slots,
+        served,
         metrics,
         interval=settings.reload_interval,
         runtime=settings.runtime,
@@ -107,9 +110,26 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
                 flush_interval=cs.flush_interval_seconds,
                 recent_requests=cs.recent_requests,
             )
-    from mlopsctl.serving.live import LiveStats
+    from mlopsctl.config import GuardSection, NotifySection
+    from mlopsctl.experiments.guard import Guard
+    from mlopsctl.monitoring.notify import notifiers
+    from mlopsctl.serving.live import KEEP_SECONDS, LiveStats
+    from mlopsctl.serving.reload import Every
+    from mlopsctl.serving.shadow import ShadowRunner
 
-    live = LiveStats(store, metrics, slots, capture, accuracy_window=settings.accuracy_window)
+    guard_cfg = GuardSection(**settings.guard)
+    live = LiveStats(
+        store,
+        metrics,
+        slots,
+        capture,
+        accuracy_window=settings.accuracy_window,
+        keep_seconds=max(KEEP_SECONDS, guard_cfg.window + 60),
+        served=served,
+    )
+    shadows = ShadowRunner(metrics, capture, max_rows=max_rows)
+    guard = Guard(store, served, live, metrics, guard_cfg, notifiers(NotifySection(**settings.notify)))
+    guard_every = Every("mlops-guard", guard_cfg.interval, guard.tick)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,12 +137,16 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         reloader.start()
         if capture is not None:
             capture.start()
+        shadows.start()
         await run_in_threadpool(live.start)
+        guard_every.start()
         try:
             yield
         finally:
             reloader.stop()
+            guard_every.stop()
             live.stop()
+            shadows.stop()
             if capture is not None:
                 await run_in_threadpool(capture.close)  # the buffer is written before the process exits
 
@@ -138,6 +162,9 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     app.state.metrics = metrics
     app.state.capture = capture
     app.state.live = live
+    app.state.served = served
+    app.state.guard = guard
+    app.state.shadows = shadows
 
     first = slots[0]
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -322,10 +349,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    routes = {"/predict": (first, "predict"), "/invocations": (first, "invocations")}
-    routes.update({f"/models/{s.name}/predict": (s, "predict") for s in slots})
+    routes = {"/predict": (served[0], "predict"), "/invocations": (served[0], "invocations")}
+    routes.update({f"/models/{s.name}/predict": (s, "predict") for s in served})
     # in front of FastAPI, not inside it as a middleware: its middleware stack costs ~20 µs a request
-    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows, capture=capture)
+    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows, capture=capture, shadows=shadows)
 
 
 def app_from_env() -> PredictRoutes:

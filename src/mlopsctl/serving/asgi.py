@@ -15,7 +15,8 @@ from typing import Any
 
 from mlopsctl.serving.capture import CaptureWriter
 from mlopsctl.serving.predict import Answer, answer, error_body
-from mlopsctl.serving.reload import Slot
+from mlopsctl.serving.reload import Served
+from mlopsctl.serving.shadow import ShadowRunner
 
 Scope = dict[str, Any]
 
@@ -26,13 +27,15 @@ class PredictRoutes:
     def __init__(
         self,
         app: Any,
-        routes: dict[str, tuple[Slot, str]],
+        routes: dict[str, tuple[Served, str]],
         max_body_bytes: int,
         max_rows: int,
         capture: CaptureWriter | None = None,
+        shadows: ShadowRunner | None = None,
     ) -> None:
         self.app = app
         self.capture = capture
+        self.shadows = shadows
         self.routes = routes
         self.limit = max_body_bytes
         self.max_rows = max_rows
@@ -43,7 +46,9 @@ class PredictRoutes:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        slot, endpoint = route
+        served, endpoint = route
+        plan = served.route  # read once: a route swap during this request does not affect it
+        sticky, sticky_key = plan.sticky, None
         content_type, request_id, declared = "", "", None
         for key, value in scope["headers"]:
             if key == b"content-type":
@@ -52,7 +57,10 @@ class PredictRoutes:
                 request_id = value.decode("latin-1")[:128]
             elif key == b"content-length":
                 declared = value
+            elif key == sticky:
+                sticky_key = value
         request_id = request_id or secrets.token_hex(8)
+        slot = plan.pick(sticky_key)
         body = await self._body(receive, declared)
         if body is None:
             result = Answer(
@@ -61,6 +69,10 @@ class PredictRoutes:
             current = slot.current
             if current is not None:
                 current[1].error(endpoint, 413)
+                if self.capture is not None:
+                    elapsed = time.perf_counter() - t0
+                    model, mm = current
+                    self.capture.offer(model, request_id, endpoint, 413, elapsed, None, None, None, "413", mm.variant)
         else:
             result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0, self.capture)
         headers = [
@@ -70,8 +82,12 @@ class PredictRoutes:
         ]
         if result.version is not None:
             headers.append((b"x-model-version", str(result.version).encode()))
+        if result.variant is not None:
+            headers.append((b"x-variant", result.variant.encode("latin-1")))
         await send({"type": "http.response.start", "status": result.status, "headers": headers})
         await send({"type": "http.response.body", "body": result.body})
+        if plan.shadows and result.status == 200 and self.shadows is not None and body:
+            self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
 
     async def _body(self, receive: Any, declared: bytes | None) -> bytes | None:
         """The request body, or None once it is over the limit (declared or streamed)."""

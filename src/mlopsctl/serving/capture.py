@@ -74,13 +74,15 @@ class CaptureWriter:
         preds: list[Any] | None,
         probas: Any = None,
         error: str | None = None,
+        variant: str | None = None,
+        remember: bool = True,
     ) -> None:
         """Queue one request (a record per row is built later, by the writer thread).
 
         Never blocks, never raises into the request: one tuple appended, a few counters. The
         columns, predictions and probabilities are only referenced; nothing changes them later.
         """
-        if status == 200:
+        if status == 200 and remember:
             self._remember(request_id, model.name, model.version, preds or [])
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
@@ -90,20 +92,23 @@ class CaptureWriter:
             self.metrics.capture_dropped.labels(model.name).inc(n)
             return
         self.added += n  # written only here (one thread: the event loop); drained only by the writer
-        self.buffer.append((model, request_id, time.time(), endpoint, status, latency, cols, preds, probas, error))
+        variant = variant or model.alias or f"v{model.version}"
+        self.buffer.append(
+            (model, request_id, time.time(), endpoint, status, latency, cols, preds, probas, error, variant)
+        )
         if self.added - self.drained >= self.batch_rows:
             self._wake.set()
 
     @staticmethod
     def records(item: tuple[Any, ...]) -> list[dict[str, Any]]:
         """The capture records (one per row) of a queued request."""
-        model, request_id, t, endpoint, status, latency, cols, preds, probas, error = item
+        model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant = item
         base = {
             "request_id": request_id,
             "time": t,
             "model": model.name,
             "version": model.version,
-            "variant": model.alias or f"v{model.version}",
+            "variant": variant,
             "endpoint": endpoint,
             "status": status,
             "latency_ms": round(latency * 1000, 3),

@@ -22,7 +22,7 @@ from mlopsctl.store.base import Store
 if TYPE_CHECKING:
     from mlopsctl.serving.capture import CaptureWriter
     from mlopsctl.serving.metrics import ServerMetrics
-    from mlopsctl.serving.reload import Slot
+    from mlopsctl.serving.reload import Served, Slot
 
 log = logging.getLogger("mlopsctl.serving")
 RATE_WINDOW = 60.0
@@ -34,7 +34,10 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def entry(model: str) -> dict[str, Any]:
-        return out.setdefault(model, {"requests": 0.0, "errors": 0.0, "buckets": {}, "classes": {}})
+        return out.setdefault(model, {"requests": 0.0, "errors": 0.0, "buckets": {}, "classes": {}, "variants": {}})
+
+    def variant(model: str, name: str) -> dict[str, Any]:
+        return entry(model)["variants"].setdefault(name, {"requests": 0.0, "errors": 0.0, "buckets": {}})
 
     for family in metrics.registry.collect():
         for s in family.samples:
@@ -42,14 +45,15 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
             if model is None:
                 continue
             if s.name == "mlops_requests_total":
-                e = entry(model)
-                e["requests"] += s.value
-                if s.labels["status"] != "200":
-                    e["errors"] += s.value
+                error = s.labels["status"] != "200"
+                for e in (entry(model), variant(model, s.labels["variant"])):
+                    e["requests"] += s.value
+                    if error:
+                        e["errors"] += s.value
             elif s.name == "mlops_request_duration_seconds_bucket":
-                b = entry(model)["buckets"]
                 le = float(s.labels["le"])
-                b[le] = b.get(le, 0.0) + s.value
+                for b in (entry(model)["buckets"], variant(model, s.labels["variant"])["buckets"]):
+                    b[le] = b.get(le, 0.0) + s.value
             elif s.name == "mlops_predictions_total":
                 c = entry(model)["classes"]
                 c[s.labels["class"]] = c.get(s.labels["class"], 0.0) + s.value
@@ -86,7 +90,10 @@ class LiveStats:
         accuracy_window: float = 3600.0,
         interval: float = 2.0,
         registry_every: float = 10.0,
+        keep_seconds: float = KEEP_SECONDS,
+        served: list[Served] | None = None,
     ) -> None:
+        self.served = {s.name: s for s in served or []}
         self.store, self.metrics, self.slots, self.capture = store, metrics, slots, capture
         self.accuracy_window, self.interval, self.registry_every = accuracy_window, interval, registry_every
         self.snapshots: deque[tuple[float, dict[str, dict[str, Any]]]] = deque()
@@ -94,6 +101,7 @@ class LiveStats:
         self.registry_view: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
         self.started = time.time()
+        self.keep_seconds = keep_seconds
         self._registry_read = 0.0
         self._every = Every("mlops-live", interval, self.tick)
         self._lock = threading.Lock()
@@ -106,7 +114,7 @@ class LiveStats:
         snap = _snapshot(self.metrics)
         with self._lock:
             self.snapshots.append((now, snap))
-            while self.snapshots and now - self.snapshots[0][0] > KEEP_SECONDS:
+            while self.snapshots and now - self.snapshots[0][0] > self.keep_seconds:
                 self.snapshots.popleft()
         if self.capture is not None:
             self.metrics.capture_queued.set(self.capture.added - self.capture.drained)
@@ -145,6 +153,31 @@ class LiveStats:
     def stop(self) -> None:
         self._every.stop()
 
+    def variant_window(self, name: str, since: float, now: float) -> dict[str, Any]:
+        """Per variant of ``name``: requests, errors and p95 between ``since`` and now (``WindowStats``).
+
+        The base is the last snapshot taken at or before ``since`` (the first one if none is that old).
+        """
+        from mlopsctl.experiments.guard import WindowStats
+
+        current = _snapshot(self.metrics).get(name, {}).get("variants", {})
+        with self._lock:
+            older = [snap for t, snap in self.snapshots if t <= since]
+            base_all = older[-1] if older else (self.snapshots[0][1] if self.snapshots else {})
+        base = base_all.get(name, {}).get("variants", {})
+        out = {}
+        for variant, cur in current.items():
+            old = base.get(variant, {})
+            ob = old.get("buckets", {})
+            delta = {le: c - ob.get(le, 0.0) for le, c in cur["buckets"].items()}
+            p95 = quantile_from_buckets(0.95, delta)
+            out[variant] = WindowStats(
+                cur["requests"] - old.get("requests", 0.0),
+                cur["errors"] - old.get("errors", 0.0),
+                None if p95 is None else p95 * 1000,
+            )
+        return out
+
     # -- live accuracy ------------------------------------------------------------------------------
     def add_labels(self, name: str, outcomes: list[tuple[float, bool]]) -> None:
         with self._lock:
@@ -179,6 +212,20 @@ class LiveStats:
             p50, p95 = quantile_from_buckets(0.5, delta), quantile_from_buckets(0.95, delta)
             loaded = s.current[0] if s.current else None
             n_lab, n_ok = labelled.get(s.name, (0, 0))
+            route = None
+            if s.name in self.served:
+                from mlopsctl.serving.reload import route_status
+
+                route = route_status(self.served[s.name].route)
+                cv, ov = cur.get("variants", {}), old.get("variants", {})
+                for v in (*route["variants"], *route["shadows"]):
+                    c, o = cv.get(v["variant"], {}), ov.get(v["variant"], {})
+                    n = c.get("requests", 0.0) - o.get("requests", 0.0)
+                    ob = o.get("buckets", {})
+                    q = quantile_from_buckets(0.95, {le: x - ob.get(le, 0.0) for le, x in c.get("buckets", {}).items()})
+                    v["request_rate"] = n / span
+                    v["error_rate"] = (c.get("errors", 0.0) - o.get("errors", 0.0)) / n if n else 0.0
+                    v["p95_ms"] = None if q is None else q * 1000
             models.append(
                 {
                     "name": s.name,
@@ -200,6 +247,7 @@ class LiveStats:
                     "aliases": self.registry_view.get(s.name, {}).get("aliases", {}),
                     "events": self.registry_view.get(s.name, {}).get("events", []),
                     "drift": self.drift.get(s.name),
+                    "route": route,
                 }
             )
         return {

@@ -24,13 +24,13 @@ class ServerMetrics:
         self.requests = Counter(
             "mlops_requests",
             "Prediction requests answered, by outcome.",
-            ["model", "version", "endpoint", "status"],
+            ["model", "version", "variant", "endpoint", "status"],
             registry=r,
         )
         self.latency = Histogram(
             "mlops_request_duration_seconds",
             "Time to answer a prediction request.",
-            ["model", "endpoint"],
+            ["model", "variant", "endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -39,13 +39,13 @@ class ServerMetrics:
             "mlops_predictions",
             "Predictions by class (classification) or by value "
             "bucket (regression: upper bound of the training-quantile bucket).",
-            ["model", "version", "class"],
+            ["model", "version", "variant", "class"],
             registry=r,
         )
         self.info = Gauge(
             "mlops_model_info",
-            "The version each served model runs (value 1).",
-            ["model", "version", "alias", "runtime", "run_id"],
+            "The version each served model and variant runs (value 1).",
+            ["model", "variant", "version", "alias", "runtime", "run_id"],
             registry=r,
         )
         self.loaded_at = Gauge(
@@ -89,48 +89,79 @@ class ServerMetrics:
         self.live_labelled = Gauge(
             "mlops_live_labelled", "Predictions with feedback in the accuracy window.", ["model"], registry=r
         )
+        self.variant_weight = Gauge(
+            "mlops_variant_weight",
+            "Share of the traffic (percent) routed to each variant; shadows get copies, not shares.",
+            ["model", "variant"],
+            registry=r,
+        )
+        self.shadow_requests = Counter(
+            "mlops_shadow_requests",
+            "Requests copied to a shadow variant, by outcome (never returned to the caller).",
+            ["model", "variant", "version", "status"],
+            registry=r,
+        )
+        self.shadow_latency = Histogram(
+            "mlops_shadow_duration_seconds",
+            "Time a shadow variant took (after the answer was sent).",
+            ["model", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "mlops_shadow_dropped", "Copies not sent to shadows because their queue was full.", ["model"], registry=r
+        )
+        self.guard_actions = Counter(
+            "mlops_guard_actions",
+            "Canary guard decisions this server made: pulled_back, ramp.",
+            ["model", "action"],
+            registry=r,
+        )
 
-    def bind(self, model: Any, previous: Any | None) -> ModelMetrics:
-        if previous is not None:
-            try:
-                self.info.remove(
-                    previous.name,
-                    str(previous.version),
-                    previous.alias or "",
-                    previous.runtime,
-                    str(previous.manifest.get("run_id", "")),
-                )
-            except KeyError:
-                pass
-        self.info.labels(
+    @staticmethod
+    def _info_labels(model: Any, variant: str) -> tuple[str, ...]:
+        return (
             model.name,
+            variant,
             str(model.version),
             model.alias or "",
             model.runtime,
             str(model.manifest.get("run_id", "")),
-        ).set(1)
+        )
+
+    def bind(self, model: Any, variant: str, previous: Any | None = None) -> ModelMetrics:
+        if previous is not None:
+            self.unbind(previous, variant)
+        self.info.labels(*self._info_labels(model, variant)).set(1)
         self.loaded_at.labels(model.name).set(model.loaded_at)
-        return ModelMetrics(self, model)
+        return ModelMetrics(self, model, variant)
+
+    def unbind(self, model: Any, variant: str) -> None:
+        """Drop the info series of a variant that is no longer served."""
+        try:
+            self.info.remove(*self._info_labels(model, variant))
+        except KeyError:
+            pass
 
 
 class ModelMetrics:
     """The label children of one served version, resolved once."""
 
-    def __init__(self, m: ServerMetrics, model: Any) -> None:
+    def __init__(self, m: ServerMetrics, model: Any, variant: str) -> None:
         name, version = model.name, str(model.version)
-        self._m, self._name, self._version = m, name, version
-        self.ok = {ep: m.requests.labels(name, version, ep, "200") for ep in ("predict", "invocations")}
-        self.latency = {ep: m.latency.labels(name, ep) for ep in ("predict", "invocations")}
+        self._m, self._name, self._version, self.variant = m, name, version, variant
+        self.ok = {ep: m.requests.labels(name, version, variant, ep, "200") for ep in ("predict", "invocations")}
+        self.latency = {ep: m.latency.labels(name, variant, ep) for ep in ("predict", "invocations")}
         self.rows = m.rows.labels(name, version)
         self.edges = list(model.bucket_edges)
         # classification counts by class; regression by the training-quantile bucket a value falls in
         self.classification = bool(model.classes)
         labels = [str(c) for c in model.classes] if model.classes else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
-        self.by_label = {lbl: m.predictions.labels(name, version, lbl) for lbl in labels}
+        self.by_label = {lbl: m.predictions.labels(name, version, variant, lbl) for lbl in labels}
         self.bucket_names = labels
 
     def error(self, endpoint: str, status: int) -> None:
-        self._m.requests.labels(self._name, self._version, endpoint, str(status)).inc()
+        self._m.requests.labels(self._name, self._version, self.variant, endpoint, str(status)).inc()
 
     def observe(self, endpoint: str, seconds: float, predictions: list[Any]) -> None:
         self.ok[endpoint].inc()

@@ -6,6 +6,7 @@ Every protocol (native, MLflow) turns its body into a list of row objects, calls
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -15,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.loaded import LoadedModel
 from mlopsctl.serving.protocols import mlflow
+
+log = logging.getLogger("mlopsctl.serving")
 
 if TYPE_CHECKING:
     from mlopsctl.serving.capture import CaptureWriter
@@ -58,7 +61,9 @@ def native_rows(payload: Any, max_rows: int) -> tuple[list[Any], bool, str]:
     raise ValidationError("body", [("body", 'expected exactly one of "features" (one row) or "instances" (many rows)')])
 
 
-def native_response(model: LoadedModel, preds: list[Any], probas: Any, single: bool) -> dict[str, Any]:
+def native_response(
+    model: LoadedModel, preds: list[Any], probas: Any, single: bool, variant: str | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if probas is not None and model.classes is not None:
         keys = model.class_keys
@@ -73,7 +78,7 @@ def native_response(model: LoadedModel, preds: list[Any], probas: Any, single: b
         out = {"prediction": preds[0]} if single else {"predictions": preds}
     out["model"] = model.name
     out["model_version"] = model.version
-    out["variant"] = model.alias or f"v{model.version}"
+    out["variant"] = variant or model.alias or f"v{model.version}"
     return out
 
 
@@ -86,6 +91,7 @@ class Answer(NamedTuple):
     status: int
     body: bytes
     version: int | None
+    variant: str | None = None
 
 
 def error_body(error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> bytes:
@@ -93,6 +99,38 @@ def error_body(error: str, problems: list[tuple[str, str]], request_id: str | No
     if request_id:
         body["request_id"] = request_id
     return orjson.dumps(body)
+
+
+class Refused(Exception):
+    """A request that cannot be answered: its status, error code and problems."""
+
+    def __init__(self, status: int, error: str, problems: list[tuple[str, str]], note: str) -> None:
+        self.status, self.error, self.problems, self.note = status, error, problems, note
+        super().__init__(note)
+
+
+def parse(
+    model: LoadedModel, endpoint: str, content_type: str, body: bytes, max_rows: int
+) -> tuple[list[Any], str, bool]:
+    """The rows of a request body, the field prefix for errors, and whether it was a single row."""
+    if endpoint == "invocations" and content_type.startswith("text/csv"):
+        return mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False
+    # any other type is read as JSON (curl sends form-urlencoded by default), except these
+    if content_type.startswith(("multipart/", "text/csv")):
+        also = " or text/csv" if endpoint == "invocations" else ""
+        problems = [("content-type", f"{content_type!r}: send application/json{also}")]
+        raise Refused(415, "unsupported_media_type", problems, "415")
+    if not body:
+        raise ValidationError("body", [("body", "empty body: expected a JSON object")])
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, "malformed_json", [("body", str(exc))], "400") from None
+    if endpoint == "invocations":
+        rows, prefix = mlflow.rows_from_json(payload, max_rows)
+        return rows, prefix, False
+    rows, single, prefix = native_rows(payload, max_rows)
+    return rows, prefix, single
 
 
 async def answer(
@@ -111,50 +149,39 @@ async def answer(
         problem = slot.last_error or f"{slot.name} is loading"
         return Answer(503, error_body("not_ready", [("model", problem)], request_id), None)
     model, mm = current
+    refused: Refused | None = None
     try:
-        if endpoint == "invocations" and content_type.startswith("text/csv"):
-            rows, prefix, single = mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False
-        else:
-            # any other type is read as JSON (curl sends form-urlencoded by default), except these
-            if content_type.startswith(("multipart/", "text/csv")):
-                mm.error(endpoint, 415)
-                if capture is not None:
-                    capture.offer(model, request_id, endpoint, 415, time.perf_counter() - t0, None, None, None, "415")
-                also = " or text/csv" if endpoint == "invocations" else ""
-                problems = [("content-type", f"{content_type!r}: send application/json{also}")]
-                return Answer(415, error_body("unsupported_media_type", problems, request_id), model.version)
-            if not body:
-                raise ValidationError("body", [("body", "empty body: expected a JSON object")])
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                mm.error(endpoint, 400)
-                if capture is not None:
-                    capture.offer(model, request_id, endpoint, 400, time.perf_counter() - t0, None, None, None, "400")
-                return Answer(400, error_body("malformed_json", [("body", str(exc))], request_id), model.version)
-            if endpoint == "invocations":
-                rows, prefix = mlflow.rows_from_json(payload, max_rows)
-                single = False
-            else:
-                rows, single, prefix = native_rows(payload, max_rows)
+        rows, prefix, single = parse(model, endpoint, content_type, body, max_rows)
         if model.runtime == "onnx" and len(rows) <= INLINE_ROWS:
             cols, preds, probas = predict_columns(model, rows, prefix)
         else:
             cols, preds, probas = await run_in_threadpool(predict_columns, model, rows, prefix)
     except ValidationError as exc:
-        mm.error(endpoint, 422)
-        problems = exc.problems or [("body", str(exc))]
+        refused = Refused(422, "invalid_input", exc.problems or [("body", str(exc))], str(exc)[:500])
+    except Refused as exc:
+        refused = exc
+    except Exception as exc:  # a bug or a broken model: a 500 that names the request, the server goes on
+        log.exception("%s v%s: request %s failed", model.name, model.version, request_id)
+        refused = Refused(
+            500, "internal_error", [("model", f"{type(exc).__name__}: the model failed")], repr(exc)[:500]
+        )
+    if refused is not None:
+        mm.error(endpoint, refused.status)
         if capture is not None:
-            capture.offer(model, request_id, endpoint, 422, time.perf_counter() - t0, None, None, None, str(exc)[:500])
-        return Answer(422, error_body("invalid_input", problems, request_id), model.version)
+            elapsed = time.perf_counter() - t0
+            capture.offer(
+                model, request_id, endpoint, refused.status, elapsed, None, None, None, refused.note, mm.variant
+            )
+        body_out = error_body(refused.error, refused.problems, request_id)
+        return Answer(refused.status, body_out, model.version, mm.variant)
     if endpoint == "invocations":
         out: dict[str, Any] = {"predictions": preds}
     else:
-        out = native_response(model, preds, probas, single)
+        out = native_response(model, preds, probas, single, mm.variant)
         out["request_id"] = request_id
     elapsed = time.perf_counter() - t0
     out["processing_time_ms"] = round(elapsed * 1000, 3)
     mm.observe(endpoint, elapsed, preds)
     if capture is not None:
-        capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas)
-    return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version)
+        capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, mm.variant)
+    return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version, mm.variant)

@@ -1,0 +1,1 @@
+"""A/B tests: deployments, routing, analysis, significance, canary guard."""

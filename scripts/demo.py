@@ -156,14 +156,36 @@ def main() -> None:
         answer = httpx.post(url + "/feedback", json=labels).json()
         print(f"200 rows predicted in one request; POST /feedback with their true labels: {answer}")
         print(f"status page: {url}/dashboard")
+
+        say("11. A/B test: v2 as the candidate against prod (v1), 50/50, each user pinned to one variant")
+        mlopsctl("ab", "start", "demo", "--control", "prod", "--candidate", "2", "--split", "50/50",
+                 "--sticky", "X-User-Id", "--reason", "does v2 beat v1 on live traffic?")  # fmt: skip
+        t0 = time.monotonic()
+        while httpx.post(url + "/predict", json={"features": row}).json()["variant"] == "prod":
+            if time.monotonic() - t0 > 15:
+                sys.exit("demo failed: the server did not pick up the experiment")
+            time.sleep(0.1)
+        seen: dict[str, int] = {}
+        labels = []
+        features = data.drop(columns=["target"]).to_dict(orient="records")
+        for i, (feats, truth) in enumerate(zip(features, data["target"], strict=True)):
+            got = httpx.post(url + "/predict", json={"features": feats}, headers={"X-User-Id": f"user-{i % 150}"})
+            body = got.json()
+            seen[body["variant"]] = seen.get(body["variant"], 0) + 1
+            labels.append({"request_id": body["request_id"], "label": int(truth)})
+        httpx.post(url + "/feedback", json=labels)
+        print(f"{len(features)} requests from 150 users: {seen}; each got its true label back as feedback")
     finally:
         server.terminate()
         server.wait(10)
     print("(the server flushed its capture buffer on shutdown)")
     mlopsctl("performance", "demo", "--since", "1h", "--window", "1h")
     mlopsctl("capture", "export", "demo", "--since", "1h", "--out", "captured.csv")
+    mlopsctl("ab", "report", "demo", "--html", "ab-report.html")
+    mlopsctl("ab", "conclude", "demo", "--reason", "demo over")
+    print(f"A/B report: {PROJECT / 'ab-report.html'}; the experiment is concluded, prod stays on v1")
 
-    say("11. Drift: live inputs against the training baseline (exit 1 means drift)")
+    say("12. Drift: live inputs against the training baseline (exit 1 means drift)")
     mlopsctl("drift", "demo", "--since", "1h", "--html", "drift-live.html", check=False)
     shifted = data.drop(columns=["target"]).sample(300, random_state=2)
     for col in [c for c in shifted.columns if c.startswith("mean ")]:  # 10 of the 30 features
@@ -172,7 +194,7 @@ def main() -> None:
     mlopsctl("drift", "demo", "--current", "shifted.csv", "--html", "drift-shifted.html", check=False)
     print(f"reports: {PROJECT / 'drift-live.html'}, {PROJECT / 'drift-shifted.html'} (self-contained pages)")
 
-    say("12. Alert rules for Prometheus, from [monitoring.alerts]")
+    say("13. Alert rules for Prometheus, from [monitoring.alerts]")
     mlopsctl("monitor", "rules", "--format", "prometheus", "--out", "alerts.yml")
     print((PROJECT / "alerts.yml").read_text()[:600] + "…")
     say(f"Done. Everything is in {PROJECT} (store: {PROJECT / '.mlops'})")

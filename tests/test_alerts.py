@@ -26,7 +26,7 @@ from mlopsctl.monitoring.notify import Event, NotifyError, SnsNotifier, StdoutNo
 from mlopsctl.monitoring.stack import dashboard, write_stack
 from mlopsctl.serving.metrics import LATENCY_BUCKETS, ServerMetrics
 from mlopsctl.store.local import LocalStore
-from tests.conftest import run_cli, wine_rows, write_project
+from tests.conftest import Receiver, run_cli, wine_rows, write_project
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -35,34 +35,6 @@ needs_promtool = pytest.mark.skipif(
 
 
 # -- loopback helpers --------------------------------------------------------------------------------
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[Any] = []
-        self.status = 200
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("content-length", 0))
-                outer.bodies.append(json.loads(self.rfile.read(n)))
-                self.send_response(outer.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Exporter:

@@ -27,7 +27,8 @@ def test_config_reference_parses_and_names_every_section() -> None:
     documented = set(re.findall(r"^\[([a-z.]+)\]", example, flags=re.M))
     assert documented == {"project", "data", "training", "training.tune", "registry", "serving", "store"} | {
         f"monitoring.{s}" for s in ("capture", "drift", "alerts", "notify")
-    }
+    } | {"experiments", "experiments.guard"}
+    assert cfg.experiments.guard.window == 300 and cfg.experiments.min_effect == 0.02
     assert cfg.monitoring.alerts.accuracy_min is None and cfg.monitoring.alerts.latency_for == 300
 
 

@@ -50,7 +50,7 @@ def main_options(
 
 
 def _register() -> None:
-    from mlopsctl.cli import capture, data, drift, models, monitor, project, serve, train
+    from mlopsctl.cli import ab, capture, data, drift, models, monitor, project, serve, train
 
     project.register(app)
     app.add_typer(data.app, name="data", help="Validate and ingest data (content-addressed snapshots).")
@@ -60,6 +60,7 @@ def _register() -> None:
     capture.register(app)
     drift.register(app)
     monitor.register(app)
+    ab.register(app)
 
 
 _register()

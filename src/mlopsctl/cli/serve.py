@@ -60,6 +60,8 @@ def serve(
         trusted=bool(cfg and cfg.registry.trusted),
         capture=_capture_settings(cfg, capture, sample_rate),
         accuracy_window=cfg.monitoring.alerts.accuracy_window if cfg else 3600.0,
+        guard=cfg.experiments.guard.model_dump() if cfg else {},
+        notify=cfg.monitoring.notify.model_dump() if cfg else {},
     )
     if settings.runtime not in ("auto", "onnx", "sklearn"):
         raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")

@@ -32,6 +32,7 @@ from mlopsctl.registry.versions import check_name
 from mlopsctl.store.base import Store, dumps
 
 CONTROL, CANDIDATE = "control", "candidate"
+SHADOW_PREFIX = "shadow-"
 MAX_ATTEMPTS = 20
 HEADER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 
@@ -143,6 +144,10 @@ def update(
 # -- experiments ----------------------------------------------------------------------------------
 
 
+def _invalid(field: str, problem: str) -> ValidationError:
+    return ValidationError(f"{field}: {problem}", [(field, problem)])
+
+
 def parse_split(text: str) -> tuple[float, float]:
     """``"90/10"`` → (90.0, 10.0): control and candidate percentages adding up to 100."""
     parts = text.split("/")
@@ -151,19 +156,12 @@ def parse_split(text: str) -> tuple[float, float]:
     except ValueError:
         control, candidate = float("nan"), 0.0
     if not (control == control) or control < 0 or candidate < 0:
-        raise ValidationError(f"--split {text!r}", [("split", f"{text!r}: expected CONTROL/CANDIDATE such as 90/10")])
+        raise _invalid("split", f"{text!r}: expected CONTROL/CANDIDATE such as 90/10")
     if abs(control + candidate - 100) > 1e-9:
-        raise ValidationError(
-            f"--split {text!r}",
-            [
-                (
-                    "split",
-                    f"{text!r} adds up to {control + candidate:g}, not 100: e.g. {100 - candidate:g}/{candidate:g}",
-                )
-            ],
-        )
+        total, fix = control + candidate, f"{100 - candidate:g}/{candidate:g}"
+        raise _invalid("split", f"{text!r} adds up to {total:g}, not 100: e.g. {fix}")
     if candidate == 0:
-        raise ValidationError(f"--split {text!r}", [("split", "the candidate gets no traffic: give it more than 0")])
+        raise _invalid("split", "the candidate gets no traffic: give it more than 0")
     return control, candidate
 
 
@@ -173,9 +171,9 @@ def parse_ramp(text: str | list[float] | None) -> list[float]:
     try:
         steps = [float(x) for x in text.split(",")] if isinstance(text, str) else [float(x) for x in text]
     except ValueError:
-        raise ValidationError("--ramp", [("ramp", f"{text!r}: expected percentages such as 5,25,50,100")]) from None
+        raise _invalid("ramp", f"{text!r}: expected percentages such as 5,25,50,100") from None
     if any(not 0 < s <= 100 for s in steps) or steps != sorted(steps) or len(set(steps)) != len(steps):
-        raise ValidationError("--ramp", [("ramp", f"{text!r}: increasing percentages in (0, 100], e.g. 5,25,50,100")])
+        raise _invalid("ramp", f"{text!r}: increasing percentages in (0, 100], e.g. 5,25,50,100")
     return steps
 
 
@@ -237,6 +235,7 @@ def start(
     sticky: str | None = None,
     ramp: str | list[float] | None = None,
     reason: str = "",
+    plan: Callable[[int], int | None] | None = None,
 ) -> Deployment:
     """Start an A/B test on ``name@control``; refused if one runs on this model already."""
     if registry.get_alias(store, name, control) is None:
@@ -247,13 +246,11 @@ def start(
     if steps:
         control_w, candidate_w = 100 - steps[0], steps[0]
     if sticky is not None and not HEADER_RE.match(sticky):
-        raise ValidationError("--sticky", [("sticky", f"{sticky!r} is not an HTTP header name (e.g. X-User-Id)")])
+        raise _invalid("sticky", f"{sticky!r} is not an HTTP header name (e.g. X-User-Id)")
     cand_version = _ref_version(store, name, candidate)
     control_version = _ref_version(store, name, control)
     if cand_version == control_version:
-        raise ValidationError(
-            "candidate", [("candidate", f"{name}@{candidate} is v{cand_version}, the version {control} serves already")]
-        )
+        raise _invalid("candidate", f"{name}@{candidate} is v{cand_version}, the version {control} serves already")
     other = running(store, name)
     if other is not None and other.experiment is not None:
         e = other.experiment
@@ -280,6 +277,7 @@ def start(
         "step_started_ts": now,
         "status": "running",
         "reason": reason,
+        "planned_per_variant": plan(control_version) if plan else None,
     }
 
     def change(dep: Deployment) -> Deployment:
@@ -420,7 +418,7 @@ def end(
 
 
 def shadow_name(version: int) -> str:
-    return f"shadow-v{version}"
+    return f"{SHADOW_PREFIX}v{version}"
 
 
 def add_shadow(store: Store, name: str, environment: str, ref: str, *, reason: str = "") -> Deployment:

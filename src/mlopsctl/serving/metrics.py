@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from mlopsctl.experiments.deployment import SHADOW_PREFIX  # shadows answer no caller: no request series
+
 disable_created_metrics()  # the `_created` series double the output and nothing here reads them
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -134,7 +136,7 @@ class ServerMetrics:
             self.unbind(previous, variant)
         self.info.labels(*self._info_labels(model, variant)).set(1)
         self.loaded_at.labels(model.name).set(model.loaded_at)
-        return ModelMetrics(self, model, variant)
+        return ModelMetrics(self, model, variant, answers=not variant.startswith(SHADOW_PREFIX))
 
     def unbind(self, model: Any, variant: str) -> None:
         """Drop the info series of a variant that is no longer served."""
@@ -147,17 +149,18 @@ class ServerMetrics:
 class ModelMetrics:
     """The label children of one served version, resolved once."""
 
-    def __init__(self, m: ServerMetrics, model: Any, variant: str) -> None:
+    def __init__(self, m: ServerMetrics, model: Any, variant: str, answers: bool = True) -> None:
         name, version = model.name, str(model.version)
         self._m, self._name, self._version, self.variant = m, name, version, variant
-        self.ok = {ep: m.requests.labels(name, version, variant, ep, "200") for ep in ("predict", "invocations")}
-        self.latency = {ep: m.latency.labels(name, variant, ep) for ep in ("predict", "invocations")}
+        endpoints = ("predict", "invocations") if answers else ()
+        self.ok = {ep: m.requests.labels(name, version, variant, ep, "200") for ep in endpoints}
+        self.latency = {ep: m.latency.labels(name, variant, ep) for ep in endpoints}
         self.rows = m.rows.labels(name, version)
         self.edges = list(model.bucket_edges)
         # classification counts by class; regression by the training-quantile bucket a value falls in
         self.classification = bool(model.classes)
         labels = [str(c) for c in model.classes] if model.classes else [*(f"le_{e:g}" for e in self.edges), "le_+Inf"]
-        self.by_label = {lbl: m.predictions.labels(name, version, variant, lbl) for lbl in labels}
+        self.by_label = {lbl: m.predictions.labels(name, version, variant, lbl) for lbl in labels} if answers else {}
         self.bucket_names = labels
 
     def error(self, endpoint: str, status: int) -> None:

@@ -177,6 +177,8 @@ class Reloader:
         self.interval, self.runtime, self.trusted = interval, runtime, trusted
         self._every = Every("mlops-reload", interval, self.check_all)
         self._route_lock = threading.Lock()
+        for s in served:
+            self._weights(s.name, None, s.route)
 
     def target_version(self, slot: Slot) -> int | None:
         if slot.pinned:
@@ -288,12 +290,23 @@ class Reloader:
                 )
             served.route = new  # the swap: one reference assignment
             served.last_error = None
+            self._weights(served.name, old, new)
             kept = {id(s) for s in (served.default, *new.slots())}
             for s in old.slots():
                 if id(s) not in kept and s.current is not None:
                     self.metrics.unbind(s.current[0], s.variant_name(s.current[0].version))
             log.info("%s: route %s", served.name, describe_route(new))
             return True
+
+    def _weights(self, name: str, old: Route | None, new: Route) -> None:
+        gauge = self.metrics.variant_weight
+        for variant, _ in route_weights(old) if old else []:
+            try:
+                gauge.remove(name, variant)
+            except KeyError:
+                pass
+        for variant, weight in route_weights(new):
+            gauge.labels(name, variant).set(weight)
 
     def check_all(self) -> None:
         for served in self.served:
@@ -330,14 +343,19 @@ class Reloader:
         return out
 
 
-def describe_route(route: Route) -> str:
-    parts = []
-    prev = 0
+def route_weights(route: Route) -> list[tuple[str, float]]:
+    """(variant name, percent) of each routed variant."""
+    out, prev = [], 0
     for slot, bound in zip(route.variants, route.bounds, strict=True):
-        v = slot.current[0].version if slot.current else "?"
-        parts.append(f"{slot.variant_name(0) if slot.variant else slot.ref}=v{v} {(bound - prev) / 100:g}%")
+        out.append((slot.variant or slot.ref or "latest", (bound - prev) / 100))
         prev = bound
-    parts += [f"shadow {s.variant}=v{s.current[0].version if s.current else '?'}" for s in route.shadows]
+    return out
+
+
+def describe_route(route: Route) -> str:
+    versions = [s.current[0].version if s.current else "?" for s in route.slots()]
+    parts = [f"{n}=v{v} {w:g}%" for (n, w), v in zip(route_weights(route), versions, strict=False)]
+    parts += [f"{s.variant}=v{v}" for s, v in zip(route.shadows, versions[len(route.variants) :], strict=True)]
     return ", ".join(parts)
 
 

@@ -1,0 +1,109 @@
+"""An experiment's report from the store: its captured requests joined with feedback, analysed.
+
+``build_report`` reads the capture records of the model between the experiment's start and
+end (all statuses, every variant: control, candidate and the shadows), attaches the last
+feedback label given for each (request id, row), and hands them to ``analysis.analyze`` with
+the significance level, power and minimum effect of ``[experiments]``. The experiment's own
+facts (id, environment, versions, weights, status, guard and ramp events) are added on top.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from mlopsctl import registry
+from mlopsctl.config import ExperimentsSection
+from mlopsctl.experiments.analysis import analyze
+from mlopsctl.experiments.deployment import CANDIDATE, CONTROL, SHADOW_PREFIX, read_deployment
+from mlopsctl.monitoring.captured import load_captures, load_feedback
+from mlopsctl.monitoring.performance import FEEDBACK_LAG
+from mlopsctl.store.base import Store
+
+
+def _parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
+
+
+def experiment_rows(store: Store, name: str, since: float, until: float | None) -> list[dict[str, Any]]:
+    """Capture records of ``name`` in [since, until], each with ``label`` (None without feedback)."""
+    records = load_captures(store, name, since, until)
+    labels: dict[tuple[str, int], Any] = {}
+    for f in load_feedback(store, since, None if until is None else until + FEEDBACK_LAG):
+        if f.get("model") in (None, name):
+            labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
+    for r in records:
+        r["label"] = labels.get((r["request_id"], int(r.get("row", 0))))
+    return records
+
+
+def planned_rows(store: Store, name: str, control_version: int, cfg: ExperimentsSection) -> int | None:
+    """Rows per variant to label, planned at the start from the control's holdout accuracy (classification).
+
+    Fixing the plan up front keeps the Haybittle-Peto rule honest: the final look is where it was
+    planned, not wherever the data happen to put it. Regression plans need the spread of live errors,
+    so they are estimated from the data instead (None here).
+    """
+    from mlopsctl.experiments.stats import sample_size_proportions
+
+    sig = json.loads(registry.read_files(store, name, control_version, ["signature.json"])["signature.json"])
+    if sig["task"] == "regression":
+        return None
+    acc = registry.manifest(store, name, control_version).get("metrics", {}).get("accuracy")
+    if not isinstance(acc, int | float) or not 0 < acc < 1:
+        return None
+    p = min(float(acc), 1 - cfg.min_effect - 1e-6)
+    return sample_size_proportions(p, cfg.min_effect, cfg.alpha, cfg.power)
+
+
+def build_report(store: Store, name: str, record: dict[str, Any], cfg: ExperimentsSection) -> dict[str, Any]:
+    """The report of the experiment ``record`` (as `deployment.experiment_record` returns it)."""
+    since = float(record["started_ts"])
+    until = _parse_iso(record.get("ended_at"))
+    control_version = int(record["control_version"])
+    sig = json.loads(registry.read_files(store, name, control_version, ["signature.json"])["signature.json"])
+    # the experiment's variants and the shadows: not a request answered before the route switched
+    records = [
+        r
+        for r in experiment_rows(store, name, since, until)
+        if r.get("variant") in (CONTROL, CANDIDATE) or str(r.get("variant", "")).startswith(SHADOW_PREFIX)
+    ]
+    report = analyze(
+        records,
+        task=sig["task"],
+        classes=sig.get("classes"),
+        model=name,
+        experiment=str(record["id"]),
+        alpha=cfg.alpha,
+        power=cfg.power,
+        min_effect=cfg.min_effect,
+        interim_alpha=cfg.interim_alpha,
+        planned_per_variant=record.get("planned_per_variant"),
+    )
+    live = None
+    if until is None:
+        dep, _ = read_deployment(store, name, str(record["environment"]))
+        if dep is not None and dep.experiment_id == record["id"]:
+            live = dep
+    report["experiment_info"] = {
+        "id": record["id"],
+        "environment": record["environment"],
+        "started_at": record.get("started_at"),
+        "ended_at": record.get("ended_at"),
+        "duration_seconds": round((until or time.time()) - since, 1),
+        "status": (live.experiment or {}).get("status") if live else record.get("status"),
+        "control": {"ref": record["control"], "version": control_version},
+        "candidate": {"ref": record["candidate"], "version": record["candidate_version"]},
+        "weights": {v.name: v.weight for v in live.variants} if live else None,
+        "sticky": record.get("sticky"),
+        "ramp": record.get("ramp") or [],
+        "step": (live.experiment or {}).get("step") if live else record.get("step"),
+        "shadows": [s.name for s in live.shadows] if live else [],
+        "log": record.get("log", []),
+    }
+    return report

@@ -310,7 +310,8 @@ stdout = false
 
     def at_full() -> bool:
         for r in rows:
-            client.post("/predict", json={"features": r})
+            resp = client.post("/predict", json={"features": r})
+            assert resp.status_code == 200, resp.text  # no request fails while the routes switch
         d, _ = dep.read_deployment(s, "wine", "prod")
         assert d is not None and d.experiment is not None
         w = d.weight("candidate")

@@ -503,6 +503,8 @@ def test_dashboard_queries_only_metrics_the_server_exports() -> None:
         "mlops_model_reloads_total",
         "mlops_capture_records_written_total",
         "mlops_capture_dropped_total",
+        "mlops_variant_weight",
+        "mlops_shadow_requests_total",
     }
     assert wanted <= used
     rules = alerts.prometheus_rules(AlertsSection(accuracy_min=0.6), ["wine"])

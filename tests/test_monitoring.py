@@ -267,6 +267,12 @@ def test_dashboard_in_headless_chromium(wine_registry: dict[str, Any], start_ser
 
         registry.promote(open_store(str(store_dir)), "wine", wine_registry["v2"], "prod", force=True, reason="test")
         page.wait_for_selector("[data-model=wine] .version[data-version='2']", timeout=15_000)
+        # an experiment: the page shows each variant's share
+        from mlopsctl.experiments import deployment
+
+        deployment.start(open_store(str(store_dir)), "wine", control="prod", candidate="1", split="80/20")
+        page.wait_for_selector("[data-model=wine] tr[data-variant=candidate]", timeout=15_000)
+        assert "20.0%" in page.inner_text("[data-model=wine] tr[data-variant=candidate]")
         browser.close()
     assert errors == []
 

@@ -102,3 +102,16 @@ def test_guard_latency_needs_both_the_ratio_and_the_margin() -> None:
     assert slow.action == "pull_back" and slow.details["rule"] == "latency_p95" and "40.0 ms" in slow.reason
     # +10 ms on 100 ms is above the margin but under x1.5
     assert judge(WindowStats(500, 0, 100.0), WindowStats(500, 0, 110.0), CFG, 60).action == "hold"
+
+
+def test_the_plan_is_fixed_from_the_control_holdout_metrics() -> None:
+    from mlopsctl.config import ExperimentsSection
+    from mlopsctl.experiments.report import plan_from_metrics
+    from mlopsctl.experiments.stats import sample_size_means, sample_size_proportions
+
+    cfg = ExperimentsSection(min_effect=0.05)
+    assert plan_from_metrics("classification", {"accuracy": 0.8}, cfg) == sample_size_proportions(0.8, 0.05)
+    # absolute errors with mean MAE and second moment RMSE²: sd = sqrt(RMSE² − MAE²) = 30 for 50 / 40
+    assert plan_from_metrics("regression", {"rmse": 50.0, "mae": 40.0}, cfg) == sample_size_means(30.0, 2.0)
+    assert plan_from_metrics("regression", {"r2": 0.8}, cfg) is None
+    assert plan_from_metrics("classification", {"accuracy": None}, cfg) is None

@@ -43,18 +43,30 @@ def experiment_rows(store: Store, name: str, since: float, until: float | None) 
 
 
 def planned_rows(store: Store, name: str, control_version: int, cfg: ExperimentsSection) -> int | None:
-    """Rows per variant to label, planned at the start from the control's holdout accuracy (classification).
+    """Labelled rows per variant to plan for, fixed at the start from the control's holdout metrics.
 
     Fixing the plan up front keeps the Haybittle-Peto rule honest: the final look is where it was
-    planned, not wherever the data happen to put it. Regression plans need the spread of live errors,
-    so they are estimated from the data instead (None here).
+    planned, not wherever the data happen to put it. Classification: the two-proportion formula at
+    the holdout accuracy. Regression: the two-mean formula on absolute errors, whose spread follows
+    from the holdout RMSE and MAE (Var|e| = RMSE² − MAE²), for an effect of ``min_effect`` × MAE.
+    None when the version has no such metrics (the report then estimates the plan from live data).
     """
-    from mlopsctl.experiments.stats import sample_size_proportions
-
     sig = json.loads(registry.read_files(store, name, control_version, ["signature.json"])["signature.json"])
-    if sig["task"] == "regression":
-        return None
-    acc = registry.manifest(store, name, control_version).get("metrics", {}).get("accuracy")
+    return plan_from_metrics(sig["task"], registry.manifest(store, name, control_version).get("metrics", {}), cfg)
+
+
+def plan_from_metrics(task: str, metrics: dict[str, Any], cfg: ExperimentsSection) -> int | None:
+    import math
+
+    from mlopsctl.experiments.stats import sample_size_means, sample_size_proportions
+
+    if task == "regression":
+        rmse, mae = metrics.get("rmse"), metrics.get("mae")
+        if not isinstance(rmse, int | float) or not isinstance(mae, int | float) or mae <= 0:
+            return None
+        sd = math.sqrt(max(float(rmse) ** 2 - float(mae) ** 2, (0.1 * float(mae)) ** 2))
+        return sample_size_means(sd, cfg.min_effect * float(mae), cfg.alpha, cfg.power)
+    acc = metrics.get("accuracy")
     if not isinstance(acc, int | float) or not 0 < acc < 1:
         return None
     p = min(float(acc), 1 - cfg.min_effect - 1e-6)

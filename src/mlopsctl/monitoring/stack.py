@@ -199,6 +199,37 @@ def dashboard(alerts: AlertsSection | None = None) -> dict[str, Any]:
             (12, 36, 12, 6),
             description="From Prometheus' own ALERTS series (the rules of `mlopsctl monitor rules`).",
         ),
+        _panel(
+            "Variants: traffic share and requests per second",
+            [
+                _target(f"max by (model, variant) (mlops_variant_weight{_M})", "{{model}} {{variant}} weight %"),
+                _target(
+                    f"sum by (model, variant) (rate(mlops_requests_total{_M}{rate}))", "{{model}} {{variant}} req/s"
+                ),
+                _target(
+                    f"sum by (model, variant) (rate(mlops_shadow_requests_total{_M}{rate}))",
+                    "{{model}} {{variant}} copies/s",
+                ),
+            ],
+            (0, 42, 12, 7),
+            description="A/B tests and canaries (`mlopsctl ab`): each variant's share; shadows get copies.",
+        ),
+        _panel(
+            "Variants: error rate and p95 latency",
+            [
+                _target(
+                    f'sum by (model, variant) (rate(mlops_requests_total{{model=~"$model",status{ok}}}{rate}))'
+                    f" / sum by (model, variant) (rate(mlops_requests_total{_M}{rate}))",
+                    "{{model}} {{variant}} errors",
+                ),
+                _target(
+                    f"histogram_quantile(0.95, sum by (le, model, variant) (rate({buckets})))",
+                    "{{model}} {{variant}} p95 (s)",
+                ),
+            ],
+            (12, 42, 12, 7),
+            description="What the canary guard compares; a pulled-back candidate drops to 0 % above.",
+        ),
     ]
     return {
         "uid": DASHBOARD_UID,

@@ -1,7 +1,8 @@
 """`GET /dashboard`: one self-contained status page (inline CSS and script, nothing fetched
 from elsewhere). The script polls `/dashboard/data` every two seconds and redraws: per
 served model its version and aliases, request and error rate, p50/p95 latency over the
-last minute, predictions by class, live accuracy, the last drift verdict and promotions.
+last minute, predictions by class, live accuracy, the last drift verdict and promotions, and
+when an experiment or a shadow runs, each variant's share, request rate, error rate and p95.
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ function eventsTable(events) {
   }
   return t;
 }
+function routeTable(route) {
+  if (!route || (route.variants.length < 2 && !route.shadows.length)) return "";
+  const t = el("table", {class: "route"}, el("tr", {}, el("th", {}, "variant"), el("th", {}, "version"), el("th", {}, "traffic"),
+    el("th", {}, "requests/s"), el("th", {}, "error rate"), el("th", {}, "p95")));
+  for (const v of route.variants.concat(route.shadows)) {
+    const share = v.weight === undefined ? "copy" : fmt(v.weight, 1, "%");
+    t.append(el("tr", {"data-variant": v.variant}, el("td", {}, v.variant), el("td", {}, "v" + (v.version ?? "?")), el("td", {}, share),
+      el("td", {}, fmt(v.request_rate, 2)), el("td", {}, fmt(100 * (v.error_rate || 0), 1, "%")), el("td", {}, fmt(v.p95_ms, 2, " ms"))));
+  }
+  return el("div", {}, el("h3", {}, route.experiment ? "experiment " + route.experiment + (route.sticky ? " (sticky on " + route.sticky + ")" : "") : "shadows"), t);
+}
 function render(data) {
   const root = document.getElementById("models");
   root.replaceChildren();
@@ -94,6 +106,7 @@ function render(data) {
         kpi("requests", fmt(m.requests_total, 0)),
         kpi("live accuracy", m.live_accuracy === null ? "–" : fmt(100 * m.live_accuracy, 1, "%") + " (" + m.labelled + ")")),
       el("div", {}, "drift: ", driftBadge(m.drift)),
+      routeTable(m.route),
       el("div", {class: "cols"},
         el("div", {}, el("h3", {}, "predictions by " + (m.task === "regression" ? "value bucket" : "class")), classTable(m.predictions_by_class)),
         el("div", {}, el("h3", {}, "last registry events"), eventsTable(m.events))));

@@ -54,6 +54,15 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
                 le = float(s.labels["le"])
                 for b in (entry(model)["buckets"], variant(model, s.labels["variant"])["buckets"]):
                     b[le] = b.get(le, 0.0) + s.value
+            elif s.name == "mlops_shadow_requests_total":  # a shadow's own numbers, not the model's
+                v = variant(model, s.labels["variant"])
+                v["requests"] += s.value
+                if s.labels["status"] != "200":
+                    v["errors"] += s.value
+            elif s.name == "mlops_shadow_duration_seconds_bucket":
+                b = variant(model, s.labels["variant"])["buckets"]
+                le = float(s.labels["le"])
+                b[le] = b.get(le, 0.0) + s.value
             elif s.name == "mlops_predictions_total":
                 c = entry(model)["classes"]
                 c[s.labels["class"]] = c.get(s.labels["class"], 0.0) + s.value

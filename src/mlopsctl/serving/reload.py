@@ -95,7 +95,7 @@ class Route:
             digest = hashlib.blake2b(self.salt + b"\0" + key, digest_size=8).digest()
             point = int.from_bytes(digest, "big") % BASIS
         else:
-            point = random.randrange(BASIS)
+            point = int(random.random() * BASIS)
         for slot, bound in zip(self.variants, self.bounds, strict=True):
             if point < bound:
                 return slot

@@ -118,8 +118,8 @@ def two_proportions(
     l1, u1 = (float(v) for v in _wilson(x_control, n_control, zc))
     l2, u2 = (float(v) for v in _wilson(x_candidate, n_candidate, zc))
     d = p2 - p1
-    lo = d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
-    hi = d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    lo = max(-1.0, d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2))  # clamped: rounding can step past ±1
+    hi = min(1.0, d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
     return Comparison("two-proportion z-test", d, lo, hi, float(z), float(p), alpha)
 
 

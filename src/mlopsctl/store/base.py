@@ -95,9 +95,15 @@ def check_key(key: str) -> str:
 
 
 def open_store(uri: str) -> Store:
-    """A store for ``uri``: a local path (default) or ``s3://bucket/prefix``."""
+    """A store for ``uri``: a local path or ``file://`` path (default), or ``s3://bucket/prefix``.
+
+    Opening does no I/O: an S3 store makes its client (boto3, the ``[aws]`` extra) on first
+    use and takes credentials, region and endpoint from the environment (see store/s3.py).
+    """
     if uri.startswith("s3://"):
-        raise NotFound("store backend", uri, "the S3 store is not available yet; use a local path")
+        from mlopsctl.store.s3 import S3Store
+
+        return S3Store.from_uri(uri)
     from mlopsctl.store.local import LocalStore
 
     return LocalStore(uri.removeprefix("file://"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.config import GuardSection
-from mlopsctl.experiments.deployment import CANDIDATE, CONTROL, read_deployment, set_candidate_weight
+from mlopsctl.experiments.deployment import CANDIDATE, CONTROL, set_candidate_weight
 
 if TYPE_CHECKING:
     from mlopsctl.monitoring.notify import Notifier
@@ -132,7 +132,7 @@ class Guard:
                 log.exception("guard: %s", served.name)
 
     def check(self, served: Served, env: str) -> Decision | None:
-        doc, _ = read_deployment(self.store, served.name, env)
+        doc = served.deployment  # as the reloader last read it: the route and the document agree
         if doc is None or doc.experiment is None or doc.experiment_id != served.route.experiment:
             return None
         exp = doc.experiment

@@ -69,6 +69,13 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _delta(cur: dict[str, Any], old: dict[str, Any]) -> tuple[float, float, dict[float, float]]:
+    """Requests, errors and latency bucket counts between two snapshot entries (cumulative counters)."""
+    ob = old.get("buckets", {})
+    buckets = {le: c - ob.get(le, 0.0) for le, c in cur.get("buckets", {}).items()}
+    return cur.get("requests", 0.0) - old.get("requests", 0.0), cur.get("errors", 0.0) - old.get("errors", 0.0), buckets
+
+
 def quantile_from_buckets(q: float, buckets: dict[float, float]) -> float | None:
     """``histogram_quantile`` on cumulative bucket counts (linear inside the bucket)."""
     edges = sorted(buckets)
@@ -176,15 +183,9 @@ class LiveStats:
         base = base_all.get(name, {}).get("variants", {})
         out = {}
         for variant, cur in current.items():
-            old = base.get(variant, {})
-            ob = old.get("buckets", {})
-            delta = {le: c - ob.get(le, 0.0) for le, c in cur["buckets"].items()}
+            requests, errors, delta = _delta(cur, base.get(variant, {}))
             p95 = quantile_from_buckets(0.95, delta)
-            out[variant] = WindowStats(
-                cur["requests"] - old.get("requests", 0.0),
-                cur["errors"] - old.get("errors", 0.0),
-                None if p95 is None else p95 * 1000,
-            )
+            out[variant] = WindowStats(requests, errors, None if p95 is None else p95 * 1000)
         return out
 
     # -- live accuracy ------------------------------------------------------------------------------
@@ -214,10 +215,7 @@ class LiveStats:
         models = []
         for s in self.slots:
             cur, old = current.get(s.name, {}), base.get(s.name, {})
-            requests = cur.get("requests", 0.0) - old.get("requests", 0.0)
-            errors = cur.get("errors", 0.0) - old.get("errors", 0.0)
-            cb, ob = cur.get("buckets", {}), old.get("buckets", {})
-            delta = {le: cb[le] - ob.get(le, 0.0) for le in cb}
+            requests, errors, delta = _delta(cur, old)
             p50, p95 = quantile_from_buckets(0.5, delta), quantile_from_buckets(0.95, delta)
             loaded = s.current[0] if s.current else None
             n_lab, n_ok = labelled.get(s.name, (0, 0))
@@ -228,12 +226,10 @@ class LiveStats:
                 route = route_status(self.served[s.name].route)
                 cv, ov = cur.get("variants", {}), old.get("variants", {})
                 for v in (*route["variants"], *route["shadows"]):
-                    c, o = cv.get(v["variant"], {}), ov.get(v["variant"], {})
-                    n = c.get("requests", 0.0) - o.get("requests", 0.0)
-                    ob = o.get("buckets", {})
-                    q = quantile_from_buckets(0.95, {le: x - ob.get(le, 0.0) for le, x in c.get("buckets", {}).items()})
+                    n, n_err, v_delta = _delta(cv.get(v["variant"], {}), ov.get(v["variant"], {}))
+                    q = quantile_from_buckets(0.95, v_delta)
                     v["request_rate"] = n / span
-                    v["error_rate"] = (c.get("errors", 0.0) - o.get("errors", 0.0)) / n if n else 0.0
+                    v["error_rate"] = n_err / n if n else 0.0
                     v["p95_ms"] = None if q is None else q * 1000
             models.append(
                 {

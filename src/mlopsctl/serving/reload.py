@@ -22,12 +22,15 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlopsctl import registry
 from mlopsctl.serving.loaded import LoadedModel, load
 from mlopsctl.serving.metrics import ModelMetrics, ServerMetrics
 from mlopsctl.store.base import Store
+
+if TYPE_CHECKING:
+    from mlopsctl.experiments.deployment import Deployment
 
 log = logging.getLogger("mlopsctl.serving")
 
@@ -61,10 +64,13 @@ class Slot:
     def pinned(self) -> bool:
         return self.ref is not None and self.ref.isdigit()
 
+    @property
+    def alias(self) -> str | None:
+        """The alias this slot follows; None for a pinned version or the latest one."""
+        return self.ref if self.ref and not self.pinned and self.ref != "latest" else None
+
     def variant_name(self, version: int) -> str:
-        if self.variant:
-            return self.variant
-        return self.ref if self.ref and not self.pinned and self.ref != "latest" else f"v{version}"
+        return self.variant or self.alias or f"v{version}"
 
 
 BASIS = 10_000  # weights are routed in hundredths of a percent
@@ -124,13 +130,12 @@ class Served:
     default: Slot
     route: Route
     last_error: str | None = None
+    deployment: Deployment | None = None  # the document ``route`` was built from (the guard reads it)
 
     @property
     def environment(self) -> str | None:
         """The alias whose deployment this server follows (none for a pinned or latest version)."""
-        return (
-            self.default.ref if self.default.ref and not self.default.pinned and self.default.ref != "latest" else None
-        )
+        return self.default.alias
 
 
 class Every:
@@ -289,6 +294,7 @@ class Reloader:
                     etag=etag,
                 )
             served.route = new  # the swap: one reference assignment
+            served.deployment = doc
             served.last_error = None
             self._weights(served.name, old, new)
             kept = {id(s) for s in (served.default, *new.slots())}
@@ -360,17 +366,16 @@ def describe_route(route: Route) -> str:
 
 
 def route_status(route: Route) -> dict[str, Any]:
-    variants, prev = [], 0
-    for slot, bound in zip(route.variants, route.bounds, strict=True):
+    variants = []
+    for slot, (_, weight) in zip(route.variants, route_weights(route), strict=True):
         cur = slot.current
         variants.append(
             {
                 "variant": slot.variant_name(cur[0].version) if cur else slot.variant,
                 "version": cur[0].version if cur else None,
-                "weight": (bound - prev) / 100,
+                "weight": weight,
             }
         )
-        prev = bound
     return {
         "experiment": route.experiment,
         "sticky": route.sticky.decode("latin-1") if route.sticky else None,

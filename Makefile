@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools
+.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# checkov (scans the Terraform `deploy aws` writes) pins many packages of its own: a venv beside ours
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov>=3.2"
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed-stamp
 
 demo: $(STAMP)  ## the whole loop on a dataset that ships with scikit-learn, in ./demo-workspace
 	$(BIN)/python scripts/demo.py
@@ -27,8 +37,8 @@ system-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) system-tools  ## every test, slow ones included
-	$(BIN)/python -m pytest -q
+test: $(STAMP) system-tools checkov  ## every test, slow ones included
+	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -50,4 +60,4 @@ bench-drift: $(STAMP)  ## drift engine vs a plain scipy loop on 1M rows; Evident
 	$(BIN)/python bench/drift_bench.py $(if $(EVIDENTLY_PYTHON),--evidently-python $(EVIDENTLY_PYTHON))
 
 clean:
-	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,13 @@ def test_regression_defaults_to_rmse() -> None:
         ({"training": {"primary_metric": "rmse"}}, None, "training", "f1_macro"),
         ({"training": {"test_size": 1.5}}, None, "training.test_size", "1.5"),
         ({"project": {"name": "has space"}}, None, "project.name", "has space"),
+        ({"deploy": {"cpu": 0.25, "memory": 4}}, None, "deploy", "use 0.5, 1, 2 GB"),
+        ({"deploy": {"cpu": 3}}, None, "deploy", "0.25, 0.5, 1, 2, 4, 8, 16"),
+        ({"deploy": {"cpu": 8, "memory": 17}}, None, "deploy", "16–60 in steps of 4"),
+        ({"deploy": {"min_replicas": 5, "max_replicas": 2}}, None, "deploy", "above max_replicas 2"),
+        ({"deploy": {"log_retention_days": 10}}, None, "deploy", "14, 30"),
+        ({"deploy": {"region": "mars"}}, None, "deploy.region", "'mars'"),
+        ({"deploy": {"name": "Has_Caps"}}, None, "deploy.name", "Has_Caps"),
     ],
 )
 def test_bad_values_name_the_key(section: dict, problem: None, key: str, words: str) -> None:

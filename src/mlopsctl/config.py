@@ -235,6 +235,43 @@ class ExperimentsSection(_Section):
         return v
 
 
+# the values CloudWatch Logs accepts for a log group's retention
+_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+_LOG_RETENTION_DAYS += (2192, 2557, 2922, 3288, 3653)
+
+
+class DeploySection(_Section):
+    """What `deploy docker|aws` write and `cost` prices: one service, sized per task."""
+
+    name: str = Field(default="", pattern=r"^$|^[a-z][a-z0-9-]{0,27}$")  # resource names; default: the project's
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    cpu: float = 0.25  # vCPU per task; a Fargate size
+    memory: float = 0.5  # GB per task; must go with cpu on Fargate
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(default=4, ge=1, le=100)
+    cpu_target_percent: float = Field(default=60, gt=0, le=100)  # target-tracking on average CPU
+    requests_per_target: int = Field(default=1000, ge=1)  # target-tracking on ALB requests per task per minute
+    log_retention_days: int = 365
+    alarm_email: str = ""  # subscribed to the alarm topic when set
+    container_port: int = Field(default=8080, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploySection:
+        from mlopsctl.deploy.sizes import fargate_problem
+
+        problem = fargate_problem(self.cpu, self.memory)
+        if problem:
+            raise ValueError(problem)
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        if self.log_retention_days not in _LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days {self.log_retention_days} is not a CloudWatch retention: use one of "
+                + ", ".join(map(str, _LOG_RETENTION_DAYS))
+            )
+        return self
+
+
 class Config(_Section):
     project: ProjectSection
     data: DataSection
@@ -244,6 +281,7 @@ class Config(_Section):
     store: StoreSection = StoreSection()
     monitoring: MonitoringSection = MonitoringSection()
     experiments: ExperimentsSection = ExperimentsSection()
+    deploy: DeploySection = DeploySection()
 
     # where the file was read from; relative paths in it are relative to this folder
     root: Path = Field(default=Path("."), exclude=True)
@@ -256,6 +294,11 @@ class Config(_Section):
     @property
     def model_name(self) -> str:
         return self.registry.model_name or self.project.name
+
+    @property
+    def service_name(self) -> str:
+        """The name deploy gives the service's resources (lower case, dashes)."""
+        return self.deploy.name or re.sub(r"[^a-z0-9-]+", "-", self.project.name.lower()).strip("-")[:28] or "mlops"
 
     def data_path(self) -> Path:
         p = Path(self.data.path).expanduser()

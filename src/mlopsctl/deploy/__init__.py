@@ -1,0 +1,1 @@
+"""Deployment targets: Docker stack, AWS Terraform, CI workflows, and the sizes they share."""

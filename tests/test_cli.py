@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,25 @@ def test_init_from_a_shipped_example_and_help(tmp_path: Path) -> None:
         ["data", "--help"],
     ):
         assert run_cli(*cmd, cwd=tmp_path).stdout.strip()
+
+
+def test_every_help_page_keeps_its_bracketed_words() -> None:
+    """Rich reads `[serving]` as markup and drops it: every help text must escape it (`\\[serving]`)."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from mlopsctl.cli.main import app
+
+    def commands(cmd: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if hasattr(cmd, "commands"):  # a group (typer wraps its own click)
+            for name, sub in cmd.commands.items():
+                found += commands(sub, [*path, name])
+        return found
+
+    root = typer.main.get_command(app)
+    paths = commands(root, [])
+    assert len(paths) > 30
+    for path in paths:
+        out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
+        assert "()" not in out and "from ," not in out and "from )" not in out, (path, out)

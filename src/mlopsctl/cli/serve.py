@@ -21,8 +21,8 @@ def serve(
         help="NAME[@ALIAS|@VERSION], repeatable; the first is "
         "also at /predict (default: the project's model @ [serving] alias).",
     ),
-    host: str | None = typer.Option(None, "--host", help="Bind address (default from [serving], 127.0.0.1)."),
-    port: int | None = typer.Option(None, "--port", help="Port (default from [serving], 8000)."),
+    host: str | None = typer.Option(None, "--host", help="Bind address (default from \\[serving], 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default from \\[serving], 8000)."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default 1)."),
     runtime: str | None = typer.Option(
         None, "--runtime", help="auto (ONNX where it passed the parity check) | onnx | sklearn."
@@ -32,7 +32,7 @@ def serve(
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     capture: bool = typer.Option(
-        True, "--capture/--no-capture", help="Record every prediction in the store ([monitoring.capture])."
+        True, "--capture/--no-capture", help="Record every prediction in the store (\\[monitoring.capture])."
     ),
     sample_rate: float | None = typer.Option(
         None, "--sample-rate", min=0.0, max=1.0, help="Share of predictions captured (default from config, 1.0)."

@@ -17,7 +17,7 @@ def _fmt(v: Any) -> str:
 
 
 def train(
-    tune: bool = typer.Option(False, "--tune", help="Search hyper-parameters first ([training.tune] budget)."),
+    tune: bool = typer.Option(False, "--tune", help="Search hyper-parameters first (\\[training.tune] budget)."),
     data: Path | None = typer.Option(None, "--data", help="Train on this file instead of the configured one."),
     as_json: bool = common.JsonOpt,
 ) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.s3server import s3_endpoint  # noqa: F401 (a fixture: one moto server per test module)
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WINE_RED = SHARED / "wine-quality" / "winequality-red.csv"
 WINE_WHITE = SHARED / "wine-quality" / "winequality-white.csv"

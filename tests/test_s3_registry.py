@@ -9,7 +9,7 @@ loads, verifies and predicts, from Python and from the CLI.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,7 @@ from mlopsctl.errors import Conflict
 from mlopsctl.store import open_store
 from mlopsctl.store.s3 import S3Store
 from tests.conftest import run_cli, train_and_publish, wine_rows, write_project
-from tests.test_store import new_bucket, s3_env, start_moto
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server, endpoint = start_moto()
-    yield endpoint
-    server.stop()
+from tests.s3server import new_bucket, s3_env
 
 
 @pytest.fixture

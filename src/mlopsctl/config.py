@@ -87,6 +87,9 @@ class RegistrySection(_Section):
     gate_tolerance: float = Field(default=0.01, ge=0)
     require_approval: list[str] = []
     trusted: bool = False  # only then may a pickle be loaded from the store
+    # mirror these aliases to AWS SSM parameters after each move, e.g. "/mlopsctl/{model}/{alias}"; "" = off
+    ssm_parameter: str = ""
+    ssm_aliases: list[str] = ["prod"]
 
 
 class ServingSection(_Section):
@@ -145,6 +148,13 @@ class CaptureSection(_Section):
     batch_rows: int = Field(default=2_000, ge=1)  # a batch file is written at this many records...
     flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
     recent_requests: int = Field(default=50_000, ge=0)  # request ids remembered for POST /feedback
+    # POST /feedback for an id another replica answered: look in the store's capture this far back; 0 = off
+    feedback_lookback: float = Field(default=6 * 3600, ge=0)
+
+    @field_validator("feedback_lookback", mode="before")
+    @classmethod
+    def _lookback(cls, v: Any) -> float:
+        return parse_duration(v)
 
 
 class DriftSection(_Section):
@@ -236,8 +246,8 @@ class ExperimentsSection(_Section):
 
 
 # the values CloudWatch Logs accepts for a log group's retention
-_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
-_LOG_RETENTION_DAYS += (2192, 2557, 2922, 3288, 3653)
+_LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
+_LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
 class DeploySection(_Section):

@@ -26,6 +26,15 @@ class Conflict(MlopsError):
         super().__init__(message or f"conflicting write to {key}")
 
 
+class StoreError(MlopsError):
+    """The store (or a service beside it, such as SSM) cannot be used: no such bucket, access denied,
+    no credentials, endpoint down."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        self.uri, self.problem = uri, problem
+        super().__init__(f"store {uri}: {problem}")
+
+
 class IntegrityError(MlopsError):
     """A stored file does not match the sha256 its manifest records."""
 

@@ -252,6 +252,10 @@ def conclude(
         )
     outcome = "promoted" if promote else "concluded"
     done = dep.end(store, name, outcome=outcome, reason=reason or report["reason"], report=report)
+    if event is not None:
+        from mlopsctl.cli.models import mirror_alias
+
+        mirror_alias(cfg, store, name, str(rec["environment"]), quiet=as_json)
     if as_json:
         common.emit_json({"experiment": done, "promotion": event})
         return

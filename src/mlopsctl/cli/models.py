@@ -73,6 +73,30 @@ def _holdout_evaluator(store: Any, name: str, trusted: bool) -> Any:
     return evaluate
 
 
+def mirror_alias(cfg: Any, store: Any, name: str, alias: str, *, quiet: bool = False) -> dict[str, Any] | None:
+    """After an alias moved: write its SSM mirror when [registry] ssm_parameter asks for one.
+    A failure says the alias did move, and how to write the mirror again."""
+    from mlopsctl.errors import MlopsError, StoreError
+    from mlopsctl.registry.mirror import from_config
+
+    mirror = from_config(cfg)
+    if mirror is None or not mirror.covers(alias):
+        return None
+    try:
+        value = mirror.sync(store, name, alias)
+    except StoreError as exc:
+        raise MlopsError(
+            f"{name}@{alias} moved in the store, but its SSM mirror was not written: {exc}; "
+            f"run `mlopsctl models mirror {name} --alias {alias}` to write it again"
+        ) from None
+    if value is not None and not quiet:
+        from mlopsctl.registry.mirror import parameter_name
+
+        where = parameter_name(mirror.pattern, name, alias)
+        common.err_console().print(f"mirrored {name}@{alias} = v{value['version']} to SSM {where}")
+    return value
+
+
 def promote(
     name: str = typer.Argument(..., help="Model name."),
     version: str = typer.Argument(..., help="Version number (or an alias to copy from)."),
@@ -98,8 +122,9 @@ def promote(
         require_approval=cfg.registry.require_approval if cfg else [],
         evaluator=_holdout_evaluator(store, name, bool(cfg and cfg.registry.trusted)),
     )
+    mirrored = mirror_alias(cfg, store, name, alias, quiet=as_json)
     if as_json:
-        common.emit_json(event or {"model": name, "alias": alias, "to": v, "unchanged": True})
+        common.emit_json((event or {"model": name, "alias": alias, "to": v, "unchanged": True}) | {"ssm": mirrored})
         return
     c = common.console()
     if event is None:
@@ -119,9 +144,12 @@ def rollback(
     """Point an alias back at the version it pointed to before its last promotion."""
     from mlopsctl import registry
 
-    event = registry.rollback(common.store(), name, alias, reason=reason)
+    cfg = common.config(required=False)
+    store = common.store(cfg)
+    event = registry.rollback(store, name, alias, reason=reason)
+    mirrored = mirror_alias(cfg, store, name, alias, quiet=as_json)
     if as_json:
-        common.emit_json(event)
+        common.emit_json(event | {"ssm": mirrored})
         return
     common.console().print(f"{name}@{alias}: v{event['from']} → [bold]v{event['to']}[/bold] (rolled back)")
 
@@ -231,6 +259,36 @@ def models_history(
         ["when", "action", "what", "who", "reason"],
         [[e["at"], e["action"], what(e), e["actor"], e.get("reason", "")] for e in evs],
     )
+
+
+@models_app.command("mirror")
+def models_mirror(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: list[str] = typer.Option([], "--alias", help="Alias to mirror (default: \\[registry] ssm_aliases)."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Write the SSM parameters of \\[registry] ssm_parameter from the aliases in the store (idempotent)."""
+    from mlopsctl.errors import ValidationError
+    from mlopsctl.registry.mirror import from_config, parameter_name
+
+    cfg = common.config(required=False)
+    mirror = from_config(cfg)
+    if mirror is None:
+        raise ValidationError(
+            'no SSM mirror is configured: set [registry] ssm_parameter, e.g. "/mlopsctl/{model}/{alias}"',
+            [("registry.ssm_parameter", "empty")],
+        )
+    store = common.store(cfg)
+    wanted = alias or mirror.aliases
+    mirror.aliases = list(dict.fromkeys([*mirror.aliases, *wanted]))
+    out = {a: mirror.sync(store, name, a) for a in wanted}
+    if as_json:
+        common.emit_json(out)
+        return
+    c = common.console()
+    for a, value in out.items():
+        where = parameter_name(mirror.pattern, name, a)
+        c.print(f"{where}: " + (f"v{value['version']}" if value else f"{name}@{a} does not exist; nothing written"))
 
 
 @models_app.command("verify")

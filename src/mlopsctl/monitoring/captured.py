@@ -124,3 +124,80 @@ def captured_frame(records: list[dict[str, Any]], feature_names: list[str] | Non
         columns=["request_id", "row", "time", "version", "variant", "latency_ms", PREDICTION],
     )
     return pd.concat([inputs.reset_index(drop=True), meta], axis=1)
+
+
+class CapturedIndex:
+    """Request ids that any server captured recently, read from the store when asked for one.
+
+    Behind a load balancer, `POST /feedback` for a prediction reaches any replica, most often
+    not the one that answered it. A replica that does not know the id looks here: the capture
+    objects of the last ``lookback`` seconds, read once each (only objects it has not read yet
+    on later misses), at most once per ``min_refresh`` seconds. The id is found once the
+    answering replica has flushed its capture (``flush_interval_seconds``); before that the
+    label is refused as unknown and the client may send it again. Shadow answers are skipped:
+    labels join the answer the caller got.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        models: Iterable[str],
+        *,
+        lookback: float = 6 * 3600,
+        limit: int = 200_000,
+        min_refresh: float = 1.0,
+    ) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.store, self.models = store, list(dict.fromkeys(models))
+        self.lookback, self.limit, self.min_refresh = lookback, limit, min_refresh
+        self.index: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()  # id → (model, version, preds)
+        self._seen: set[str] = set()
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+        self.objects_read = 0
+
+    def get(self, request_id: str) -> tuple[str, int, list[Any]] | None:
+        hit = self.index.get(request_id)
+        if hit is not None:
+            return hit
+        with self._lock:  # one refresh at a time; the others find its result
+            hit = self.index.get(request_id)
+            if hit is None and time.monotonic() - self._last >= self.min_refresh:
+                self._refresh()
+                hit = self.index.get(request_id)
+        return hit
+
+    def _refresh(self) -> None:
+        now = time.time()
+        self._last = time.monotonic()
+        parts = [hour_partition(now - self.lookback + 3600 * i) for i in range(int(self.lookback // 3600) + 1)]
+        parts = list(dict.fromkeys([*parts, hour_partition(now)]))
+        self._seen = {k for k in self._seen if k.split("/")[2] >= parts[0]}  # capture/{model}/{part}/…
+        for name in self.models:
+            for part in parts:
+                for key in self.store.list(f"{CAPTURE}{name}/{part}/"):
+                    if key not in self._seen:
+                        self._read(key)
+                        self._seen.add(key)
+
+    def _read(self, key: str) -> None:
+        self.objects_read += 1
+        rows: dict[str, dict[int, Any]] = {}
+        meta: dict[str, tuple[str, int]] = {}
+        for line in self.store.get(key).splitlines():
+            if not line.strip():
+                continue
+            rec = orjson.loads(line)
+            if str(rec.get("variant") or "").startswith("shadow") or rec.get("status") != 200:
+                continue
+            rid = rec["request_id"]
+            meta[rid] = (rec["model"], int(rec["version"]))
+            rows.setdefault(rid, {})[int(rec.get("row", 0))] = rec.get("prediction")
+        for rid, by_row in rows.items():
+            preds = [by_row.get(i) for i in range(max(by_row) + 1)]
+            self.index[rid] = (*meta[rid], preds)
+            self.index.move_to_end(rid)
+        while len(self.index) > self.limit:
+            self.index.popitem(last=False)

@@ -97,10 +97,15 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     capture = None
     if settings.capture is not None:
         from mlopsctl.config import CaptureSection
+        from mlopsctl.monitoring.captured import CapturedIndex
         from mlopsctl.serving.capture import CaptureWriter
 
         cs = CaptureSection(**settings.capture)
         if cs.enabled:
+            others = None
+            if cs.feedback_lookback > 0:
+                names = [name for name, _ in settings.models]
+                others = CapturedIndex(store, names, lookback=cs.feedback_lookback, limit=cs.recent_requests)
             capture = CaptureWriter(
                 store,
                 metrics,
@@ -109,6 +114,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
                 batch_rows=cs.batch_rows,
                 flush_interval=cs.flush_interval_seconds,
                 recent_requests=cs.recent_requests,
+                others=others,
             )
     from mlopsctl.config import GuardSection, NotifySection
     from mlopsctl.experiments.guard import Guard

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.monitoring.captured import capture_key, encode_lines, hour_partition, writer_id
+from mlopsctl.monitoring.captured import CapturedIndex, capture_key, encode_lines, hour_partition, writer_id
 from mlopsctl.store.base import Store
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class CaptureWriter:
         batch_rows: int = 2_000,
         flush_interval: float = 5.0,
         recent_requests: int = 50_000,
+        others: CapturedIndex | None = None,
     ) -> None:
         self.store, self.metrics = store, metrics
         self.sample_rate = sample_rate
@@ -52,6 +53,7 @@ class CaptureWriter:
         self.drained = 0  # rows taken off the queue since start (writer thread)
         self.recent: OrderedDict[str, tuple[str, int, list[Any]]] = OrderedDict()  # id -> (model, version, preds)
         self.recent_limit = recent_requests
+        self.others = others  # what the other replicas captured, for feedback on their predictions
         self.written = 0
         self.dropped = 0
         self.failed_writes = 0
@@ -133,13 +135,20 @@ class CaptureWriter:
         if len(recent) > self.recent_limit:
             recent.popitem(last=False)
 
-    def lookup(self, request_id: str) -> tuple[str, int, int] | None:
-        """(model, version, rows) of a request this process answered recently, else None."""
+    def _known(self, request_id: str) -> tuple[str, int, list[Any]] | None:
         hit = self.recent.get(request_id)
+        if hit is None and self.others is not None:
+            hit = self.others.get(request_id)  # answered by another replica (blocking: call off the loop)
+        return hit
+
+    def lookup(self, request_id: str) -> tuple[str, int, int] | None:
+        """(model, version, rows) of a request this process, or another replica (from the store),
+        answered recently, else None."""
+        hit = self._known(request_id)
         return None if hit is None else (hit[0], hit[1], len(hit[2]))
 
     def prediction(self, request_id: str, row: int) -> Any:
-        hit = self.recent.get(request_id)
+        hit = self._known(request_id)
         return None if hit is None else hit[2][row]
 
     # -- the background writer ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlopsctl.errors import Conflict, MlopsError, NotFound
+from mlopsctl.errors import Conflict, MlopsError, NotFound, StoreError
 from mlopsctl.store.base import Store, check_key
 
 ENDPOINT_ENVS = ("MLOPS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -37,14 +37,6 @@ _ACTIONS = {
     "delete_object": "s3:DeleteObject",
     "list_objects_v2": "s3:ListBucket",
 }
-
-
-class StoreError(MlopsError):
-    """The store cannot be used: no such bucket, access denied, no credentials, endpoint down."""
-
-    def __init__(self, uri: str, problem: str) -> None:
-        self.uri, self.problem = uri, problem
-        super().__init__(f"store {uri}: {problem}")
 
 
 _loader: Any = None

@@ -142,3 +142,17 @@ def test_bad_model_params_are_reported(tmp_path: Path) -> None:
 
 def test_wine_file_is_the_one_expected() -> None:
     assert WINE_RED.read_text().startswith('"fixed acidity";')
+
+
+def test_metrics_of_a_model_meeting_a_class_it_never_saw() -> None:
+    """A red-wine model scored on white wine meets quality 9: accuracy and F1 count it wrong, log loss
+    and ROC AUC are undefined (None), nothing raises."""
+    import numpy as np
+
+    from mlopsctl.training.evaluate import classification_metrics
+
+    classes = [5, 6, 7]
+    proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
+    m = classification_metrics([5, 6, 7, 9], [5, 6, 7, 7], proba, classes)
+    assert m["accuracy"] == 0.75 and m["log_loss"] is None and m["roc_auc"] is None
+    assert classification_metrics([5, 6, 7], [5, 6, 7], proba[:3], classes)["log_loss"] is not None

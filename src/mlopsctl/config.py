@@ -246,6 +246,23 @@ class ExperimentsSection(_Section):
 
 
 # the values CloudWatch Logs accepts for a log group's retention
+class RetrainSection(_Section):
+    """`mlopsctl retrain`: what its triggers look at and how it rolls out."""
+
+    rollout: Literal["direct", "canary"] = "canary"
+    drift_window: float = 86400  # the drift trigger checks inputs captured this far back
+    feedback_window: float = 30 * 86400  # --include-feedback adds labelled captured rows this far back
+    min_fresh_rows: int = Field(default=30, ge=1)  # fewer unseen holdout rows: score on the whole holdout
+    canary_split: str = "90/10"  # the canary's first split when no ramp is set
+    canary_ramp: list[float] = []  # e.g. [10, 50, 100]; default: [experiments] ramp
+    lock_stale_after: float = 6 * 3600  # a pipeline lock not refreshed this long belongs to a dead run
+
+    @field_validator("drift_window", "feedback_window", "lock_stale_after", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
 _LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
 _LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
@@ -291,6 +308,7 @@ class Config(_Section):
     store: StoreSection = StoreSection()
     monitoring: MonitoringSection = MonitoringSection()
     experiments: ExperimentsSection = ExperimentsSection()
+    retrain: RetrainSection = RetrainSection()
     deploy: DeploySection = DeploySection()
 
     # where the file was read from; relative paths in it are relative to this folder

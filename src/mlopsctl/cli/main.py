@@ -50,7 +50,7 @@ def main_options(
 
 
 def _register() -> None:
-    from mlopsctl.cli import ab, capture, cost, data, deploy, drift, models, monitor, project, serve, train
+    from mlopsctl.cli import ab, capture, cost, data, deploy, drift, models, monitor, pipeline, project, serve, train
 
     project.register(app)
     app.add_typer(data.app, name="data", help="Validate and ingest data (content-addressed snapshots).")
@@ -61,6 +61,7 @@ def _register() -> None:
     drift.register(app)
     monitor.register(app)
     ab.register(app)
+    pipeline.register(app)
     deploy.register(app)
     cost.register(app)
 

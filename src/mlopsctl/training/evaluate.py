@@ -39,7 +39,11 @@ def classification_metrics(y_true: Any, y_pred: Any, proba: Any | None, classes:
                 )
         except ValueError:
             out["roc_auc"] = None
-        out["log_loss"] = _clean(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes))
+        known = set(map(str, classes))
+        if all(str(v) in known for v in np.asarray(y_true).tolist()):
+            out["log_loss"] = _clean(log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes))
+        # else a class the model never saw (white wine's quality 9 for a red-wine model): no log loss
+
     return out
 
 

@@ -108,8 +108,11 @@ def train_project(
     data_path: str | Path | None = None,
     tune: bool = False,
     reporter: Reporter | None = None,
+    frame: tuple[Any, str] | None = None,
 ) -> dict[str, Any]:
-    """Train the project's model and store the run. Returns the run record."""
+    """Train the project's model and store the run. Returns the run record.
+
+    ``frame`` (a DataFrame and where it came from) replaces reading the data file."""
     import numpy as np
     import pandas as pd
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
@@ -126,7 +129,7 @@ def train_project(
     t_start = time.monotonic()
     tcfg, task, target = config.training, config.training.task, config.data.target
     report("read data", 0, 1)
-    df, source = load_training_data(config, data_path)
+    df, source = frame if frame is not None else load_training_data(config, data_path)
     features = select_features(df, config, source)
     df = df[[*features, target]]
     schema = infer_schema(

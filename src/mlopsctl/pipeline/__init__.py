@@ -1,0 +1,1 @@
+"""The retraining pipeline: runs, the lock, the steps, the fresh-holdout evaluation."""

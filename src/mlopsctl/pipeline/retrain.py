@@ -1,0 +1,391 @@
+"""The retraining pipeline: trigger → data → train → evaluate → gate → publish → rollout.
+
+Each step reads what the earlier ones recorded and returns what it adds; the run record
+(``pipeline/runs.py``) keeps every step's outputs, so a failed run can be resumed from the
+step that failed, and production is touched only by the last step. Publishing is idempotent
+per training run, so running again never makes a second version of the same run.
+
+- **trigger**: ``always`` and ``schedule`` fire; ``drift`` fires when the production version's
+  drift check (captured inputs of the last ``[retrain] drift_window``, or a file) finds dataset
+  drift; ``accuracy`` fires when live accuracy from feedback is below ``[monitoring.alerts]
+  accuracy_min``. Not firing ends the run as ``skipped``.
+- **data**: the training data (the project's file or ``--data``) validated against the schema
+  of the data production was trained on; with ``include_feedback``, captured inputs that got a
+  ground-truth label are added as rows.
+- **train**: the project's config on that data (a normal training run, with lineage).
+- **evaluate**: the new model and the production version on the same *fresh* holdout: the new
+  run's holdout rows that production never trained on.
+- **gate**: the project's primary metric and ``gate_tolerance``, as for ``promote``.
+- **publish**: a new immutable version (the same one again for the same run).
+- **rollout**: ``direct`` promotes (the approval rule applies: an alias that requires approval
+  ends the run as ``awaiting_approval``); ``canary`` starts an A/B canary through the
+  experiments machinery, with the guard and the ramp.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlopsctl.config import Config
+from mlopsctl.errors import DataError, MlopsError, ValidationError
+from mlopsctl.pipeline import runs
+from mlopsctl.store.base import Store
+
+TRIGGERS = ("always", "schedule", "drift", "accuracy")
+ROLLOUTS = ("direct", "canary")
+Log = Callable[[str], None]
+
+
+class StepFailed(MlopsError):
+    """A pipeline step failed; production is untouched unless the step was the rollout."""
+
+    def __init__(self, run_id: str, step: str, message: str) -> None:
+        self.run_id, self.step, self.message = run_id, step, message
+        super().__init__(
+            f"pipeline {run_id} failed at step {step}: {message} "
+            f"(production unchanged; `mlopsctl retrain --resume` continues from {step})"
+        )
+
+
+class Gated(MlopsError):
+    """The new model did not pass the gate: published nothing, moved nothing."""
+
+
+@dataclass
+class Options:
+    trigger: str = "always"
+    rollout: str = "canary"
+    data: str | None = None
+    include_feedback: bool = False
+    current: str | None = None  # a file for the drift trigger instead of captured inputs
+    alias: str = "prod"
+    reason: str = ""
+
+    def check(self) -> None:
+        if self.trigger not in TRIGGERS:
+            raise ValidationError(
+                f"--if {self.trigger!r}: use one of {', '.join(TRIGGERS)}", [("if", f"one of {', '.join(TRIGGERS)}")]
+            )
+        if self.rollout not in ROLLOUTS:
+            raise ValidationError(
+                f"--rollout {self.rollout!r}: use one of {', '.join(ROLLOUTS)}",
+                [("rollout", f"one of {', '.join(ROLLOUTS)}")],
+            )
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, store: Store, *, log: Log | None = None) -> None:
+        self.cfg, self.store = cfg, store
+        self.model = cfg.model_name
+        self.log = log or (lambda line: None)
+        self.rcfg = cfg.retrain
+        self.run_id = ""
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, options: Options, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run (or resume) the pipeline; returns the run record. Raises StepFailed or Gated at the end
+        of a failed or gated run, after recording it."""
+        options.check()
+        if resume is not None:
+            record = resume
+            record["resumed"] = [*record.get("resumed", []), runs.now_iso()]
+            record["status"] = "running"
+            record.pop("error", None)
+        else:
+            record = {
+                "id": runs.new_run_id(),
+                "model": self.model,
+                "trigger": options.trigger,
+                "options": asdict(options),
+                "status": "running",
+                "started_at": runs.now_iso(),
+                "steps": [],
+            }
+        self.run_id = str(record["id"])
+        lock = runs.Lock(self.store, self.model, self.run_id, stale_after=self.rcfg.lock_stale_after)
+        lock.acquire()
+        try:
+            runs.save(self.store, record)
+            return self._steps(record, Options(**record["options"]), lock)
+        finally:
+            lock.release()
+
+    def _steps(self, record: dict[str, Any], options: Options, lock: runs.Lock) -> dict[str, Any]:
+        done = {s["name"]: s for s in record["steps"] if s["status"] == "done"}
+        record["steps"] = list(done.values())
+        outputs: dict[str, Any] = {}
+        for s in record["steps"]:
+            outputs.update(s.get("outputs", {}))
+        for name in runs.STEPS:
+            if name in done:
+                self.log(f"{name}: done before, kept ({_short(done[name].get('outputs', {}))})")
+                continue
+            lock.refresh(name)
+            step: dict[str, Any] = {"name": name, "status": "running", "started_at": runs.now_iso()}
+            record["steps"].append(step)
+            runs.save(self.store, record)
+            t0 = time.monotonic()
+            try:
+                out, ended = getattr(self, f"_{name}")(options, outputs)
+            except Gated as exc:
+                step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs={}, message=str(exc))
+                return self._end(record, "gated", str(exc), raise_=exc)
+            except MlopsError as exc:
+                return self._fail(record, step, t0, str(exc))
+            except Exception as exc:  # a bug or a library error: recorded with its type, never half-swallowed
+                return self._fail(record, step, t0, f"{type(exc).__name__}: {exc}")
+            step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs=out)
+            outputs.update(out)
+            self.log(f"{name}: {out.get('summary') or _short(out)}")
+            if ended:
+                return self._end(record, ended, out.get("summary", ""))
+        return self._end(record, "succeeded", outputs.get("summary", ""))
+
+    def _fail(self, record: dict[str, Any], step: dict[str, Any], t0: float, message: str) -> dict[str, Any]:
+        step.update(status="failed", seconds=round(time.monotonic() - t0, 3), error=message)
+        record["error"] = {"step": step["name"], "message": message}
+        exc = StepFailed(record["id"], step["name"], message)
+        return self._end(record, "failed", str(exc), raise_=exc)
+
+    def _end(
+        self, record: dict[str, Any], status: str, summary: str, raise_: MlopsError | None = None
+    ) -> dict[str, Any]:
+        record.update(status=status, finished_at=runs.now_iso(), summary=summary)
+        runs.save(self.store, record)
+        self.log(f"{record['id']}: {status}" + (f": {summary}" if summary and not raise_ else ""))
+        if raise_ is not None:
+            raise raise_
+        return record
+
+    # -- the steps: each returns (outputs, how the run ends here or None) ------------------------------
+    def _production(self, alias: str) -> int | None:
+        from mlopsctl import registry
+
+        doc = registry.get_alias(self.store, self.model, alias)
+        return None if doc is None else int(doc["version"])
+
+    def _trigger(self, o: Options, _: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        current = self._production(o.alias)
+        base: dict[str, Any] = {"production_version": current}
+        if o.trigger in ("always", "schedule"):
+            return {**base, "fired": True, "trigger_summary": o.trigger, "summary": f"{o.trigger}: runs"}, None
+        if current is None:
+            raise DataError(f"{self.model}@{o.alias}", f"--if {o.trigger} needs a version in {o.alias} to check")
+        if o.trigger == "drift":
+            report = self._drift(current, o)
+            fired = bool(report["dataset_drift"])
+            summary = (
+                f"drift on {report['n_drifted']} of {report['n_features']} features "
+                f"({', '.join(report['drifted_features'][:5])})"
+                if fired
+                else f"no dataset drift ({report['n_drifted']} of {report['n_features']} features)"
+            )
+            out = {**base, "fired": fired, "drift": report, "trigger_summary": summary, "summary": summary}
+            return out, None if fired else "skipped"
+        from mlopsctl.monitoring.performance import live_accuracy
+
+        alerts = self.cfg.monitoring.alerts
+        if alerts.accuracy_min is None:
+            raise ValidationError(
+                "--if accuracy needs [monitoring.alerts] accuracy_min (the live accuracy below which to retrain)",
+                [("monitoring.alerts.accuracy_min", "not set")],
+            )
+        acc, n = live_accuracy(self.store, self.model, alerts.accuracy_window, alerts.accuracy_min_samples)
+        fired = acc is not None and acc < alerts.accuracy_min
+        if acc is None:
+            summary = f"{n} labelled predictions in the window, fewer than {alerts.accuracy_min_samples}: no verdict"
+        else:
+            summary = f"live accuracy {acc:.4f} on {n} labels {'<' if fired else '≥'} {alerts.accuracy_min}"
+        out = {**base, "fired": fired, "accuracy": acc, "labelled": n, "trigger_summary": summary, "summary": summary}
+        return out, None if fired else "skipped"
+
+    def _drift(self, version: int, o: Options) -> dict[str, Any]:
+        from mlopsctl.data.read import read_table
+        from mlopsctl.monitoring.captured import captured_frame, load_captures
+        from mlopsctl.monitoring.drift import DriftSettings, detect, load_reference, save_report
+
+        reference = load_reference(self.store, self.model, version)
+        source: dict[str, Any]
+        if o.current:
+            frame, source = read_table(o.current), {"kind": "file", "path": o.current}
+        else:
+            since = time.time() - self.rcfg.drift_window
+            frame = captured_frame(load_captures(self.store, self.model, since=since, version=version))
+            source = {"kind": "captured", "since": since, "description": f"capture/{self.model}/ since {since}"}
+            if len(frame) == 0:
+                raise DataError(f"capture/{self.model}/", f"no predictions of v{version} captured in the drift window")
+        report = detect(reference, frame, DriftSettings.from_section(self.cfg.monitoring.drift), source=source)
+        key = save_report(self.store, self.model, report)
+        d = report.to_dict()
+        keep = ("dataset_drift", "n_drifted", "n_features", "drifted_features", "drifted_share", "current_rows")
+        return {k: d[k] for k in keep} | {"report": key}
+
+    def _data(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        import pandas as pd
+
+        from mlopsctl.data.read import read_table
+        from mlopsctl.data.snapshot import ingest
+        from mlopsctl.data.validate import validate
+
+        path = o.data or str(self.cfg.data_path())
+        d = self.cfg.data
+        df = read_table(path, sep=d.separator, header=d.header, names=d.columns)
+        production = outputs.get("production_version")
+        warnings: list[str] = []
+        if production is not None:
+            schema = self._training_schema(production)
+            report = validate(df, schema, target=d.target)
+            if not report.ok:
+                first = report.errors[0]
+                problem = f"{first.detail} ({len(report.errors)} error(s) against the data v{production} trained on)"
+                raise DataError(path, problem, column=first.column or None)
+            warnings = [f"{w.column}: {w.detail}" for w in report.warnings][:20]
+        n_file = len(df)
+        n_feedback = 0
+        if o.include_feedback:
+            labelled = self._feedback_rows(list(df.columns))
+            n_feedback = len(labelled)
+            if n_feedback:
+                df = pd.concat([df, labelled], ignore_index=True)
+        snapshot, _ = ingest(self.store, df, source=path, target=d.target)
+        summary = f"{len(df):,} rows ({n_file:,} from {path}" + (
+            f", {n_feedback:,} labelled from capture)" if o.include_feedback else ")"
+        )
+        out = {"dataset": snapshot.sha256, "rows": len(df), "feedback_rows": n_feedback, "source": path}
+        return out | {"warnings": warnings, "summary": summary}, None
+
+    def _training_schema(self, version: int) -> Any:
+        from mlopsctl import registry
+        from mlopsctl.data.snapshot import load_snapshot
+
+        sha = registry.manifest(self.store, self.model, version).get("data_sha256")
+        if not sha:
+            return None
+        _, snap = load_snapshot(self.store, sha, verify=False)
+        return snap.schema
+
+    def _feedback_rows(self, columns: list[str]) -> Any:
+        """Captured inputs with a ground-truth label, as training rows (the label in the target column)."""
+        import pandas as pd
+
+        from mlopsctl.monitoring.performance import labelled_predictions
+
+        since = time.time() - self.rcfg.feedback_window
+        records, _ = labelled_predictions(self.store, self.model, since)
+        rows = [
+            {**r["inputs"], self.cfg.data.target: r["label"]}
+            for r in records
+            if r.get("label") is not None and r.get("inputs") and not str(r.get("variant") or "").startswith("shadow")
+        ]
+        return pd.DataFrame.from_records(rows).reindex(columns=columns)
+
+    def _train(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl.data.snapshot import load_snapshot
+        from mlopsctl.training.train import train_project
+
+        df, _ = load_snapshot(self.store, outputs["dataset"])
+        source = f"dataset {outputs['dataset'][:12]} ({outputs['source']})"
+        run = train_project(self.cfg, self.store, frame=(df, source))
+        metric = run["primary_metric"]
+        value = run["metrics"]["holdout"].get(metric)
+        summary = f"run {run['run_id']}: {metric} {value:.4f} on its holdout ({run['data']['n_holdout']} rows)"
+        return {"run_id": run["run_id"], "metric": metric, "summary": summary}, None
+
+    def _evaluate(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl.pipeline.evaluate import fresh_holdout_scores
+
+        scores = fresh_holdout_scores(
+            self.store,
+            self.model,
+            outputs["run_id"],
+            outputs.get("production_version"),
+            min_rows=self.rcfg.min_fresh_rows,
+            trusted=self.cfg.registry.trusted,
+        )
+        return scores, None
+
+    def _gate(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl.registry.gate import check
+
+        current = outputs.get("production_version")
+        result = check(
+            outputs["metric"],
+            outputs["candidate_score"],
+            outputs.get("current_score"),
+            self.cfg.registry.gate_tolerance,
+            candidate_version=0,
+            current_version=current,
+            method=outputs["method"],
+        )
+        message = result.message.replace("v0", "the new model")
+        if not result.passed:
+            raise Gated(f"the gate stopped it: {message}")
+        return {"gate": result.to_dict() | {"message": message}, "summary": message}, None
+
+    def _publish(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl import registry
+        from mlopsctl.training.bundle import build_bundle
+        from mlopsctl.training.train import get_run
+
+        run = get_run(self.store, outputs["run_id"])
+        files, summary = build_bundle(self.store, run, trusted=self.cfg.registry.trusted)
+        version, created = registry.publish(self.store, self.model, files, summary)
+        said = "published" if created else "already published as"
+        return {"version": version, "summary": f"{said} {self.model} v{version}"}, None
+
+    def _rollout(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl import registry
+        from mlopsctl.errors import GateRefused
+
+        version, alias = int(outputs["version"]), o.alias
+        why = o.reason or f"retrain ({outputs.get('trigger_summary') or o.trigger})"
+        reason = f"pipeline {self.run_id}: {why}; {outputs['gate']['message']}"
+        if o.rollout == "direct" or outputs.get("production_version") is None:
+            cur_score = outputs.get("current_score")
+            scores = (float(outputs["candidate_score"]), float(cur_score or 0.0), str(outputs["method"]))
+            try:
+                event = registry.promote(
+                    self.store,
+                    self.model,
+                    version,
+                    alias,
+                    reason=reason,
+                    tolerance=self.cfg.registry.gate_tolerance,
+                    require_approval=self.cfg.registry.require_approval,
+                    # the scores of the evaluate step, for the version they were computed against
+                    evaluator=lambda cand, cur: (
+                        scores if cur_score is not None and cur == outputs.get("production_version") else None
+                    ),
+                )
+            except GateRefused as exc:
+                if alias in self.cfg.registry.require_approval and "requires approval" in str(exc):
+                    out = {"rollout": "awaiting_approval", "summary": f"v{version} waits for approval: {exc}"}
+                    return out, "awaiting_approval"
+                raise
+            moved = "already served" if event is None else "promoted"
+            return {"rollout": "direct", "summary": f"{self.model}@{alias} → v{version} ({moved})"}, None
+        from mlopsctl.experiments import deployment as dep
+        from mlopsctl.experiments.report import planned_rows
+
+        ecfg = self.cfg.experiments
+        d = dep.start(
+            self.store,
+            self.model,
+            control=alias,
+            candidate=str(version),
+            split=self.rcfg.canary_split,
+            ramp=self.rcfg.canary_ramp or ecfg.ramp or None,
+            reason=reason,
+            plan=lambda v: planned_rows(self.store, self.model, v, ecfg),
+        )
+        e = d.experiment or {}
+        summary = f"canary {e.get('id')}: v{version} on {d.weight(dep.CANDIDATE):g}% of {self.model}@{alias}, guarded"
+        return {"rollout": "canary", "experiment": e.get("id"), "summary": summary}, None
+
+
+def _short(out: dict[str, Any]) -> str:
+    keep = {k: v for k, v in out.items() if k not in ("drift", "warnings", "gate") and not isinstance(v, dict | list)}
+    return ", ".join(f"{k}={v}" for k, v in keep.items())

@@ -1,0 +1,191 @@
+"""The retraining pipeline, run as a user runs it (`mlopsctl retrain` in a subprocess) on wine data.
+
+Production is the session's red-wine forest (v1). White wine arriving at it is the simulated
+drift; a one-tree stump is the worse model; a bad data file and a running experiment are the
+failing steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from mlopsctl import registry
+from mlopsctl.experiments import deployment as dep
+from mlopsctl.pipeline import runs
+from mlopsctl.store import open_store
+from tests.conftest import WINE_RED, WINE_WHITE, run_cli, wine_rows, write_project
+
+pytestmark = pytest.mark.shared_data
+
+FAST_FOREST = "{ n_estimators = 30, max_depth = 10 }"
+
+
+def _project(tmp_path: Path, store: Path, params: str = FAST_FOREST, data: Path = WINE_RED) -> Path:
+    return write_project(tmp_path / "wine", store=store, params=params, data=data)
+
+
+def _retrain(project: Path, *args: str, check: bool = True) -> tuple[Any, dict[str, Any]]:
+    out = run_cli("retrain", *args, "--json", cwd=project, check=check)
+    return out, (json.loads(out.stdout) if out.stdout.strip() else {})
+
+
+def _versions(store: Path) -> list[int]:
+    return registry.version_numbers(open_store(str(store)), "wine")
+
+
+@pytest.mark.slow
+def test_white_wine_drift_retrains_publishes_and_canaries(
+    wine_store_copy: Path, wine_registry: dict[str, Any], tmp_path: Path
+) -> None:
+    red, white = pd.read_csv(WINE_RED, sep=";"), pd.read_csv(WINE_WHITE, sep=";")
+    arriving = tmp_path / "arriving-white.csv"
+    white.drop(columns=["quality"]).sample(800, random_state=1).to_csv(arriving, sep=";", index=False)
+    both = tmp_path / "red-and-white.csv"
+    pd.concat([red, white]).to_csv(both, sep=";", index=False)
+    project = _project(tmp_path, wine_store_copy)
+    before = _versions(wine_store_copy)
+
+    # red wine arriving at the red model: no drift, nothing happens
+    calm = tmp_path / "red.csv"
+    red.drop(columns=["quality"]).sample(800, random_state=2).to_csv(calm, sep=";", index=False)
+    _, skipped = _retrain(project, "--if", "drift", "--current", str(calm), "--data", str(both))
+    assert skipped["status"] == "skipped" and [s["name"] for s in skipped["steps"]] == ["trigger"]
+    assert _versions(wine_store_copy) == before
+
+    _, record = _retrain(project, "--if", "drift", "--current", str(arriving), "--data", str(both))
+    assert record["status"] == "succeeded", record
+    steps = {s["name"]: s for s in record["steps"]}
+    assert list(steps) == list(runs.STEPS) and all(s["status"] == "done" for s in steps.values())
+    drift = steps["trigger"]["outputs"]["drift"]
+    assert drift["dataset_drift"] and "total sulfur dioxide" in drift["drifted_features"]
+    assert steps["data"]["outputs"]["rows"] == len(red) + len(white)
+    ev = steps["evaluate"]["outputs"]
+    # fresh holdout: the white rows and the red rows v1 held out, never the rows v1 trained on
+    assert ev["fresh_rows"] < ev["holdout_rows"] and ev["fresh_rows"] > 0.7 * ev["holdout_rows"]
+    assert "never trained on" in ev["method"]
+    assert ev["candidate_score"] > ev["current_score"] + 0.05  # red-only v1 is poor on white wine
+    version = steps["publish"]["outputs"]["version"]
+    assert _versions(wine_store_copy) == [*before, version]
+    assert steps["rollout"]["outputs"]["rollout"] == "canary"
+
+    store = open_store(str(wine_store_copy))
+    running = dep.running(store, "wine")
+    assert running is not None and running.experiment is not None
+    assert running.experiment["id"] == steps["rollout"]["outputs"]["experiment"]
+    assert running.weight(dep.CANDIDATE) == 10 and registry.get_alias(store, "wine", "prod")["version"] == 1
+    events = [e for e in registry.events(store, "wine") if e["action"] == "ab_start"]
+    assert events and record["id"] in events[-1]["reason"] and "drift on" in events[-1]["reason"]
+
+    listed = run_cli("pipeline", "runs", cwd=project).stdout
+    assert record["id"] in listed and "succeeded" in listed and skipped["id"] in listed and "skipped" in listed
+    shown = run_cli("pipeline", "show", record["id"], cwd=project).stdout
+    assert all(name in shown for name in runs.STEPS)
+
+
+def test_a_worse_model_is_stopped_by_the_gate_with_both_numbers(wine_store_copy: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 1, max_depth = 1 }")
+    before = _versions(wine_store_copy)
+    out, record = _retrain(project, "--rollout", "direct", check=False)
+    assert out.returncode == 1
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the gate stopped it: f1_macro (higher is better) of the new model = 0.")
+    assert "vs v1 = 0." in line and "never trained on" in line
+    assert record["status"] == "gated" and [s["name"] for s in record["steps"]][-1] == "gate"
+    assert _versions(wine_store_copy) == before
+    assert registry.get_alias(open_store(str(wine_store_copy)), "wine", "prod")["version"] == 1
+
+
+@pytest.mark.slow
+def test_failed_steps_leave_production_serving_and_resume_without_a_second_version(
+    wine_store_copy: Path, tmp_path: Path, start_server: Any
+) -> None:
+    project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 100 }")  # as good as v1: the gate passes
+    store = open_store(str(wine_store_copy))
+    server = start_server(["--store", str(wine_store_copy), "serve", "-m", "wine@prod", "--reload-interval", "0.5"])
+
+    def served() -> int:
+        r = httpx.post(server.url + "/predict", json={"features": wine_rows(1)[0]}, timeout=10)
+        assert r.status_code == 200
+        return int(r.json()["model_version"])
+
+    # 1. the data step fails on a bad file: nothing trained, nothing published
+    bad = tmp_path / "bad.csv"
+    frame = pd.read_csv(WINE_RED, sep=";")
+    frame["alcohol"] = frame["alcohol"].astype(object)
+    frame.loc[3, "alcohol"] = "strong"
+    frame.to_csv(bad, sep=";", index=False)
+    before = _versions(wine_store_copy)
+    out, record = _retrain(project, "--data", str(bad), check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: pipeline {record['id']} failed at step data: ")
+    assert (
+        f"{bad}: column 'alcohol': " in out.stderr
+        and "(production unchanged; `mlopsctl retrain --resume` continues from data)" in (out.stderr)
+    )
+    assert record["status"] == "failed" and record["error"]["step"] == "data"
+    assert _versions(wine_store_copy) == before and served() == 1
+
+    # 2. the rollout fails (an experiment already runs on the model): published once, prod untouched
+    dep.start(store, "wine", control="prod", candidate="2", split="50/50", reason="someone else's test")
+    out, record = _retrain(project, check=False)
+    assert out.returncode == 1 and record["error"]["step"] == "rollout", out.stderr
+    assert "failed at step rollout" in out.stderr and "ab stop" in out.stderr
+    published = _versions(wine_store_copy)
+    assert len(published) == len(before) + 1
+    assert registry.get_alias(store, "wine", "prod")["version"] == 1
+
+    # 3. resumed after the experiment ends: the same version, from the step that failed
+    dep.end(store, "wine", outcome="stopped", reason="make room")
+    _, resumed = _retrain(project, "--resume")
+    assert resumed["id"] == record["id"] and resumed["status"] == "succeeded" and resumed["resumed"]
+    assert _versions(wine_store_copy) == published  # no second version for the same training run
+    assert [s["name"] for s in resumed["steps"]] == list(runs.STEPS)
+    assert dep.running(store, "wine") is not None
+    time.sleep(1.5)  # the server polls the deployment every 0.5 s
+    answers = Counter(served() for _ in range(80))
+    new = published[-1]
+    assert set(answers) <= {1, new} and answers[1] >= 55, answers  # the control keeps ~90 %, the canary ~10 %
+
+    nothing = run_cli("retrain", "--resume", cwd=project, check=False)
+    assert nothing.returncode == 1 and "the last run is succeeded: nothing to resume" in nothing.stderr
+
+
+def test_a_second_pipeline_is_refused_and_a_stale_lock_is_taken_over(wine_store_copy: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path, wine_store_copy)
+    store = open_store(str(wine_store_copy))
+    held = {"run": "p-20261123T000000Z-abcdef", "step": "train", "refreshed": time.time(), "by": "ci@runner"}
+    store.put_json(runs.lock_key("wine"), held)
+    out = run_cli("retrain", "--if", "drift", "--current", str(WINE_RED), cwd=project, check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith(
+        "error: a retraining pipeline for wine is running: p-20261123T000000Z-abcdef (step train, by ci@runner, "
+    )
+    store.put_json(runs.lock_key("wine"), held | {"refreshed": time.time() - 7 * 3600})  # its process died
+    red = tmp_path / "red.csv"
+    pd.read_csv(WINE_RED, sep=";").drop(columns=["quality"]).sample(800, random_state=2).to_csv(
+        red, sep=";", index=False
+    )
+    _, record = _retrain(project, "--if", "drift", "--current", str(red))
+    assert record["status"] == "skipped" and not store.exists(runs.lock_key("wine"))
+
+
+def test_trigger_and_option_errors_name_the_setting(wine_store_copy: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path, wine_store_copy)
+    out = run_cli("retrain", "--if", "accuracy", cwd=project, check=False)
+    assert out.returncode == 1 and "needs [monitoring.alerts] accuracy_min" in out.stderr
+    out = run_cli("retrain", "--if", "sometimes", cwd=project, check=False)
+    assert out.returncode == 1 and "--if 'sometimes': use one of always, schedule, drift, accuracy" in out.stderr
+    out = run_cli("retrain", "--rollout", "yolo", cwd=project, check=False)
+    assert out.returncode == 1 and "--rollout 'yolo': use one of direct, canary" in out.stderr
+    toml = (project / "mlops.toml").read_text() + "\n[monitoring.alerts]\naccuracy_min = 0.6\n"
+    (project / "mlops.toml").write_text(toml)
+    _, record = _retrain(project, "--if", "accuracy")
+    assert record["status"] == "skipped" and "fewer than 50: no verdict" in record["summary"]

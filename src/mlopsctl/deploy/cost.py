@@ -1,0 +1,225 @@
+"""`mlopsctl cost`: what the service costs a month on AWS, line by line, beside three other ways to run it.
+
+The service is the one `deploy aws` writes: ``replicas`` ECS Fargate tasks of ``cpu`` vCPU and ``memory``
+GB behind an Application Load Balancer, an S3 store, an ECR image, CloudWatch logs, metrics and
+alarms. The same service is then priced as a SageMaker real-time endpoint (one instance per replica,
+the cheapest instance that sustains one task), SageMaker serverless inference (billed per GB-second
+of request time, so it needs the traffic) and EKS (the control plane and a managed node group of
+the cheapest EC2 type that fits the pods, behind the same load balancer).
+
+Every price comes from the region's price table (``cost_prices.py``); every quantity that is not a
+price is an assumption with a stated default, printed with the estimate, so it can be reviewed and
+changed. Numbers stay unrounded here; the CLI rounds to cents when it prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlopsctl.deploy.cost_prices import load_prices
+from mlopsctl.deploy.cost_targets import (
+    ALARMS,
+    MAX_HOURS,
+    TARGETS,
+    CostInputs,
+    Estimate,
+    eks,
+    fargate,
+    public_ips,
+    sagemaker_realtime,
+    sagemaker_serverless,
+)
+from mlopsctl.deploy.cost_traffic import Traffic
+from mlopsctl.deploy.sizes import FARGATE_SIZES, fargate_problem
+from mlopsctl.errors import ValidationError
+
+
+def inputs_from(cfg: Any | None, **flags: Any) -> CostInputs:
+    """The inputs: the flags that were given, else the project's settings, else the defaults above.
+
+    From a project: ``[deploy]`` region, cpu, memory, min_replicas, log_retention_days;
+    ``[monitoring.capture]`` enabled, sample_rate, flush_interval_seconds; ``[serving]`` reload_interval_seconds.
+    """
+    o = CostInputs()
+    origin: dict[str, str] = {}
+    if cfg is not None:
+        d, cap = cfg.deploy, cfg.monitoring.capture
+        from_cfg = {
+            "region": (d.region, "[deploy] region"),
+            "cpu": (d.cpu, "[deploy] cpu"),
+            "memory": (d.memory, "[deploy] memory"),
+            "replicas": (d.min_replicas, "[deploy] min_replicas"),
+            "log_retention_days": (d.log_retention_days, "[deploy] log_retention_days"),
+            "capture_enabled": (cap.enabled, "[monitoring.capture] enabled"),
+            "capture_sample_rate": (cap.sample_rate, "[monitoring.capture] sample_rate"),
+            "capture_flush_seconds": (cap.flush_interval_seconds, "[monitoring.capture] flush_interval_seconds"),
+            "reload_seconds": (cfg.serving.reload_interval_seconds, "[serving] reload_interval_seconds"),
+        }
+        for name, (value, where) in from_cfg.items():
+            setattr(o, name, value)
+            origin[name] = where
+    for name, value in flags.items():
+        if name not in CostInputs.__dataclass_fields__ or name == "origin":
+            raise TypeError(f"unknown cost input {name!r}")
+        if value is not None:
+            setattr(o, name, value)
+            origin[name] = "--" + name.replace("_", "-")
+    o.origin = origin
+    return o
+
+
+def check_inputs(o: CostInputs) -> None:
+    """One clear error for input that cannot be priced, naming the option and the valid choices."""
+    if o.target not in TARGETS:
+        raise ValidationError(
+            f"--target {o.target}: not a target: use {' or '.join(TARGETS)}", [("--target", "unknown target")]
+        )
+    problem = fargate_problem(o.cpu, o.memory)  # names the sizes Fargate offers
+    if problem and o.memory <= 0 and o.cpu > 0:
+        mems = FARGATE_SIZES.get(round(o.cpu, 3))
+        offer = f" (with {o.cpu:g} vCPU Fargate offers {', '.join(f'{m:g}' for m in mems)} GB)" if mems else ""
+        problem = f"memory {o.memory:g} GB must be positive{offer}"
+    if problem:
+        option = "--cpu" if problem.startswith("cpu") else "--memory"
+        raise ValidationError(f"--{problem}", [(option, problem)])
+    if o.replicas < 1:
+        raise ValidationError(f"--replicas {o.replicas}: must be at least 1", [("--replicas", "at least 1")])
+    if not 0 < o.hours <= MAX_HOURS:
+        raise ValidationError(
+            f"--hours {o.hours:g}: must be more than 0 and at most {MAX_HOURS} (a 31-day month)",
+            [("--hours", f"in (0, {MAX_HOURS}]")],
+        )
+    counts = {"--public-ips": o.public_ips, "--nat-gateways": o.nat_gateways, "--metrics": o.metrics}
+    counts["--insights-metrics"] = o.insights_metrics
+    counts["--alarms"] = o.alarms
+    sizes = {"--log-gb": o.log_gb, "--s3-gb": o.s3_gb, "--image-gb": o.image_gb}
+    sizes |= {"--request-kb": o.request_kb, "--response-kb": o.response_kb}
+    for opt, v in {**counts, **sizes}.items():
+        if v is not None and v < 0:
+            raise ValidationError(f"{opt} {v:g}: must be 0 or more", [(opt, "negative")])
+
+
+def _assumptions(o: CostInputs, traffic: Traffic, requests: float, predictions: float) -> list[dict[str, Any]]:
+    def a(name: str, value: Any, unit: str, why: str, option: str) -> dict[str, Any]:
+        return {"name": name, "value": value, "unit": unit, "why": o.origin.get(name, why), "option": option}
+
+    ips, ip_why = public_ips(o, o.replicas)
+    return [
+        a("replicas", o.replicas, "task(s)", "default", "--replicas"),
+        a("hours", o.hours, "hours running a month", "default: 720 (30 days)", "--hours"),
+        a(
+            "public_ips",
+            o.public_ips if o.public_ips is not None else ips,
+            "addresses (Fargate)",
+            ip_why,
+            "--public-ips",
+        ),
+        a(
+            "nat_gateways",
+            o.nat_gateways,
+            "",
+            "default: one, as `deploy aws` writes (tasks in private subnets)",
+            "--nat-gateways",
+        ),
+        a(
+            "insights_metrics",
+            o.insights_metrics,
+            "metrics (Fargate)",
+            "default: Container Insights on, as `deploy aws` writes (cluster 13, service 15, task family 10)",
+            "--insights-metrics",
+        ),
+        a(
+            "metrics",
+            o.metrics,
+            "custom metrics",
+            "default: none of your own; ALB, ECS and SageMaker metrics are free",
+            "--metrics",
+        ),
+        a("alarms", o.alarms, "alarms", f"default: the 3 `deploy aws` writes ({ALARMS})", "--alarms"),
+        a("log_gb", o.log_gb, "GB of logs a month", "default: the service's and the VPC flow logs", "--log-gb"),
+        a("log_retention_days", o.log_retention_days, "days", "default", "[deploy] log_retention_days"),
+        a("s3_gb", o.s3_gb, "GB in the store besides capture", "default", "--s3-gb"),
+        a("capture_kb", o.capture_kb, "KB per captured prediction", "a wine row as JSON lines, rounded up", "(fixed)"),
+        a(
+            "capture_sample_rate",
+            o.capture_sample_rate if o.capture_enabled else 0,
+            "",
+            "default",
+            "[monitoring.capture]",
+        ),
+        a(
+            "capture_flush_seconds",
+            o.capture_flush_seconds,
+            "s between capture writes",
+            "default",
+            "[monitoring.capture]",
+        ),
+        a("reload_seconds", o.reload_seconds, "s between store polls", "default", "[serving]"),
+        a("image_gb", o.image_gb, "GB of images in ECR", "default: a few tags of the server image", "--image-gb"),
+        a("request_kb", o.request_kb, "KB per request", "default", "--request-kb"),
+        a("response_kb", o.response_kb, "KB per response", "default", "--response-kb"),
+        a("requests_per_month", requests, "requests", traffic.source, "--requests, --url, capture"),
+        a("predictions_per_month", predictions, "predictions", traffic.source, "--url, capture"),
+        a("mean_duration_ms", traffic.mean_duration_s * 1000, "ms per request", traffic.source, "--duration-ms, --url"),
+    ]
+
+
+def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: str | None = None) -> dict[str, Any]:
+    """The estimate as a JSON-able dict: prices, inputs, assumptions, traffic, each target's lines and totals.
+
+    ``traffic`` may be a function: it is called once the inputs and the price table have passed their checks.
+    """
+    check_inputs(o)
+    table = load_prices(o.region, o.prices)
+    if not isinstance(traffic, Traffic):
+        traffic = traffic()
+    requests, predictions = traffic.per_month(o.hours)
+    duration = traffic.mean_duration_s
+    estimates = [
+        fargate(table, o, requests, predictions),
+        sagemaker_realtime(table, o, requests, predictions),
+        sagemaker_serverless(table, o, requests, predictions, duration),
+        eks(table, o, requests, predictions),
+    ]
+    per_1000 = traffic.source != "assumed" and predictions > 0
+
+    def cost_per_1000(e: Estimate) -> float | None:
+        return e.total / predictions * 1000 if per_1000 and e.available else None
+
+    out: list[dict[str, Any]] = []
+    for e in estimates:
+        out.append(
+            {
+                "name": e.name,
+                "title": e.title,
+                "available": e.available,
+                "reason": e.reason,
+                "notes": e.notes,
+                "lines": [line.to_json() for line in e.lines],
+                "subtotals": e.subtotals(),
+                "total": e.total if e.available else None,
+                "per_1000_predictions": cost_per_1000(e),
+            }
+        )
+    offered = [e for e in estimates if e.available]
+    return {
+        "target": o.target,
+        "service": service,
+        "prices": table.summary(),
+        "inputs": {
+            "region": o.region,
+            "cpu": o.cpu,
+            "memory": o.memory,
+            "replicas": o.replicas,
+            "hours": o.hours,
+            "origin": {k: o.origin.get(k, "default") for k in ("region", "cpu", "memory", "replicas", "hours")},
+        },
+        "assumptions": _assumptions(o, traffic, requests, predictions),
+        "traffic": traffic.to_json(o.hours),
+        "estimates": out,
+        "comparison": [
+            {k: e[k] for k in ("name", "title", "available", "reason", "total", "per_1000_predictions")} for e in out
+        ],
+        "cheapest": min(offered, key=lambda e: e.total).name if offered else None,
+    }

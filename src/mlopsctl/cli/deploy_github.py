@@ -1,9 +1,44 @@
-"""Placeholder: filled in by its own change."""
+"""`mlopsctl deploy github`: GitHub Actions workflows for the project (CI, train and gate, deploy)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from mlopsctl.cli import common
+
+
+def github(
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder to write into (default: .github/workflows at the root of the project's git repository).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite workflows an earlier run wrote."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Write ci.yml (every push), train.yml (train, publish, gate on main) and deploy.yml (build, push to ECR,
+    roll out on ECS), using GitHub's OIDC token for AWS (docs/deploy-github.md)."""
+    from mlopsctl.deploy.github import write_workflows
+
+    result = write_workflows(common.require_config(), out, force=force)
+    if as_json:
+        common.emit_json(result)
+        return
+    from rich.markup import escape
+
+    c = common.console()
+    for p in result["written"]:
+        c.print(f"wrote {escape(str(p))}")
+    for w in result["warnings"]:
+        c.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    c.print("Set these repository variables (Settings → Secrets and variables → Actions → Variables):")
+    c.print("  " + ", ".join(result["repository_variables"]) + "  (the outputs of `mlopsctl deploy aws`'s Terraform)")
+    c.print("  and MLOPSCTL_SPEC, what pip installs for mlopsctl while it is not on PyPI.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands."""
+    """Add `deploy github` to the deploy group."""
+    app.command("github")(github)

@@ -1,0 +1,293 @@
+"""`mlopsctl deploy github`: the workflows pass GitHub's schema, hang together (triggers, permissions, step
+outputs, the call from train.yml to deploy.yml) and every mlopsctl command line in them parses against the
+CLI itself. Nothing here runs GitHub Actions: what the runners do is not simulated."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from mlopsctl.cli.main import app
+from mlopsctl.deploy.github import ACTIONS, REPOSITORY_VARIABLES
+from tests.conftest import WINE_RED, run_cli, write_project
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "deploy-github.md"
+OPTIONAL_VARIABLES = {"MLOPSCTL_SPEC", "MLOPS_BAKE", "ECS_CONTAINER", "SERVICE_URL"}
+ACTION_OUTPUTS = {ACTIONS["ecs-render"]: {"task-definition"}}
+
+
+def _checker() -> str:
+    beside = Path(sys.executable).parent / "check-jsonschema"
+    path = str(beside) if beside.exists() else shutil.which("check-jsonschema")
+    if path is None:
+        pytest.skip("check-jsonschema is not installed (the dev extra has it)")
+    return path
+
+
+def _on(doc: dict[Any, Any]) -> dict[str, Any]:
+    """The triggers: YAML 1.1 reads the key `on` as True."""
+    on = doc.get("on", doc.get(True))
+    return dict(on)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A git repository holding the wine project in ml/wine (data committed beside it), workflows written."""
+    root = tmp_path_factory.mktemp("repo")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    project = write_project(root / "ml" / "wine", data=Path("data/winequality-red.csv"))
+    (project / "data").mkdir()
+    shutil.copy(WINE_RED, project / "data" / "winequality-red.csv")
+    result = json.loads(run_cli("deploy", "github", "--json", cwd=project).stdout)
+    wf = root / ".github" / "workflows"
+    docs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(wf.glob("*.yml"))}
+    return {"root": root, "project": project, "result": result, "dir": wf, "docs": docs}
+
+
+def test_writes_three_workflows_at_the_repository_root(repo: dict[str, Any]) -> None:
+    result = repo["result"]
+    assert sorted(repo["docs"]) == ["ci", "deploy", "train"]
+    assert result["written"] == [str(repo["dir"] / n) for n in ("ci.yml", "train.yml", "deploy.yml")]
+    assert result["working_directory"] == "ml/wine" and result["warnings"] == []
+    assert result["repository_variables"] == list(REPOSITORY_VARIABLES)
+    for doc in repo["docs"].values():
+        assert doc["defaults"] == {"run": {"shell": "bash", "working-directory": "ml/wine"}}
+
+
+def test_workflows_pass_githubs_schema(repo: dict[str, Any]) -> None:
+    files = sorted(str(p) for p in repo["dir"].glob("*.yml"))
+    check = subprocess.run(
+        [_checker(), "--builtin-schema", "vendor.github-workflows", *files], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_triggers_and_permissions(repo: dict[str, Any]) -> None:
+    ci, train, deploy = (repo["docs"][k] for k in ("ci", "train", "deploy"))
+    assert set(_on(ci)) == {"push", "pull_request"} and _on(ci)["push"] is None  # every branch
+    assert ci["permissions"] == {"contents": "read"}  # no cloud from CI, so none from a fork's pull request
+    assert _on(train)["push"] == {"branches": ["main"]} and "workflow_dispatch" in _on(train)
+    assert _on(train)["workflow_dispatch"]["inputs"]["alias"]["default"] == "staging"
+    for doc in (train, deploy):
+        assert doc["permissions"] == {"contents": "read", "id-token": "write"}
+        assert doc["concurrency"]["cancel-in-progress"] is False  # never cut a training or a rollout short
+    on = _on(deploy)
+    assert set(on) == {"workflow_dispatch", "repository_dispatch", "workflow_call"}
+    assert on["repository_dispatch"] == {"types": ["mlops-promoted"]}
+    assert set(on["workflow_dispatch"]["inputs"]) == set(on["workflow_call"]["inputs"]) == {"model", "alias", "bake"}
+    assert on["workflow_dispatch"]["inputs"]["model"]["default"] == "wine"
+    assert on["workflow_call"]["inputs"]["alias"]["default"] == "prod"  # [serving] alias
+
+    # train.yml calls deploy.yml when the alias the service follows moved, with inputs deploy.yml declares
+    call = train["jobs"]["deploy"]
+    assert call["uses"] == "./.github/workflows/deploy.yml" and call["needs"] == "train"
+    assert call["permissions"] == {"contents": "read", "id-token": "write"}
+    assert set(call["with"]) <= set(on["workflow_call"]["inputs"])
+    assert "needs.train.outputs.alias == 'prod'" in call["if"] and "needs.train.outputs.moved == 'true'" in call["if"]
+    outputs = train["jobs"]["train"]["outputs"]
+    for ref in re.findall(r"needs\.train\.outputs\.([\w-]+)", json.dumps(call)):
+        assert ref in outputs
+
+
+def _steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, step) for name, job in doc["jobs"].items() for step in job.get("steps", [])]
+
+
+def test_aws_through_oidc_and_repository_variables(repo: dict[str, Any]) -> None:
+    for name in ("train", "deploy"):
+        doc = repo["docs"][name]
+        (aws,) = [s for _, s in _steps(doc) if s.get("uses") == ACTIONS["aws-credentials"]]
+        assert aws["with"] == {"role-to-assume": "${{ vars.AWS_ROLE_ARN }}", "aws-region": "${{ vars.AWS_REGION }}"}
+        assert doc["env"]["MLOPS_STORE"] == "${{ vars.MLOPS_STORE }}"
+    text = "".join(p.read_text() for p in repo["dir"].glob("*.yml"))
+    used = set(re.findall(r"vars\.([A-Z_]+)", text))
+    assert set(REPOSITORY_VARIABLES) <= used and used <= set(REPOSITORY_VARIABLES) | OPTIONAL_VARIABLES
+    assert "secrets." not in text and "AWS_SECRET_ACCESS_KEY" not in text  # no stored keys
+    deploy = repo["docs"]["deploy"]
+    uses = [s.get("uses") for _, s in _steps(deploy)]
+    assert ACTIONS["ecr-login"] in uses and ACTIONS["ecs-render"] in uses and ACTIONS["ecs-deploy"] in uses
+    (roll,) = [s for _, s in _steps(deploy) if s.get("uses") == ACTIONS["ecs-deploy"]]
+    assert roll["with"]["cluster"] == "${{ vars.ECS_CLUSTER }}" and roll["with"]["service"] == "${{ vars.ECS_SERVICE }}"
+    assert roll["with"]["wait-for-service-stability"] is True
+    build = next(s["run"] for _, s in _steps(deploy) if s.get("id") == "image")
+    assert 'docker build --tag "$image" "$RUNNER_TEMP/image"' in build and 'docker push "$image"' in build
+    assert "$GITHUB_RUN_ID" in build  # a new tag each time: ECR repositories with immutable tags accept it
+
+
+def test_actions_pinned_to_major_versions_and_step_outputs_exist(repo: dict[str, Any]) -> None:
+    for name, doc in repo["docs"].items():
+        for job_name, job in doc["jobs"].items():
+            if "uses" in job:
+                assert job["uses"].startswith("./.github/workflows/")
+                continue
+            assert job["timeout-minutes"] <= 60 and job["runs-on"] == "ubuntu-latest"
+            seen: dict[str, dict[str, Any]] = {}
+            for step in job["steps"]:
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step["uses"]
+                for sid, out in re.findall(r"steps\.([\w-]+)\.outputs\.([\w-]+)", json.dumps(step)):
+                    assert sid in seen, f"{name}/{job_name}: step {sid} is not before {step.get('name')}"
+                    earlier = seen[sid]
+                    if "run" in earlier:
+                        assert f'echo "{out}=' in earlier["run"], f"{name}: step {sid} does not write {out}"
+                    else:
+                        assert out in ACTION_OUTPUTS[earlier["uses"]]
+                if "id" in step:
+                    seen[step["id"]] = step
+            for out in job.get("outputs", {}).values():
+                sid = re.search(r"steps\.([\w-]+)\.", out)
+                assert sid and sid.group(1) in seen
+
+
+# -- every mlopsctl command line is one the CLI accepts ------------------------------------------------------
+
+
+def _command_lines(run: str) -> list[list[str]]:
+    """The mlopsctl invocations in a shell script, as argument lists (a bash array of flags stands for them)."""
+    script = run.replace("\\\n", " ").replace('"${bake[@]}"', "--bake")
+    found = []
+    for line in script.splitlines():
+        for m in re.finditer(r"(?:^|[\s;&|(])mlopsctl\s(.*)", line):
+            tokens = []
+            for tok in shlex.split(m.group(1)):
+                if tok in (">", "|", "&&", "||", ";", ")") or tok.startswith((">", "2>")):
+                    break
+                tokens.append(tok)
+            found.append(tokens)
+    return found
+
+
+def _is_group(cmd: Any) -> bool:
+    return hasattr(cmd, "commands")  # typer carries its own click: no isinstance against click's classes
+
+
+def _parse(tokens: list[str]) -> tuple[list[str], Any]:
+    """Walk the CLI as click would: global options, group names, then the command's own options and
+    arguments, each checked against what the command declares."""
+    cmd: Any = get_command(app)
+    path: list[str] = []
+    leaf_args: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if _is_group(cmd) and not tok.startswith("-"):
+            assert tok in cmd.commands, f"`mlopsctl {' '.join([*path, tok])}` is not a command"
+            cmd = cmd.commands[tok]
+            path.append(tok)
+            i += 1
+            continue
+        if tok.startswith("-"):
+            params = [p for p in cmd.params if tok in p.opts or tok in p.secondary_opts]
+            assert params, f"{tok} is not an option of `mlopsctl {' '.join(path)}`"
+            p = params[0]
+            takes_value = not (p.param_type_name == "option" and (p.is_flag or p.count))
+            if not _is_group(cmd):
+                leaf_args += tokens[i : i + 1 + takes_value]
+            i += 1 + takes_value
+            continue
+        leaf_args.append(tok)
+        i += 1
+    assert not _is_group(cmd), f"`mlopsctl {' '.join(path)}` needs a subcommand"
+    cmd.make_context(path[-1], leaf_args)  # arguments and option values: what click itself would accept
+    return path, cmd
+
+
+def test_every_mlopsctl_command_line_is_real(repo: dict[str, Any]) -> None:
+    lines = []
+    for name, doc in repo["docs"].items():
+        for _, step in _steps(doc):
+            lines += [(name, tokens) for tokens in _command_lines(step.get("run", ""))]
+    used = set()
+    for name, tokens in lines:
+        path, _ = _parse(tokens)
+        used.add((name, " ".join(path)))
+        help_ = CliRunner().invoke(app, [*path, "--help"])
+        assert help_.exit_code == 0, (name, tokens, help_.output)
+    assert used == {
+        ("ci", "data validate"),
+        ("ci", "train"),
+        ("train", "data validate"),
+        ("train", "train"),
+        ("train", "publish"),
+        ("train", "promote"),
+        ("deploy", "deploy docker"),
+    }
+    # the data path the workflows validate is the project's, relative to the working directory
+    assert ["data", "validate", "data/winequality-red.csv", "--against", "none"] in [t for _, t in lines]
+
+
+def test_the_parser_catches_what_click_would_refuse() -> None:
+    with pytest.raises(AssertionError, match="--alais is not an option"):
+        _parse(["promote", "wine", "1", "--alais", "prod"])
+    with pytest.raises(AssertionError, match="is not a command"):
+        _parse(["deploy", "kubernetes"])
+    with pytest.raises(Exception, match="Missing parameter: version"):
+        _parse(["promote", "wine"])
+
+
+# -- options, errors and other layouts -------------------------------------------------------------------------
+
+
+def test_refuses_to_overwrite_without_force(repo: dict[str, Any]) -> None:
+    target = repo["dir"] / "train.yml"
+    before = target.read_text()
+    target.write_text("# mine\n")
+    refused = run_cli("deploy", "github", cwd=repo["project"], check=False)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"{repo['dir'] / 'ci.yml'} exists: pass --force to overwrite it (and 2 more)" in refused.stderr
+    assert target.read_text() == "# mine\n"
+    run_cli("deploy", "github", "--force", cwd=repo["project"])
+    assert target.read_text() == before
+
+
+def test_outside_git_with_s3_store_and_data_elsewhere(tmp_path: Path) -> None:
+    """No repository: the project is the root; the data path is absolute: a warning; an S3 store in
+    mlops.toml is the fallback when the variable is not set; a YAML-looking model name stays a string."""
+    project = write_project(tmp_path / "yes", name="yes", data=WINE_RED)
+    toml = project / "mlops.toml"
+    toml.write_text(re.sub(r'uri = ".*"', 'uri = "s3://team/models"', toml.read_text()))
+    result = json.loads(run_cli("deploy", "github", "--json", cwd=project).stdout)
+    assert result["out"] == str(project / ".github" / "workflows") and result["working_directory"] == "."
+    assert any("not in a git repository" in w for w in result["warnings"])
+    assert any(f"path '{WINE_RED}' is outside the repository" in w for w in result["warnings"])
+    deploy = yaml.safe_load((project / ".github/workflows/deploy.yml").read_text())
+    assert deploy["defaults"] == {"run": {"shell": "bash"}}
+    assert deploy["env"]["MLOPS_STORE"] == "${{ vars.MLOPS_STORE || 's3://team/models' }}"
+    assert _on(deploy)["workflow_dispatch"]["inputs"]["model"]["default"] == "yes"
+
+
+def test_out_outside_the_project_repository_is_refused(repo: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "other" / ".github" / "workflows"
+    proc = run_cli("deploy", "github", "--out", str(out), cwd=repo["project"], check=False)
+    assert proc.returncode == 1 and "is not inside the repository" in proc.stderr and not out.exists()
+
+
+def test_needs_a_project(tmp_path: Path) -> None:
+    proc = run_cli("deploy", "github", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "no project here or above" in proc.stderr
+
+
+def test_help_and_docs_match() -> None:
+    result = CliRunner().invoke(app, ["deploy", "github", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    cmd: Any = get_command(app)
+    text = DOCS.read_text()
+    for param in cmd.commands["deploy"].commands["github"].params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                assert opt in result.output and f"`{opt}" in text, opt
+    for name in (*REPOSITORY_VARIABLES, *OPTIONAL_VARIABLES, "ci.yml", "train.yml", "deploy.yml", "mlops-promoted"):
+        assert name in text, name
+    for action in ACTIONS.values():
+        assert action in text, action

@@ -1,0 +1,580 @@
+"""`mlopsctl deploy aws`: the Terraform it writes is formatted, parses, holds what the issue asks
+for with the project's values, passes checkov, and the command refuses what it should.
+
+Terraform's AWS provider cannot be downloaded here, so no `terraform init`/`validate`: the files
+are checked with `terraform fmt -check`, parsed with python-hcl2 and scanned with checkov.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from mlopsctl.config import parse_config
+from mlopsctl.deploy.aws import FILE_NAMES, values_from_config
+from tests.conftest import run_cli
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "deploy-aws.md"
+
+PROJECT = """
+[project]
+name = "Wine_API"
+[data]
+path = "wine.csv"
+target = "quality"
+[deploy]
+region = "eu-west-1"
+cpu = 1
+memory = 3
+min_replicas = 2
+max_replicas = 6
+cpu_target_percent = 55
+requests_per_target = 700
+log_retention_days = 400
+alarm_email = "ops@example.com"
+container_port = 9000
+[monitoring.alerts]
+error_rate = 0.02
+error_for = "4m"
+latency_p95_ms = 250
+latency_for = "10m"
+"""
+
+ISSUE_RESOURCES = {
+    "aws_ecr_repository",
+    "aws_ecs_cluster",
+    "aws_ecs_task_definition",
+    "aws_ecs_service",
+    "aws_lb",
+    "aws_lb_target_group",
+    "aws_lb_listener",
+    "aws_appautoscaling_target",
+    "aws_appautoscaling_policy",
+    "aws_s3_bucket",
+    "aws_s3_bucket_versioning",
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_policy",
+    "aws_ssm_parameter",
+    "aws_iam_role",
+    "aws_iam_role_policy",
+    "aws_cloudwatch_log_group",
+    "aws_cloudwatch_metric_alarm",
+    "aws_sns_topic",
+    "aws_sns_topic_subscription",
+}
+WORKFLOW_OUTPUTS = {"aws_region", "ecr_repository_url", "ecs_cluster_name", "ecs_service_name", "store_uri"}
+WORKFLOW_OUTPUTS |= {"github_actions_role_arn", "url", "bucket"}
+SKIP = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def load_hcl(text: str) -> dict[str, Any]:
+    """python-hcl2 with plain strings (8.x keeps quotes unless told; older versions strip them)."""
+    try:
+        from hcl2.utils import SerializationOptions
+
+        opts = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+        return hcl2.loads(text, serialization_options=opts)
+    except ImportError:
+        return hcl2.loads(text)
+
+
+class Tf:
+    """Every block of a folder of .tf files, by kind, type and name."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.blocks: dict[str, dict[str, dict[str, Any]]] = {"resource": {}, "data": {}}
+        self.variables: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.locals: dict[str, Any] = {}
+        for path in sorted(folder.glob("*.tf")):
+            doc = load_hcl(path.read_text())
+            for kind in ("resource", "data"):
+                for entry in doc.get(kind, []):
+                    for rtype, named in entry.items():
+                        for name, body in named.items():
+                            self.blocks[kind][f"{rtype}.{name}"] = body
+            for entry in doc.get("variable", []):
+                self.variables.update(entry)
+            for entry in doc.get("output", []):
+                self.outputs.update(entry)
+            for entry in doc.get("locals", []):
+                self.locals.update(entry)
+
+    def resource(self, address: str) -> dict[str, Any]:
+        return self.blocks["resource"][address]
+
+    def data(self, address: str) -> dict[str, Any]:
+        return self.blocks["data"][address]
+
+    def types(self) -> set[str]:
+        return {a.split(".")[0] for a in self.blocks["resource"]}
+
+    def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
+        return {a.split(".", 1)[1]: b for a, b in self.blocks["resource"].items() if a.startswith(rtype + ".")}
+
+
+def one(block: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested block that appears once (python-hcl2 gives every block as a list)."""
+    value = block[key]
+    assert isinstance(value, list) and len(value) == 1, (key, value)
+    return value[0]
+
+
+def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return doc["statement"]
+
+
+def default(tf: Tf, name: str) -> Any:
+    return tf.variables[name]["default"]
+
+
+def container(tf: Tf) -> dict[str, Any]:
+    """The container definition, parsed: jsonencode's argument is HCL too."""
+    text = tf.resource("aws_ecs_task_definition.this")["container_definitions"]
+    assert text.startswith("${jsonencode(") and text.endswith(")}")
+    (definition,) = load_hcl("x = " + text[len("${jsonencode(") : -2])["x"]
+    return definition
+
+
+def checkov_binary() -> str | None:
+    found = os.environ.get("MLOPS_CHECKOV") or shutil.which("checkov")
+    return found if found and Path(found).exists() else None
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    proj = tmp_path_factory.mktemp("proj")
+    (proj / "mlops.toml").write_text(PROJECT)
+    result = json.loads(run_cli("deploy", "aws", "--json", cwd=proj).stdout)
+    return proj, result
+
+
+@pytest.fixture(scope="module")
+def out(written: tuple[Path, dict[str, Any]]) -> Path:
+    proj, result = written
+    assert Path(result["out"]) == Path("deploy/aws")
+    return proj / "deploy" / "aws"
+
+
+@pytest.fixture(scope="module")
+def tf(out: Path) -> Tf:
+    return Tf(out)
+
+
+@pytest.fixture(scope="module")
+def checkov(out: Path) -> dict[str, Any]:
+    binary = checkov_binary()
+    if binary is None:
+        pytest.skip("checkov is not installed: `make checkov` puts it in .venv-checkov (set MLOPS_CHECKOV)")
+    proc = subprocess.run(
+        [binary, "-d", str(out), "--framework", "terraform", "--compact", "-o", "json", "--skip-download"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(proc.stdout)
+    report = report[0] if isinstance(report, list) else report
+    assert report["check_type"] == "terraform", proc.stderr[-2000:]
+    return report
+
+
+# -- the files -----------------------------------------------------------------------------------
+
+
+def test_writes_one_file_per_concern_with_the_project_values(written: tuple[Path, dict[str, Any]], out: Path) -> None:
+    _, result = written
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES)
+    for name in ("versions.tf", "variables.tf", "network.tf", "ecr.tf", "ecs.tf", "alb.tf", "autoscaling.tf"):
+        assert name in FILE_NAMES
+    for name in ("s3.tf", "ssm.tf", "iam.tf", "monitoring.tf", "outputs.tf"):
+        assert name in FILE_NAMES
+    assert result["service"] == "wine-api"  # [project] name, made a resource name
+    v = result["variables"]
+    assert (v["cpu"], v["memory"]) == (1024, 3072)  # 1 vCPU, 3 GB as Fargate units
+    assert (v["min_replicas"], v["max_replicas"], v["container_port"]) == (2, 6, 9000)
+    assert v["image_tag"] is None  # required: no default
+
+
+def test_terraform_fmt_check_passes(out: Path, tmp_path: Path) -> None:
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not on PATH")
+    proc = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    example = tmp_path / "example.tfvars"  # fmt only reads .tf and .tfvars
+    example.write_text((out / "terraform.tfvars.example").read_text())
+    proc = subprocess.run(["terraform", "fmt", "-check", str(example)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_versions_pin_terraform_and_the_aws_provider(tf: Tf, out: Path) -> None:
+    doc = load_hcl((out / "versions.tf").read_text())
+    (terraform,) = doc["terraform"]
+    assert terraform["required_version"].startswith(">= 1.")
+    (providers,) = terraform["required_providers"]
+    assert providers["aws"]["source"] == "hashicorp/aws"
+    assert re.fullmatch(r"~> 5\.\d+", providers["aws"]["version"])
+
+
+def test_variables_default_to_the_project_and_validate(tf: Tf) -> None:
+    expected = {
+        "name": "wine-api",
+        "region": "eu-west-1",
+        "model_name": "Wine_API",
+        "model_alias": "prod",
+        "cpu": 1024,
+        "memory": 3072,
+        "min_replicas": 2,
+        "max_replicas": 6,
+        "cpu_target_percent": 55,
+        "requests_per_target": 700,
+        "log_retention_days": 400,
+        "alarm_email": "ops@example.com",
+        "container_port": 9000,
+        "alarm_5xx_rate_percent": 2,
+        "alarm_5xx_minutes": 4,
+        "alarm_p95_latency_ms": 250,
+        "alarm_latency_minutes": 10,
+        "pointer_parameter_name": "/mlopsctl/wine-api/Wine_API/prod",
+    }
+    assert {k: default(tf, k) for k in expected} == expected
+    assert "default" not in tf.variables["image_tag"]
+    for name in ("name", "region", "cpu", "log_retention_days", "min_replicas", "container_user", "store_prefix"):
+        assert tf.variables[name].get("validation"), f"variable {name} has no validation"
+    assert "400" in tf.variables["log_retention_days"]["validation"][0]["condition"]
+    # the memory/cpu pair is checked against Fargate's sizes before anything is created
+    (pre,) = one(tf.resource("aws_ecs_task_definition.this"), "lifecycle")["precondition"]
+    assert "local.fargate_memory" in pre["condition"]
+    assert tf.locals["fargate_memory"]["1024"] == "${range(2048, 8193, 1024)}"
+    assert tf.locals["fargate_memory"]["256"] == [512, 1024, 2048]
+
+
+def test_every_resource_the_issue_lists_and_the_workflow_outputs(tf: Tf) -> None:
+    assert tf.types() >= ISSUE_RESOURCES
+    assert set(tf.outputs) >= WORKFLOW_OUTPUTS
+    assert tf.outputs["url"]["value"].endswith("://${aws_lb.this.dns_name}")
+    assert tf.outputs["bucket"]["value"] == "${aws_s3_bucket.store.bucket}"
+
+
+def test_the_task_runs_the_server_read_only_as_non_root(tf: Tf) -> None:
+    task = tf.resource("aws_ecs_task_definition.this")
+    assert (task["cpu"], task["memory"]) == ("${var.cpu}", "${var.memory}")
+    assert task["requires_compatibilities"] == ["FARGATE"] and task["network_mode"] == "awsvpc"
+    assert task["execution_role_arn"] != task["task_role_arn"]
+    c = container(tf)
+    assert c["command"] == [
+        "mlopsctl", "serve", "--host", "0.0.0.0", "--port", "${tostring(var.container_port)}",
+        "--model", "${var.model_name}@${var.model_alias}",
+    ]  # fmt: skip
+    assert c["image"] == "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    assert env["MLOPS_STORE"] == "${local.store_uri}"
+    assert tf.locals["store_uri"] == "s3://${local.bucket}/${local.store_prefix}"
+    assert c["readonlyRootFilesystem"] is True and c["user"] == "${var.container_user}"
+    assert c["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert one(task, "volume")["name"] == "tmp"
+    assert c["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert c["logConfiguration"]["logDriver"] == "awslogs"
+    assert c["logConfiguration"]["options"]["awslogs-group"] == "${aws_cloudwatch_log_group.service.name}"
+    assert default(tf, "container_user") == "10001:10001"
+    service = tf.resource("aws_ecs_service.this")
+    net = one(service, "network_configuration")
+    assert net["assign_public_ip"] is False and net["subnets"] == "${aws_subnet.private[*].id}"
+    assert one(service, "deployment_circuit_breaker") == {"enable": True, "rollback": True}
+
+
+class _Ready(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/ready" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def ready_server() -> Iterator[tuple[ThreadingHTTPServer, type[_Ready]]]:
+    handler = type("Handler", (_Ready,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, handler
+    server.shutdown()
+
+
+def test_the_container_health_check_asks_ready_without_curl(
+    tf: Tf, ready_server: tuple[ThreadingHTTPServer, type[_Ready]]
+) -> None:
+    server, handler = ready_server
+    check = container(tf)["healthCheck"]
+    assert check["command"][:3] == ["CMD", "python", "-c"] and check["startPeriod"] >= 30
+    assert tf.locals["ready_url"] == "http://127.0.0.1:${var.container_port}/ready"
+    url = f"http://127.0.0.1:{server.server_address[1]}/ready"
+    code = check["command"][3].replace("${local.ready_url}", url)
+    run = [sys.executable, "-c", code]
+    assert subprocess.run(run, capture_output=True, timeout=30).returncode == 0
+    handler.status = 503  # /ready before the model is loaded
+    assert subprocess.run(run, capture_output=True, timeout=30).returncode != 0
+
+
+def test_load_balancer_checks_ready_and_drops_invalid_headers(tf: Tf) -> None:
+    lb = tf.resource("aws_lb.this")
+    assert lb["drop_invalid_header_fields"] is True
+    assert lb["enable_deletion_protection"] == "${var.deletion_protection}" and default(tf, "deletion_protection")
+    assert lb["subnets"] == "${aws_subnet.public[*].id}"
+    tg = tf.resource("aws_lb_target_group.this")
+    health = one(tg, "health_check")
+    assert (health["path"], health["matcher"]) == ("/ready", "200")
+    assert tg["target_type"] == "ip" and tg["deregistration_delay"] == 30
+    https = tf.resource("aws_lb_listener.https")
+    assert https["count"] == "${local.https ? 1 : 0}" and https["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    http = one(tf.resource("aws_lb_listener.http"), "default_action")
+    assert http["type"] == '${local.https ? "redirect" : "forward"}'
+    assert tf.locals["https"] == '${var.certificate_arn != ""}'
+    # the tasks take traffic from the load balancer only
+    rule = tf.resource("aws_vpc_security_group_ingress_rule.service_from_alb")
+    assert rule["referenced_security_group_id"] == "${aws_security_group.alb.id}"
+    assert rule["from_port"] == rule["to_port"] == "${var.container_port}"
+
+
+def test_autoscaling_tracks_cpu_and_requests_per_target(tf: Tf) -> None:
+    target = tf.resource("aws_appautoscaling_target.this")
+    assert (target["min_capacity"], target["max_capacity"]) == ("${var.min_replicas}", "${var.max_replicas}")
+    assert target["scalable_dimension"] == "ecs:service:DesiredCount"
+    policies = tf.of_type("aws_appautoscaling_policy")
+    assert len(policies) == 2
+    tracked = {}
+    for p in policies.values():
+        assert p["policy_type"] == "TargetTrackingScaling"
+        conf = one(p, "target_tracking_scaling_policy_configuration")
+        spec = one(conf, "predefined_metric_specification")
+        tracked[spec["predefined_metric_type"]] = (conf["target_value"], spec.get("resource_label"))
+    assert tracked == {
+        "ECSServiceAverageCPUUtilization": ("${var.cpu_target_percent}", None),
+        "ALBRequestCountPerTarget": (
+            "${var.requests_per_target}",
+            "${aws_lb.this.arn_suffix}/${aws_lb_target_group.this.arn_suffix}",
+        ),
+    }
+
+
+def test_the_store_bucket_is_versioned_encrypted_private_and_tls_only(tf: Tf) -> None:
+    versioning = one(tf.resource("aws_s3_bucket_versioning.store"), "versioning_configuration")
+    assert versioning["status"] == "Enabled"
+    rule = one(tf.resource("aws_s3_bucket_server_side_encryption_configuration.store"), "rule")
+    sse = one(rule, "apply_server_side_encryption_by_default")
+    assert sse["sse_algorithm"] == "aws:kms" and sse["kms_master_key_id"] == "${aws_kms_key.this.arn}"
+    assert rule["bucket_key_enabled"] is True
+    pab = tf.resource("aws_s3_bucket_public_access_block.store")
+    flags = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    assert all(pab[f] is True for f in flags)
+    (tls, tls12) = statements(tf.data("aws_iam_policy_document.store_bucket"))
+    assert tls["effect"] == "Deny" and one(tls, "condition")["variable"] == "aws:SecureTransport"
+    assert one(tls, "condition")["values"] == ["false"] and tls12["effect"] == "Deny"
+    rules = {r["id"]: r for r in tf.resource("aws_s3_bucket_lifecycle_configuration.store")["rule"]}
+    capture = rules["expire-captured-predictions"]
+    assert one(capture, "filter")["prefix"] == "${local.store_prefix}/capture/"
+    assert one(capture, "expiration")["days"] == "${max(var.capture_expiration_days, 1)}"
+    assert "noncurrent_version_expiration" in rules["expire-noncurrent-versions"]
+    assert tf.resource("aws_kms_key.this")["enable_key_rotation"] is True
+
+
+def test_the_production_pointer_parameter_is_left_to_mlopsctl(tf: Tf) -> None:
+    param = tf.resource("aws_ssm_parameter.pointer")
+    assert param["name"] == "${var.pointer_parameter_name}" and param["type"] == "String"
+    assert "value" in one(param, "lifecycle")["ignore_changes"]
+
+
+def _allows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in statements(doc) if s.get("effect", "Allow") == "Allow"]
+
+
+def test_the_task_role_reads_the_store_and_writes_only_what_a_server_writes(tf: Tf) -> None:
+    task = tf.data("aws_iam_policy_document.task")
+    guard = tf.data("aws_iam_policy_document.task_guard")
+    arn = "${aws_s3_bucket.store.arn}/${local.store_prefix}/"
+    allowed_put = {arn + "capture/*", arn + "feedback/*"}
+    guard_put = {arn + "deployments/*", arn + "experiments/*", arn + "models/*/history/*"}
+    seen_put: set[str] = set()
+    for s in _allows(task) + _allows(guard):
+        assert all(a != "*" and not a.endswith(":*") for a in s["actions"]), s
+        if "s3:PutObject" in s["actions"]:
+            seen_put |= set(s["resources"])
+        if s in _allows(guard):
+            # the guard's writes are conditional: create-only or replace-what-was-read
+            (cond,) = s["condition"]
+            assert cond["test"] == "Null" and cond["variable"] in ("s3:if-none-match", "s3:if-match")
+            assert cond["values"] == ["false"]
+    assert seen_put == allowed_put | guard_put
+    assert not any("/versions/" in r or "/aliases/" in r for r in seen_put)
+    by_sid = {s["sid"]: s for s in statements(task)}
+    listing = by_sid["ListTheStorePrefix"]
+    assert listing["actions"] == ["s3:ListBucket"]
+    assert one(listing, "condition")["values"] == ["${local.store_prefix}/*"]
+    assert by_sid["ReadTheStore"]["resources"] == [arn + "*"] and by_sid["ReadTheStore"]["actions"] == ["s3:GetObject"]
+    deny = by_sid["NeverTheRegistry"]
+    assert deny["effect"] == "Deny" and {arn + "models/*/versions/*", arn + "models/*/aliases/*"} <= set(
+        deny["resources"]
+    )
+    assert one(by_sid["TheStoreKeyThroughS3"], "condition")["variable"] == "kms:ViaService"
+    # the guard's writes hang on one documented switch, on by default
+    assert tf.resource("aws_iam_role_policy.task_guard")["count"] == "${var.canary_guard_writes ? 1 : 0}"
+    assert default(tf, "canary_guard_writes") is True
+    # no policy anywhere allows every action; only the key policy names "*" as a resource (the key)
+    for address, body in tf.blocks["data"].items():
+        if address.startswith("aws_iam_policy_document."):
+            for s in _allows(body):
+                assert "*" not in s["actions"] and "s3:*" not in s["actions"], address
+                if s.get("resources") == ["*"] and address != "aws_iam_policy_document.kms":
+                    assert set(s["actions"]) <= {
+                        "ecr:GetAuthorizationToken",
+                        "ecs:DescribeTaskDefinition",
+                        "ecs:RegisterTaskDefinition",
+                    }, (address, s)
+
+
+def test_the_execution_role_only_pulls_the_image_and_writes_logs(tf: Tf) -> None:
+    execution = {s["sid"]: s for s in statements(tf.data("aws_iam_policy_document.execution"))}
+    assert execution["PullTheServerImage"]["resources"] == ["${aws_ecr_repository.this.arn}"]
+    assert execution["WriteTheServiceLogs"]["resources"] == ["${aws_cloudwatch_log_group.service.arn}:*"]
+    assert set(execution) == {"EcrLogin", "PullTheServerImage", "WriteTheServiceLogs"}
+    # the GitHub role is trusted for the named repository's subjects only
+    (trust,) = statements(tf.data("aws_iam_policy_document.github_assume"))
+    conditions = {c["variable"]: c for c in trust["condition"]}
+    sub = conditions["token.actions.githubusercontent.com:sub"]
+    assert sub["test"] == "StringEquals" and "repo:${var.github_repository}:${s}" in sub["values"]
+    assert default(tf, "github_repository") == "" and default(tf, "github_subjects") == ["ref:refs/heads/main"]
+
+
+def test_logs_keep_their_retention_and_three_alarms_notify_the_topic(tf: Tf) -> None:
+    for group in tf.of_type("aws_cloudwatch_log_group").values():
+        assert group["retention_in_days"] == "${var.log_retention_days}"
+        assert group["kms_key_id"] == "${aws_kms_key.this.arn}"
+    alarms = tf.of_type("aws_cloudwatch_metric_alarm")
+    assert set(alarms) == {"errors", "latency", "unhealthy"}
+    for alarm in alarms.values():
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.alarms.arn}"]
+        assert alarm["ok_actions"] == ["${aws_sns_topic.alarms.arn}"]
+    queries = {q["id"]: q for q in alarms["errors"]["metric_query"]}
+    assert queries["rate"]["return_data"] is True and "target5xx" in queries["rate"]["expression"]
+    metrics = {one(q, "metric")["metric_name"] for q in queries.values() if "metric" in q}
+    assert metrics == {"HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "RequestCount"}
+    assert alarms["errors"]["threshold"] == "${var.alarm_5xx_rate_percent}"
+    latency = alarms["latency"]
+    assert (latency["metric_name"], latency["extended_statistic"]) == ("TargetResponseTime", "p95")
+    assert latency["threshold"] == "${var.alarm_p95_latency_ms / 1000}"  # the metric is in seconds
+    assert alarms["unhealthy"]["metric_name"] == "UnHealthyHostCount"
+    assert tf.resource("aws_sns_topic.alarms")["kms_master_key_id"] == "${aws_kms_key.this.arn}"
+    assert tf.resource("aws_sns_topic_subscription.email")["count"] == '${var.alarm_email != "" ? 1 : 0}'
+
+
+# -- checkov -------------------------------------------------------------------------------------
+
+
+def test_checkov_finds_nothing_and_every_skip_says_why(checkov: dict[str, Any], out: Path) -> None:
+    summary = checkov["summary"]
+    failed = [(f["check_id"], f["resource"], f["check_name"]) for f in checkov["results"]["failed_checks"]]
+    assert summary["failed"] == 0 and not failed, failed
+    assert summary["parsing_errors"] == 0 and summary["passed"] > 100
+    skips = [m for p in sorted(out.glob("*.tf")) for m in SKIP.finditer(p.read_text())]
+    assert skips
+    for m in skips:
+        reason = (m.group(2) or "").strip()
+        assert len(reason) >= 30, f"checkov skip {m.group(1)} without a written reason"
+    # each skip is a real check id that fired on a resource here (no stale or mistyped skips)
+    skipped_by_checkov = {s["check_id"] for s in checkov["results"]["skipped_checks"]}
+    assert {m.group(1) for m in skips} == skipped_by_checkov
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_refuses_to_overwrite_without_force_and_keeps_tfvars(tmp_path: Path) -> None:
+    run_cli("deploy", "aws", "--model", "iris", "--out", "tf", cwd=tmp_path)
+    (tmp_path / "tf" / "terraform.tfvars").write_text('image_tag = "abc123"\n')
+    (tmp_path / "tf" / "ecs.tf").write_text("# edited\n")
+    refused = run_cli("deploy", "aws", "--model", "iris", "--out", "tf", cwd=tmp_path, check=False)
+    assert (
+        refused.returncode == 1 and "--force" in refused.stderr and f"{len(FILE_NAMES)} of the files" in refused.stderr
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert (tmp_path / "tf" / "ecs.tf").read_text() == "# edited\n"
+    result = json.loads(run_cli("deploy", "aws", "-m", "iris", "-o", "tf", "--force", "--json", cwd=tmp_path).stdout)
+    assert "tf/ecs.tf" in result["overwritten"] and (tmp_path / "tf" / "ecs.tf").read_text().startswith("# Written")
+    assert (tmp_path / "tf" / "terraform.tfvars").read_text() == 'image_tag = "abc123"\n'
+    assert result["service"] == "iris" and result["variables"]["pointer_parameter_name"] == "/mlopsctl/iris/iris/prod"
+
+
+def test_bad_input_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    nowhere = run_cli("deploy", "aws", cwd=tmp_path, check=False)
+    assert nowhere.returncode == 1 and "--model" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    bad_alias = run_cli("deploy", "aws", "-m", "iris", "--alias", "a b", cwd=tmp_path, check=False)
+    assert bad_alias.returncode == 1 and "--alias 'a b'" in bad_alias.stderr
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "mlops.toml").write_text(PROJECT.replace("memory = 3", "memory = 9"))
+    wrong = run_cli("deploy", "aws", cwd=proj, check=False)
+    assert wrong.returncode == 1 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "deploy" in wrong.stderr and "memory 9 GB does not go with 1 vCPU" in wrong.stderr
+    assert "use 2–8 in steps of 1 GB" in wrong.stderr
+    (proj / "mlops.toml").write_text(PROJECT.replace('name = "Wine_API"', 'name = "1wine"'))
+    digit = run_cli("deploy", "aws", cwd=proj, check=False)
+    assert digit.returncode == 1 and "set [deploy] name" in digit.stderr and "'1wine'" in digit.stderr
+    assert not (proj / "deploy").exists()
+
+
+def test_the_pointer_follows_the_registry_mirror_pattern() -> None:
+    raw = {
+        "project": {"name": "wine"},
+        "data": {"path": "w.csv", "target": "quality"},
+        "registry": {"ssm_parameter": "/teams/{model}/{alias}"},
+        "serving": {"alias": "live"},
+        "monitoring": {"alerts": {"error_rate": False, "latency_p95_ms": False}},
+    }
+    v = values_from_config(parse_config(raw))
+    assert (v.pointer_parameter, v.alias) == ("/teams/wine/live", "live")
+    assert (v.error_rate_percent, v.latency_p95_ms) == (5.0, 500.0)  # rules off: the alarms keep AWS-side defaults
+    assert values_from_config(parse_config(raw), alias="prod").pointer_parameter == "/teams/wine/prod"
+
+
+def test_help_and_docs_match(tf: Tf, out: Path) -> None:
+    """Every option, file, variable, output and checkov skip is in docs/deploy-aws.md."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from mlopsctl.cli.main import app
+
+    result = CliRunner().invoke(app, ["deploy", "aws", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    group: Any = get_command(app)
+    text = DOCS.read_text()
+    for param in group.commands["deploy"].commands["aws"].params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                assert opt in result.output and f"`{opt}" in text, opt
+    for name in [*FILE_NAMES, *tf.variables, *tf.outputs]:
+        assert f"`{name}`" in text, name
+    for path in out.glob("*.tf"):
+        for m in SKIP.finditer(path.read_text()):
+            assert f"`{m.group(1)}`" in text, m.group(1)

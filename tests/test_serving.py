@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,8 @@ def test_metrics_count_requests_latency_and_classes(client: TestClient) -> None:
     assert 'mlops_model_info{alias="prod",model="wine"' in text
     counts = [line for line in text.splitlines() if line.startswith("mlops_predictions_total{")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counts) == 4.0
+    start = next(line for line in text.splitlines() if line.startswith("process_start_time_seconds "))
+    assert 0 < time.time() - float(start.split()[1]) < 3600  # the process collector: uptime for `cost --url`
 
 
 def test_docs_show_the_real_feature_names(client: TestClient) -> None:

@@ -326,7 +326,12 @@ class Config(_Section):
     @property
     def service_name(self) -> str:
         """The name deploy gives the service's resources (lower case, dashes)."""
-        return self.deploy.name or re.sub(r"[^a-z0-9-]+", "-", self.project.name.lower()).strip("-")[:28] or "mlops"
+        if self.deploy.name:
+            return self.deploy.name
+        # AWS names start with a letter: "1wine" → "wine", "2024" → "mlops-2024"
+        slug = re.sub(r"[^a-z0-9-]+", "-", self.project.name.lower()).strip("-")
+        slug = slug.lstrip("0123456789-") or (f"mlops-{slug}" if slug else "mlops")
+        return slug[:28].rstrip("-")
 
     def data_path(self) -> Path:
         p = Path(self.data.path).expanduser()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 
 from mlopsctl.experiments.deployment import SHADOW_PREFIX  # shadows answer no caller: no request series
 
@@ -23,6 +23,9 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_start_time_seconds, CPU seconds, memory, open files (Linux; nothing elsewhere): uptime for
+        # `mlopsctl cost --url`, and what every Prometheus user expects to find
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "mlops_requests",
             "Prediction requests answered, by outcome.",

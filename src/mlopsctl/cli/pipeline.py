@@ -12,23 +12,66 @@ from mlopsctl.cli import common
 pipeline_app = typer.Typer(no_args_is_help=True, help="Retraining pipeline runs: triggers, steps, outcomes.")
 
 
+# the options of a run, shared by `retrain` and `pipeline step`
+DataOpt = typer.Option(None, "--data", help="Train on this file (default: \\[data] path).")
+FeedbackOpt = typer.Option(
+    False, "--include-feedback", help="Add captured inputs that got a ground-truth label as training rows."
+)
+TriggerOpt = typer.Option(
+    "always", "--if", help="always | schedule | drift (captured inputs drifted) | accuracy (live accuracy low)."
+)
+RolloutOpt = typer.Option(
+    None, "--rollout", help="canary (an A/B canary, guarded) | direct (promote); default \\[retrain] rollout."
+)
+CurrentOpt = typer.Option(None, "--current", help="For --if drift: check this file instead of the captured inputs.")
+AliasOpt = typer.Option("prod", "--alias", help="The alias the new version goes to.")
+ReasonOpt = typer.Option("", "--reason", help="Why: kept in the history.")
+
+
+def _options(
+    cfg: Any,
+    trigger: str,
+    rollout: str | None,
+    data: Path | None,
+    include_feedback: bool,
+    current: Path | None,
+    alias: str,
+    reason: str,
+) -> Any:
+    from mlopsctl.pipeline.retrain import Options
+
+    return Options(
+        trigger=trigger,
+        rollout=rollout or cfg.retrain.rollout,
+        data=str(data) if data else None,
+        include_feedback=include_feedback,
+        current=str(current) if current else None,
+        alias=alias,
+        reason=reason,
+    )
+
+
+def _project_model(name: str | None) -> Any:
+    from mlopsctl.errors import ValidationError
+
+    cfg = common.require_config()
+    if name and name != cfg.model_name:
+        raise ValidationError(
+            f"{name!r} is not this project's model ({cfg.model_name}): run it in that model's project",
+            [("name", f"expected {cfg.model_name}")],
+        )
+    return cfg
+
+
 def retrain(
     name: str | None = typer.Argument(None, help="Model name (default: the project's)."),
-    data: Path | None = typer.Option(None, "--data", help="Train on this file (default: \\[data] path)."),
-    include_feedback: bool = typer.Option(
-        False, "--include-feedback", help="Add captured inputs that got a ground-truth label as training rows."
-    ),
-    trigger: str = typer.Option(
-        "always", "--if", help="always | schedule | drift (captured inputs drifted) | accuracy (live accuracy low)."
-    ),
-    rollout: str | None = typer.Option(
-        None, "--rollout", help="canary (an A/B canary, guarded) | direct (promote); default \\[retrain] rollout."
-    ),
-    current: Path | None = typer.Option(
-        None, "--current", help="For --if drift: check this file instead of the captured inputs."
-    ),
-    alias: str = typer.Option("prod", "--alias", help="The alias the new version goes to."),
-    reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+    data: Path | None = DataOpt,
+    include_feedback: bool = FeedbackOpt,
+    trigger: str = TriggerOpt,
+    rollout: str | None = RolloutOpt,
+    current: Path | None = CurrentOpt,
+    alias: str = AliasOpt,
+    reason: str = ReasonOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the model's last failed run from its failed step."),
     as_json: bool = common.JsonOpt,
 ) -> None:
@@ -36,16 +79,11 @@ def retrain(
 
     Exit 0 when it rolled out, was skipped (the trigger did not fire) or awaits approval;
     1 when the gate stopped it or a step failed (production unchanged)."""
-    from mlopsctl.errors import NotFound, ValidationError
+    from mlopsctl.errors import NotFound
     from mlopsctl.pipeline import runs
-    from mlopsctl.pipeline.retrain import Options, Pipeline
+    from mlopsctl.pipeline.retrain import Pipeline
 
-    cfg = common.require_config()
-    if name and name != cfg.model_name:
-        raise ValidationError(
-            f"{name!r} is not this project's model ({cfg.model_name}): run retrain in that model's project",
-            [("name", f"expected {cfg.model_name}")],
-        )
+    cfg = _project_model(name)
     store = common.store(cfg)
     quiet = as_json
     c = common.err_console()
@@ -65,15 +103,7 @@ def retrain(
             raise NotFound("failed pipeline run", cfg.model_name, f"the last run is {last}: nothing to resume")
         previous = failed[0]
         log(f"resuming {previous['id']} at step {previous['error']['step']}")
-    options = Options(
-        trigger=trigger,
-        rollout=rollout or cfg.retrain.rollout,
-        data=str(data) if data else None,
-        include_feedback=include_feedback,
-        current=str(current) if current else None,
-        alias=alias,
-        reason=reason,
-    )
+    options = _options(cfg, trigger, rollout, data, include_feedback, current, alias, reason)
     try:
         record = pipe.run(options, resume=previous)
     except Exception:
@@ -86,6 +116,43 @@ def retrain(
         common.emit_json(record)
         return
     common.console().print(f"[bold]{record['id']}[/bold]: {record['status']}: {record.get('summary', '')}")
+
+
+EXIT_ENDED = 99  # `pipeline step`: the run ended (skipped, gated, awaiting approval): later steps should not run
+
+
+@pipeline_app.command("step")
+def step(
+    step_name: str = typer.Argument(
+        ..., metavar="STEP", help="trigger | data | train | evaluate | gate | publish | rollout."
+    ),
+    run: str = typer.Option(..., "--run", help="The run's id, the same for every step (e.g. the scheduler's run id)."),
+    data: Path | None = DataOpt,
+    include_feedback: bool = FeedbackOpt,
+    trigger: str = TriggerOpt,
+    rollout: str | None = RolloutOpt,
+    current: Path | None = CurrentOpt,
+    alias: str = AliasOpt,
+    reason: str = ReasonOpt,
+) -> None:
+    """Run one step of a pipeline run, for schedulers with a task per step (Airflow).
+
+    The options are read by the first step (trigger) and kept in the run. Exit 0 when the step
+    is done (or was done before), 99 when the run ended here or earlier (skipped by its trigger,
+    stopped by the gate, awaiting approval: later steps must not run), 1 when the step failed."""
+    from mlopsctl.pipeline.retrain import Ended, Gated, Pipeline
+
+    cfg = _project_model(None)
+    log = common.err_console().print
+    pipe = Pipeline(cfg, common.store(cfg), log=lambda line: log(line, markup=False))
+    options = _options(cfg, trigger, rollout, data, include_feedback, current, alias, reason)
+    try:
+        record = pipe.step(step_name, run, options)
+    except (Ended, Gated) as exc:
+        common.err_console().print(str(exc), markup=False)
+        raise typer.Exit(EXIT_ENDED) from None
+    if record["status"] in ("skipped", "awaiting_approval"):
+        raise typer.Exit(EXIT_ENDED)
 
 
 @pipeline_app.command("runs")
@@ -147,5 +214,8 @@ def show(
 
 
 def register(app: typer.Typer) -> None:
+    from mlopsctl.cli import pipeline_airflow
+
+    pipeline_airflow.register(pipeline_app)
     app.command("retrain")(retrain)
     app.add_typer(pipeline_app, name="pipeline")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from mlopsctl.config import Config
 from mlopsctl.errors import DataError, MlopsError, ValidationError
@@ -52,6 +52,14 @@ class StepFailed(MlopsError):
 
 class Gated(MlopsError):
     """The new model did not pass the gate: published nothing, moved nothing."""
+
+
+class Ended(MlopsError):
+    """The run ended before this step (skipped, gated, awaiting approval or succeeded)."""
+
+    def __init__(self, run_id: str, status: str, summary: str) -> None:
+        self.run_id, self.status = run_id, status
+        super().__init__(f"pipeline {run_id} has ended: {status}" + (f" ({summary})" if summary else ""))
 
 
 @dataclass
@@ -85,6 +93,21 @@ class Pipeline:
         self.run_id = ""
 
     # -- running --------------------------------------------------------------------------------
+    def _new_record(self, options: Options, run_id: str | None = None) -> dict[str, Any]:
+        return {
+            "id": run_id or runs.new_run_id(),
+            "model": self.model,
+            "trigger": options.trigger,
+            "options": asdict(options),
+            "status": "running",
+            "started_at": runs.now_iso(),
+            "steps": [],
+        }
+
+    def _lock(self, record: dict[str, Any]) -> runs.Lock:
+        self.run_id = str(record["id"])
+        return runs.Lock(self.store, self.model, self.run_id, stale_after=self.rcfg.lock_stale_after)
+
     def run(self, options: Options, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run (or resume) the pipeline; returns the run record. Raises StepFailed or Gated at the end
         of a failed or gated run, after recording it."""
@@ -95,60 +118,103 @@ class Pipeline:
             record["status"] = "running"
             record.pop("error", None)
         else:
-            record = {
-                "id": runs.new_run_id(),
-                "model": self.model,
-                "trigger": options.trigger,
-                "options": asdict(options),
-                "status": "running",
-                "started_at": runs.now_iso(),
-                "steps": [],
-            }
-        self.run_id = str(record["id"])
-        lock = runs.Lock(self.store, self.model, self.run_id, stale_after=self.rcfg.lock_stale_after)
+            record = self._new_record(options)
+        lock = self._lock(record)
         lock.acquire()
         try:
             runs.save(self.store, record)
-            return self._steps(record, Options(**record["options"]), lock)
+            opts = Options(**record["options"])
+            for name in runs.STEPS:
+                if self._done(record, name) is None and self._execute(record, name, opts, lock):
+                    return record
+            return self._end(record, "succeeded", record.get("summary", ""))
         finally:
             lock.release()
 
-    def _steps(self, record: dict[str, Any], options: Options, lock: runs.Lock) -> dict[str, Any]:
-        done = {s["name"]: s for s in record["steps"] if s["status"] == "done"}
-        record["steps"] = list(done.values())
+    def step(self, name: str, run_id: str, options: Options) -> dict[str, Any]:
+        """Run one step of run ``run_id`` (one scheduler task per step, e.g. Airflow). ``trigger``
+        starts the run; each later step needs the earlier ones done. A step already done is not
+        run again (a retried task). The lock is held from the first step to the end of the run.
+        Raises Ended when the run already ended before this step (skipped, gated, …)."""
+        if name not in runs.STEPS:
+            raise ValidationError(f"step {name!r}: use one of {', '.join(runs.STEPS)}", [("step", name)])
+        options.check()
+        run_id = runs.clean_run_id(run_id)
+        record = self.store.get_json_or(runs.run_key(self.model, run_id))
+        if record is None:
+            if name != runs.STEPS[0]:
+                raise ValidationError(
+                    f"pipeline run {run_id} of {self.model} does not exist: its first step is {runs.STEPS[0]}",
+                    [("run", run_id)],
+                )
+            record = self._new_record(options, run_id)
+        if record["status"] not in ("running", "failed"):
+            raise Ended(run_id, record["status"], record.get("summary", ""))
+        before = runs.STEPS[: runs.STEPS.index(name)]
+        missing = [s for s in before if self._done(record, s) is None]
+        if missing:
+            raise ValidationError(
+                f"pipeline {run_id}: step {name} needs {', '.join(missing)} done first", [("step", name)]
+            )
+        lock = self._lock(record)
+        lock.acquire()
+        if self._done(record, name) is not None:
+            return record
+        record.update(status="running")
+        record.pop("error", None)
+        runs.save(self.store, record)
+        try:
+            ended = self._execute(record, name, Options(**record["options"]), lock)
+        except MlopsError:
+            lock.release()  # a retry takes it again
+            raise
+        if ended:
+            lock.release()
+        elif name == runs.STEPS[-1]:
+            self._end(record, "succeeded", record.get("summary", ""))
+            lock.release()
+        return record
+
+    @staticmethod
+    def _done(record: dict[str, Any], name: str) -> dict[str, Any] | None:
+        return next((s for s in record["steps"] if s["name"] == name and s["status"] == "done"), None)
+
+    def _execute(self, record: dict[str, Any], name: str, options: Options, lock: runs.Lock) -> bool:
+        """Run step ``name`` with the outputs of the steps done before it; record it. True when the
+        run ends here (skipped, awaiting approval); raises (after recording) when gated or failed."""
+        record["steps"] = [s for s in record["steps"] if s["status"] == "done"]
         outputs: dict[str, Any] = {}
         for s in record["steps"]:
             outputs.update(s.get("outputs", {}))
-        for name in runs.STEPS:
-            if name in done:
-                self.log(f"{name}: done before, kept ({_short(done[name].get('outputs', {}))})")
-                continue
-            lock.refresh(name)
-            step: dict[str, Any] = {"name": name, "status": "running", "started_at": runs.now_iso()}
-            record["steps"].append(step)
-            runs.save(self.store, record)
-            t0 = time.monotonic()
-            try:
-                out, ended = getattr(self, f"_{name}")(options, outputs)
-            except Gated as exc:
-                step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs={}, message=str(exc))
-                return self._end(record, "gated", str(exc), raise_=exc)
-            except MlopsError as exc:
-                return self._fail(record, step, t0, str(exc))
-            except Exception as exc:  # a bug or a library error: recorded with its type, never half-swallowed
-                return self._fail(record, step, t0, f"{type(exc).__name__}: {exc}")
-            step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs=out)
-            outputs.update(out)
-            self.log(f"{name}: {out.get('summary') or _short(out)}")
-            if ended:
-                return self._end(record, ended, out.get("summary", ""))
-        return self._end(record, "succeeded", outputs.get("summary", ""))
+        lock.refresh(name)
+        step: dict[str, Any] = {"name": name, "status": "running", "started_at": runs.now_iso()}
+        record["steps"].append(step)
+        runs.save(self.store, record)
+        t0 = time.monotonic()
+        try:
+            out, ended = getattr(self, f"_{name}")(options, outputs)
+        except Gated as exc:
+            step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs={}, message=str(exc))
+            self._end(record, "gated", str(exc), raise_=exc)
+        except MlopsError as exc:
+            self._fail(record, step, t0, str(exc))
+        except Exception as exc:  # a bug or a library error: recorded with its type, never half-swallowed
+            self._fail(record, step, t0, f"{type(exc).__name__}: {exc}")
+        step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs=out)
+        record["summary"] = out.get("summary", "")
+        runs.save(self.store, record)
+        self.log(f"{name}: {out.get('summary') or _short(out)}")
+        if ended:
+            self._end(record, ended, out.get("summary", ""))
+            return True
+        return False
 
-    def _fail(self, record: dict[str, Any], step: dict[str, Any], t0: float, message: str) -> dict[str, Any]:
+    def _fail(self, record: dict[str, Any], step: dict[str, Any], t0: float, message: str) -> NoReturn:
         step.update(status="failed", seconds=round(time.monotonic() - t0, 3), error=message)
         record["error"] = {"step": step["name"], "message": message}
         exc = StepFailed(record["id"], step["name"], message)
-        return self._end(record, "failed", str(exc), raise_=exc)
+        self._end(record, "failed", str(exc), raise_=exc)
+        raise exc
 
     def _end(
         self, record: dict[str, Any], status: str, summary: str, raise_: MlopsError | None = None

@@ -35,6 +35,17 @@ def new_run_id() -> str:
     return "p-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
 
 
+def clean_run_id(run_id: str) -> str:
+    """A scheduler's run id as a store key part: ``scheduled__2026-11-23T03:00:00+00:00`` →
+    ``scheduled__2026-11-23T03-00-00-00-00``."""
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-.")[:120]
+    if not cleaned:
+        raise ValueError(f"run id {run_id!r} has no letters or digits")
+    return cleaned
+
+
 def run_key(model: str, run_id: str) -> str:
     return f"pipelines/{model}/runs/{run_id}.json"
 

@@ -27,12 +27,14 @@ checkov: $(CHECKOV_VENV)/.installed-stamp
 demo: $(STAMP)  ## the whole loop on a dataset that ships with scikit-learn, in ./demo-workspace
 	$(BIN)/python scripts/demo.py
 
-# Debian tools the tests run for real: chromium (the dashboard), promtool (alert rules), amtool (Alertmanager config).
+# Debian tools the tests run for real: chromium (the dashboard), promtool (alert rules), amtool (Alertmanager config),
+# crontab (retrain schedules, installed for a throwaway user).
 # Installed when missing and we are root; the tests that need them skip with the reason otherwise.
 system-tools:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v crontab >/dev/null || missing="$$missing cron"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing from Debian:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -189,3 +189,121 @@ def test_trigger_and_option_errors_name_the_setting(wine_store_copy: Path, tmp_p
     (project / "mlops.toml").write_text(toml)
     _, record = _retrain(project, "--if", "accuracy")
     assert record["status"] == "skipped" and "fewer than 50: no verdict" in record["summary"]
+
+
+def test_pipeline_step_runs_one_step_at_a_time_with_scheduler_exit_codes(wine_store_copy: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 100 }")
+    airflow_id = "scheduled__2026-11-23T03:00:00+00:00"
+
+    def step(name: str, *extra: str) -> Any:
+        return run_cli("pipeline", "step", name, "--run", airflow_id, *extra, cwd=project, check=False)
+
+    early = step("train")
+    assert early.returncode == 1 and "does not exist: its first step is trigger" in early.stderr
+    assert step("trigger", "--rollout", "direct").returncode == 0
+    assert step("evaluate").returncode == 1  # data and train first
+    for name in ("data", "train", "train", "evaluate", "gate", "publish"):  # train twice: a retried task
+        assert step(name).returncode == 0, name
+    store = open_store(str(wine_store_copy))
+    record = runs.get_run(store, "wine", runs.clean_run_id(airflow_id))
+    assert record["status"] == "running" and store.exists(runs.lock_key("wine"))  # held between tasks
+    assert [s["name"] for s in record["steps"]] == list(runs.STEPS[:-1])
+    version = record["steps"][-1]["outputs"]["version"]
+    assert step("rollout").returncode == 0
+    record = runs.get_run(store, "wine", runs.clean_run_id(airflow_id))
+    assert record["status"] == "succeeded" and not store.exists(runs.lock_key("wine"))
+    assert registry.get_alias(store, "wine", "prod")["version"] == version
+    assert step("rollout").returncode == 99  # the run has ended: a late task is skipped
+
+    calm = tmp_path / "red.csv"
+    pd.read_csv(WINE_RED, sep=";").drop(columns=["quality"]).sample(800, random_state=2).to_csv(calm, sep=";")
+    quiet = run_cli(
+        "pipeline", "step", "trigger", "--run", "r2", "--if", "drift", "--current", str(calm), cwd=project, check=False
+    )
+    assert quiet.returncode == 99 and "r2: skipped: no dataset drift" in quiet.stderr  # downstream tasks skip
+    skipped = run_cli("pipeline", "step", "data", "--run", "r2", cwd=project, check=False)
+    assert skipped.returncode == 99 and "has ended: skipped" in skipped.stderr
+
+
+def test_schedule_prints_and_installs_one_crontab_line(tmp_path: Path, wine_store_copy: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    project = _project(tmp_path, wine_store_copy)
+    line = run_cli("pipeline", "schedule", "--cron", "0  3 * * MON", "--if", "drift", cwd=project).stdout.strip()
+    assert line.startswith("0 3 * * mon cd ") and "retrain --if drift --rollout canary >> " in line
+    assert line.endswith(f"2>&1 # mlopsctl retrain {project.resolve()}")
+    for cron, words in [
+        ("0 3 * *", "expected five fields"),
+        ("61 3 * * *", "minute 61 is outside 0–59"),
+        ("0 3 * * funday", "day of week 'funday' is not a number from 0 to 7 or sun–sat"),
+        ("*/0 * * * *", "a step of 0"),
+        ("@sometimes", "unknown macro"),
+    ]:
+        out = run_cli("pipeline", "schedule", "--cron", cron, cwd=project, check=False)
+        assert out.returncode == 1 and words in out.stderr, (cron, out.stderr)
+
+    if shutil.which("crontab") is None or os.geteuid() != 0:
+        pytest.skip("installing needs Debian's cron (`make test` installs it as root) and root for a throwaway user")
+    user = "mlopsctl-cron-test"
+    subprocess.run(["useradd", "--system", "--no-create-home", user], capture_output=True)  # exists: fine
+    subprocess.run(["crontab", "-u", user, "-r"], capture_output=True)
+    subprocess.run(["crontab", "-u", user, "-"], input="15 * * * * echo keep me\n", text=True, check=True)
+    for cron in ("0 3 * * 1", "30 4 * * *"):  # the second replaces the first
+        run_cli("pipeline", "schedule", "--cron", cron, "--install", "--user", user, cwd=project)
+    table = subprocess.run(["crontab", "-u", user, "-l"], capture_output=True, text=True, check=True).stdout
+    assert table.splitlines()[0] == "15 * * * * echo keep me"
+    assert [x for x in table.splitlines() if "mlopsctl retrain" in x] == [
+        line.replace("0 3 * * mon", "30 4 * * *").replace("--if drift", "--if schedule")
+    ]
+    run_cli("pipeline", "schedule", "--cron", "@daily", "--remove", "--user", user, cwd=project)
+    table = subprocess.run(["crontab", "-u", user, "-l"], capture_output=True, text=True, check=True).stdout
+    assert table.splitlines() == ["15 * * * * echo keep me"]
+    subprocess.run(["crontab", "-u", user, "-r"], capture_output=True)
+
+
+def test_retrain_webhook_needs_the_key_runs_in_the_background_and_never_logs_the_key(
+    wine_store_copy: Path, tmp_path: Path, start_server: Any
+) -> None:
+    project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 100 }")
+    key = "s3cr3t-management-key-0123456789"
+    server = start_server(["serve"], cwd=project, env={"MLOPS_API_KEY": key})
+    url = server.url + "/retrain"
+    assert httpx.post(url).status_code == 401
+    wrong = httpx.post(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"][0]["field"] == "authorization"
+    bad = httpx.post(url, json={"if": "sometimes"}, headers={"X-API-Key": key})
+    assert bad.status_code == 422 and "use one of always" in bad.text
+    unknown = httpx.post(url, json={"when": "now"}, headers={"X-API-Key": key})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "when"
+
+    auth = {"Authorization": f"Bearer {key}"}
+    started = httpx.post(url, json={"rollout": "direct", "reason": "hook test"}, headers=auth)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    again = httpx.post(url, json={}, headers=auth)
+    assert again.status_code == 409 and run_id in again.text  # one pipeline per model
+    assert httpx.get(f"{url}/{run_id}").status_code == 401
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        record = httpx.get(f"{url}/{run_id}", headers=auth).json()
+        if record["status"] != "running":
+            break
+        time.sleep(0.5)
+    assert record["status"] == "succeeded", record
+    version = record["steps"][-2]["outputs"]["version"]
+    time.sleep(1.5)  # the server reloads prod within its 0.5 s poll
+    r = httpx.post(server.url + "/predict", json={"features": wine_rows(1)[0]})
+    assert r.json()["model_version"] == version
+    assert httpx.get(f"{url}/p-nope", headers=auth).status_code == 404
+    server.stop()
+    assert key not in server.log.read_text()
+    assert key not in json.dumps(runs.get_run(open_store(str(wine_store_copy)), "wine", run_id))
+
+
+def test_a_server_without_a_key_keeps_management_shut(wine_store_copy: Path, tmp_path: Path, start_server: Any) -> None:
+    project = _project(tmp_path, wine_store_copy)
+    server = start_server(["serve"], cwd=project, env={"MLOPS_API_KEY": ""})
+    r = httpx.post(server.url + "/retrain", headers={"Authorization": "Bearer anything"})
+    assert r.status_code == 401 and "start the server with MLOPS_API_KEY set" in r.text

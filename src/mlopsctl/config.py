@@ -101,6 +101,7 @@ class ServingSection(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_rows: int = Field(default=10_000, ge=1)
     runtime: Literal["auto", "onnx", "sklearn"] = "auto"
+    api_key: str = ""  # the management key (POST /retrain); MLOPS_API_KEY overrides; "" keeps them shut
 
 
 class StoreSection(_Section):

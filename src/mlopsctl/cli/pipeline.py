@@ -155,6 +155,42 @@ def step(
         raise typer.Exit(EXIT_ENDED)
 
 
+@pipeline_app.command("schedule")
+def schedule(
+    cron: str = typer.Option(..., "--cron", help='When, as cron has it: "0 3 * * 1" (Mondays 03:00), "@daily"…'),
+    trigger: str = typer.Option("schedule", "--if", help="The retrain trigger: schedule | drift | accuracy | always."),
+    rollout: str | None = RolloutOpt,
+    data: Path | None = DataOpt,
+    include_feedback: bool = FeedbackOpt,
+    install: bool = typer.Option(False, "--install", help="Put the line in the crontab (replacing this project's)."),
+    remove: bool = typer.Option(False, "--remove", help="Take this project's line out of the crontab."),
+    user: str | None = typer.Option(None, "--user", help="Whose crontab (root only; default: yours)."),
+) -> None:
+    """Print (or install) a crontab line that runs `mlopsctl retrain` in this project on a schedule."""
+    from mlopsctl.errors import ValidationError
+    from mlopsctl.pipeline import schedule as sched
+    cfg = _project_model(None)
+    opts = _options(cfg, trigger, rollout, data.resolve() if data else None, include_feedback, None, "prod", "")
+    opts.check()
+    if install and remove:
+        raise ValidationError("--install and --remove: pick one", [("--remove", "with --install")])
+    args = ["--if", opts.trigger, "--rollout", opts.rollout]
+    args += ["--data", opts.data] if opts.data else []
+    args += ["--include-feedback"] if opts.include_feedback else []
+    line = sched.cron_line(cron, cfg.root, args)
+    if not (install or remove):
+        typer.echo(line)
+        return
+    removed = sched.install(None if remove else line, cfg.root, user)
+    who = f"{user}'s" if user else "your"
+    c = common.console()
+    if remove:
+        c.print(f"removed {removed} line(s) of this project from {who} crontab")
+    else:
+        c.print(f"installed in {who} crontab (replacing {removed}):", markup=False)
+        c.print(line, markup=False, highlight=False)
+
+
 @pipeline_app.command("runs")
 def runs_list(
     name: str | None = typer.Argument(None, help="Model name (default: the project's; all models without one)."),

@@ -62,6 +62,7 @@ def serve(
         accuracy_window=cfg.monitoring.alerts.accuracy_window if cfg else 3600.0,
         guard=cfg.experiments.guard.model_dump() if cfg else {},
         notify=cfg.monitoring.notify.model_dump() if cfg else {},
+        project=str(cfg.root.resolve()) if cfg else None,
     )
     if settings.runtime not in ("auto", "onnx", "sklearn"):
         raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")

@@ -77,6 +77,11 @@ class Options:
             raise ValidationError(
                 f"--if {self.trigger!r}: use one of {', '.join(TRIGGERS)}", [("if", f"one of {', '.join(TRIGGERS)}")]
             )
+        if not isinstance(self.include_feedback, bool):
+            raise ValidationError(
+                f"include_feedback {self.include_feedback!r}: expected true or false",
+                [("include_feedback", "expected true or false")],
+            )
         if self.rollout not in ROLLOUTS:
             raise ValidationError(
                 f"--rollout {self.rollout!r}: use one of {', '.join(ROLLOUTS)}",
@@ -111,6 +116,13 @@ class Pipeline:
     def run(self, options: Options, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run (or resume) the pipeline; returns the run record. Raises StepFailed or Gated at the end
         of a failed or gated run, after recording it."""
+        record, lock = self.begin(options, resume=resume)
+        return self.finish(record, lock)
+
+    def begin(
+        self, options: Options, *, resume: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> tuple[dict[str, Any], runs.Lock]:
+        """Take the model's lock and record the run as started (refused at once if another runs)."""
         options.check()
         if resume is not None:
             record = resume
@@ -118,11 +130,19 @@ class Pipeline:
             record["status"] = "running"
             record.pop("error", None)
         else:
-            record = self._new_record(options)
+            record = self._new_record(options, run_id)
         lock = self._lock(record)
         lock.acquire()
         try:
             runs.save(self.store, record)
+        except BaseException:
+            lock.release()
+            raise
+        return record, lock
+
+    def finish(self, record: dict[str, Any], lock: runs.Lock) -> dict[str, Any]:
+        """The steps not done yet, in order; the lock is released at the end whatever happens."""
+        try:
             opts = Options(**record["options"])
             for name in runs.STEPS:
                 if self._done(record, name) is None and self._execute(record, name, opts, lock):

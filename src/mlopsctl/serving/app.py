@@ -51,6 +51,7 @@ class ServeSettings:
     accuracy_window: float = 3600.0
     guard: dict[str, Any] = field(default_factory=dict)  # [experiments.guard] (GuardSection fields)
     notify: dict[str, Any] = field(default_factory=dict)  # [monitoring.notify] (NotifySection fields)
+    project: str | None = None  # the folder of mlops.toml, for POST /retrain
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -173,6 +174,9 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     app.state.shadows = shadows
 
     first = slots[0]
+    from mlopsctl.serving.management import add_routes
+
+    add_routes(app, store, settings.project, first.name)
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
     @app.post(

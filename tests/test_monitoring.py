@@ -129,8 +129,9 @@ def test_feedback_joins_labels_and_reports_what_it_cannot_use(wine_store_copy: P
             unknown.json()["detail"][0]["field"] == "request_id"
             and "never-seen" in unknown.json()["detail"][0]["problem"]
         )
-        bad_label = c.post("/feedback", json={"request_id": ids[0], "label": 42})
+        bad_label = c.post("/feedback", json={"request_id": ids[0], "label": "excellent"})
         assert bad_label.status_code == 422 and bad_label.json()["detail"][0]["field"] == "label"
+        assert "not a number like them (classes: 3, 4, 5, 6, 7, 8)" in bad_label.json()["detail"][0]["problem"]
         mixed = c.post(
             "/feedback",
             json=[{"request_id": batch["request_id"], "row": 1, "label": 5}, {"request_id": "x", "label": 5}],
@@ -161,6 +162,15 @@ def test_feedback_joins_labels_and_reports_what_it_cannot_use(wine_store_copy: P
     acc, n = live_accuracy(store, "wine", 3600, min_samples=10)
     assert n == 41 and acc == v1["live"]["accuracy"]
     assert live_accuracy(store, "wine", 3600, min_samples=100) == (None, 41)
+
+
+def test_feedback_accepts_a_class_the_model_never_saw_and_says_so(wine_store_copy: Path) -> None:
+    with TestClient(app_for(wine_store_copy)) as c:
+        rid = c.post("/predict", json={"features": wine_rows(1)[0]}).json()["request_id"]
+        new_class = c.post("/feedback", json={"request_id": rid, "label": 9})  # a quality no red wine had
+        assert new_class.json() == {"accepted": 1, "rejected": [], "new_classes": {"9": 1}}
+        string = c.post("/feedback", json={"request_id": rid, "label": "7"})  # "7" is class 7
+        assert string.json() == {"accepted": 1, "rejected": []}
 
 
 def test_cli_capture_export_feedback_file_and_performance(wine_store_copy: Path, tmp_path: Path) -> None:

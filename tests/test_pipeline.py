@@ -90,6 +90,34 @@ def test_white_wine_drift_retrains_publishes_and_canaries(
     assert all(name in shown for name in runs.STEPS)
 
 
+@pytest.mark.slow
+def test_the_loop_closes_white_wine_served_labelled_then_retrained_from_capture(
+    wine_store_copy: Path, tmp_path: Path, start_server: Any
+) -> None:
+    """White wine reaches the red-wine server; its true qualities come back as feedback; `retrain --if
+    drift --include-feedback` finds the drift in what was captured and learns from the labelled rows."""
+    project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 100 }")
+    server = start_server(["serve"], cwd=project)
+    white = pd.read_csv(WINE_WHITE, sep=";").sample(400, random_state=3)
+    rows = white.drop(columns=["quality"]).to_dict(orient="records")
+    labels = []
+    for i in range(0, len(rows), 50):
+        r = httpx.post(server.url + "/predict", json={"instances": rows[i : i + 50]}, headers={"x-request-id": f"w{i}"})
+        assert r.status_code == 200
+        labels += [{"request_id": f"w{i}", "row": j, "label": int(q)} for j, q in enumerate(white.quality[i : i + 50])]
+    fed = httpx.post(server.url + "/feedback", json=labels)
+    assert fed.status_code == 200 and fed.json()["accepted"] == 400, fed.json()["rejected"][:3]
+    server.stop()  # flushes the capture
+
+    _, record = _retrain(project, "--if", "drift", "--include-feedback")
+    assert record["status"] == "succeeded", record
+    steps = {s["name"]: s["outputs"] for s in record["steps"]}
+    assert steps["trigger"]["drift"]["dataset_drift"] and steps["trigger"]["drift"]["current_rows"] == 400
+    assert (steps["data"]["rows"], steps["data"]["feedback_rows"]) == (1599 + 400, 400)
+    assert steps["evaluate"]["candidate_score"] > steps["evaluate"]["current_score"]
+    assert steps["rollout"]["rollout"] == "canary"
+
+
 def test_a_worse_model_is_stopped_by_the_gate_with_both_numbers(wine_store_copy: Path, tmp_path: Path) -> None:
     project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 1, max_depth = 1 }")
     before = _versions(wine_store_copy)

@@ -9,6 +9,7 @@ or bad label is reported back by its position, never dropped silently.
 from __future__ import annotations
 
 import math
+from collections import Counter
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,23 @@ class FeedbackResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {index, request_id, field, problem}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accepted": len(self.accepted), "rejected": self.rejected}
+        out: dict[str, Any] = {"accepted": len(self.accepted), "rejected": self.rejected}
+        new = Counter(str(r["label"]) for r in self.accepted if r.get("new_class"))
+        if new:
+            out["new_classes"] = dict(sorted(new.items()))  # true labels the model cannot predict (yet)
+        return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[Any, str | None]:
-    """The label as stored (the class value itself), or a problem."""
+    """The label as stored (the class value itself), or a problem.
+
+    A class the model never saw is accepted when it has its classes' type (white wine's quality 9
+    for a red-wine model trained on 3–8: the truth, and what a retrained model should learn);
+    one of another type ("excellent" among numbers) is refused as a likely mistake."""
     if label is None:
         return None, "a label is required"
     if task == "regression":
@@ -40,10 +53,16 @@ def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[An
         return float(label), None
     if classes:
         by_key = {str(c): c for c in classes}
-        if str(label) not in by_key:
-            shown = ", ".join(map(str, classes[:20]))
-            return None, f"{label!r} is not a class of this model (classes: {shown})"
-        return by_key[str(label)], None
+        if str(label) in by_key:
+            return by_key[str(label)], None
+        numeric = all(_is_number(c) for c in classes)
+        if numeric and _is_number(label):
+            return (int(label) if float(label).is_integer() else label), None
+        if not numeric and isinstance(label, str) and label:
+            return label, None
+        shown = ", ".join(map(str, classes[:20]))
+        kind = "a number" if numeric else "a non-empty string"
+        return None, f"{label!r} is not a class of this model and not {kind} like them (classes: {shown})"
     return label, None
 
 
@@ -100,6 +119,7 @@ def check_items(
                 "model": name,
                 "version": version,
                 "source": source,
+                **({"new_class": True} if classes and str(label) not in {str(c) for c in classes} else {}),
             }
         )
     return out

@@ -9,8 +9,8 @@ or bad label is reported back by its position, never dropped silently.
 from __future__ import annotations
 
 import math
-from collections import Counter
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any

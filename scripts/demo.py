@@ -2,7 +2,8 @@
 
 init → validate → ingest → train → publish → approve → promote → serve → predict →
 train a second model → publish → promote through the gate (hot reload) → bad input →
-rollback → history → metrics. Everything runs in ./demo-workspace on the local store.
+rollback → history → metrics → feedback → A/B test → drift → alert rules → retraining →
+deployment files and cost. Everything runs in ./demo-workspace on the local store.
 """
 
 from __future__ import annotations
@@ -197,6 +198,18 @@ def main() -> None:
     say("13. Alert rules for Prometheus, from [monitoring.alerts]")
     mlopsctl("monitor", "rules", "--format", "prometheus", "--out", "alerts.yml")
     print((PROJECT / "alerts.yml").read_text()[:600] + "…")
+
+    say("14. Retraining: drift in the inputs triggers the pipeline; the new model goes out as a canary")
+    mlopsctl("retrain", "--if", "drift", "--current", "shifted.csv", "--reason", "the inputs shifted")
+    mlopsctl("pipeline", "runs")
+    mlopsctl("ab", "status", "demo")
+    mlopsctl("pipeline", "schedule", "--cron", "0 3 * * 1", "--if", "drift")
+    print("(that line, with --install, runs the same check every Monday at 03:00)")
+
+    say("15. Deployment files and the monthly bill")
+    mlopsctl("deploy", "docker", "--out", "deploy/docker")
+    mlopsctl("deploy", "aws", "--out", "deploy/aws")
+    mlopsctl("cost")
     say(f"Done. Everything is in {PROJECT} (store: {PROJECT / '.mlops'})")
 
 

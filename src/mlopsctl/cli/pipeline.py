@@ -169,6 +169,7 @@ def schedule(
     """Print (or install) a crontab line that runs `mlopsctl retrain` in this project on a schedule."""
     from mlopsctl.errors import ValidationError
     from mlopsctl.pipeline import schedule as sched
+
     cfg = _project_model(None)
     opts = _options(cfg, trigger, rollout, data.resolve() if data else None, include_feedback, None, "prod", "")
     opts.check()

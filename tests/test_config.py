@@ -94,8 +94,14 @@ def test_render_is_valid_toml_for_every_task() -> None:
 
 @pytest.mark.parametrize(
     ("project", "deploy_name", "service"),
-    [("wine", "", "wine"), ("Wine_Quality", "", "wine-quality"), ("1wine", "", "wine"), ("2024", "", "mlops-2024")]
-    + [("wine", "fraud-api", "fraud-api"), ("a" * 40, "", "a" * 28)],
+    [
+        ("wine", "", "wine"),
+        ("Wine_Quality", "", "wine-quality"),
+        ("1wine", "", "wine"),
+        ("2024", "", "mlops-2024"),
+        ("wine", "fraud-api", "fraud-api"),
+        ("a" * 40, "", "a" * 28),
+    ],
 )
 def test_service_name_is_an_aws_name(project: str, deploy_name: str, service: str) -> None:
     raw = {**BASE, "project": {"name": project}, "deploy": {"name": deploy_name}}

@@ -210,7 +210,7 @@ price = 0.05
     [
         ("[fargate]\nvcpu = 0.05\n", "fargate.vcpu: unknown key: fargate has vcpu_hour, gb_hour"),
         ("[farg]\nvcpu_hour = 1\n", "farg: unknown key: use one of region, region_name, currency, as_of or a section"),
-        ("[fargate]\nvcpu_hour = -0.01\n", "fargate.vcpu_hour: -0.01 is negative: a price is 0 or more"),
+        ("[fargate]\nvcpu_hour = -0.01\n", "fargate.vcpu_hour: -0.01 is negative: prices and values are 0 or more"),
         ('[alb]\nlcu_hour = { price = 0.008, unit = "LCU-second" }\n', "'LCU-second' differs from the table's"),
         ('[s3]\nget_1000 = "cheap"\n', "s3.get_1000: expected a number or { price = NUMBER"),
         ('[ec2.instances."t3.medium"]\ncores = 2\n', "ec2.instances.t3.medium.cores: unknown key: an instance type"),

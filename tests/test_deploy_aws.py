@@ -515,9 +515,8 @@ def test_refuses_to_overwrite_without_force_and_keeps_tfvars(tmp_path: Path) -> 
     (tmp_path / "tf" / "terraform.tfvars").write_text('image_tag = "abc123"\n')
     (tmp_path / "tf" / "ecs.tf").write_text("# edited\n")
     refused = run_cli("deploy", "aws", "--model", "iris", "--out", "tf", cwd=tmp_path, check=False)
-    assert (
-        refused.returncode == 1 and "--force" in refused.stderr and f"{len(FILE_NAMES)} of the files" in refused.stderr
-    )
+    assert refused.returncode == 1 and f"{Path('tf') / 'variables.tf'} exists: pass --force" in refused.stderr
+    assert f"(and {len(FILE_NAMES) - 1} more); terraform.tfvars and the state are never touched" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert (tmp_path / "tf" / "ecs.tf").read_text() == "# edited\n"
     result = json.loads(run_cli("deploy", "aws", "-m", "iris", "-o", "tf", "--force", "--json", cwd=tmp_path).stdout)
@@ -538,10 +537,26 @@ def test_bad_input_is_one_line_naming_the_field(tmp_path: Path) -> None:
     assert wrong.returncode == 1 and len(wrong.stderr.strip().splitlines()) == 1
     assert "deploy" in wrong.stderr and "memory 9 GB does not go with 1 vCPU" in wrong.stderr
     assert "use 2–8 in steps of 1 GB" in wrong.stderr
-    (proj / "mlops.toml").write_text(PROJECT.replace('name = "Wine_API"', 'name = "1wine"'))
-    digit = run_cli("deploy", "aws", cwd=proj, check=False)
-    assert digit.returncode == 1 and "set [deploy] name" in digit.stderr and "'1wine'" in digit.stderr
+    (proj / "mlops.toml").write_text(PROJECT.replace("[deploy]", '[deploy]\nname = "Wine-API"'))
+    upper = run_cli("deploy", "aws", cwd=proj, check=False)
+    assert upper.returncode == 1 and "deploy.name: got 'Wine-API'" in upper.stderr
     assert not (proj / "deploy").exists()
+    file = tmp_path / "file"
+    file.write_text("mine\n")
+    not_a_folder = run_cli("deploy", "aws", "-m", "iris", "--out", str(file), cwd=tmp_path, check=False)
+    assert not_a_folder.returncode == 1 and f"--out {file}: is a file, not a folder" in not_a_folder.stderr
+
+
+def test_service_names_start_with_a_letter_in_a_project_and_outside(tmp_path: Path) -> None:
+    """A project named "1wine" gives the service "wine" (AWS names start with a letter); outside a project
+    the model's name is made a service name by the same rule."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "mlops.toml").write_text(PROJECT.replace('name = "Wine_API"', 'name = "1wine"'))
+    inside = json.loads(run_cli("deploy", "aws", "--json", cwd=proj).stdout)
+    assert inside["service"] == inside["variables"]["name"] == "wine"
+    outside = json.loads(run_cli("deploy", "aws", "-m", "2024", "-o", "o", "--json", cwd=tmp_path).stdout)
+    assert outside["service"] == "mlops-2024" and outside["variables"]["model_name"] == "2024"
 
 
 def test_the_pointer_follows_the_registry_mirror_pattern() -> None:

@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from mlopsctl.config import NotifySection
-from mlopsctl.deploy.docker import PYTHON_IMAGE, alertmanager_config, dependency_pins
+from mlopsctl.deploy.docker import PYTHON_IMAGE, alertmanager_config
+from mlopsctl.deploy.wheel import dependency_pins
 from tests.conftest import free_port, run_cli, wine_rows
 from tests.s3server import new_bucket, s3_env
 
@@ -138,6 +139,11 @@ def test_dockerfile_lints_clean_and_runs_the_server_as_non_root(kind: str, reque
     assert one(run, "EXPOSE") == "8080"
     health = one(run, "HEALTHCHECK")
     assert "--start-period=" in health and "/ready" in health
+    # /tmp writable under a read-only root (ECS copies the image's /tmp, mode 1777, into its task volume);
+    # declared after the last RUN, since Docker drops what a later step writes into a volume
+    assert one(run, "VOLUME") == "/tmp"
+    words = [w for w, _ in run]
+    assert words.index("VOLUME") > max(i for i, w in enumerate(words) if w == "RUN")
     cmd = json.loads(one(run, "CMD"))
     # the whole command in CMD: a task definition's `command` (mlopsctl serve ...) replaces it cleanly
     assert cmd == [
@@ -440,6 +446,13 @@ def test_no_project_needs_a_model(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "--model: no mlops.toml here" in proc.stderr
 
 
+def test_out_that_is_a_file_is_refused(wine_registry: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("mine\n")
+    proc = run_cli("deploy", "docker", "--out", str(tmp_path / "f"), cwd=wine_registry["project"], check=False)
+    assert proc.returncode == 1 and f"--out {tmp_path / 'f'}: is a file, not a folder" in proc.stderr
+    assert (tmp_path / "f").read_text() == "mine\n"
+
+
 def test_s3_store_image_reads_s3_and_bakes_from_it(
     wine_registry: dict[str, Any], s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -498,5 +511,9 @@ def test_help_and_docs_match() -> None:
         "check-jsonschema",
         "/srv/mlops/store",
         "deploy/docker",
+        "VOLUME /tmp",
     ):
         assert name in text, name
+    # what --bake means on ECS is said where --bake is explained
+    bake = text[text.index("### Where the model comes from") :]
+    assert "read-only root" in bake and "deploy.yml" in bake

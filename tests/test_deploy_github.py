@@ -5,6 +5,7 @@ CLI itself. Nothing here runs GitHub Actions: what the runners do is not simulat
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -23,7 +24,7 @@ from mlopsctl.deploy.github import ACTIONS, REPOSITORY_VARIABLES
 from tests.conftest import WINE_RED, run_cli, write_project
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "deploy-github.md"
-OPTIONAL_VARIABLES = {"MLOPSCTL_SPEC", "MLOPS_BAKE", "ECS_CONTAINER", "SERVICE_URL"}
+OPTIONAL_VARIABLES = {"MLOPSCTL_SPEC", "ECS_CONTAINER", "SERVICE_URL"}
 ACTION_OUTPUTS = {ACTIONS["ecs-render"]: {"task-definition"}}
 
 
@@ -85,7 +86,8 @@ def test_triggers_and_permissions(repo: dict[str, Any]) -> None:
     on = _on(deploy)
     assert set(on) == {"workflow_dispatch", "repository_dispatch", "workflow_call"}
     assert on["repository_dispatch"] == {"types": ["mlops-promoted"]}
-    assert set(on["workflow_dispatch"]["inputs"]) == set(on["workflow_call"]["inputs"]) == {"model", "alias", "bake"}
+    # no bake input: the ECS task's root file system is read-only, a baked image could not record captures
+    assert set(on["workflow_dispatch"]["inputs"]) == set(on["workflow_call"]["inputs"]) == {"model", "alias"}
     assert on["workflow_dispatch"]["inputs"]["model"]["default"] == "wine"
     assert on["workflow_call"]["inputs"]["alias"]["default"] == "prod"  # [serving] alias
 
@@ -155,9 +157,11 @@ def test_actions_pinned_to_major_versions_and_step_outputs_exist(repo: dict[str,
 
 def _command_lines(run: str) -> list[list[str]]:
     """The mlopsctl invocations in a shell script, as argument lists (a bash array of flags stands for them)."""
-    script = run.replace("\\\n", " ").replace('"${bake[@]}"', "--bake")
+    script = run.replace("\\\n", " ")
     found = []
     for line in script.splitlines():
+        if line.lstrip().startswith("#"):
+            continue  # a comment may name a command; it runs none
         for m in re.finditer(r"(?:^|[\s;&|(])mlopsctl\s(.*)", line):
             tokens = []
             for tok in shlex.split(m.group(1)):
@@ -223,6 +227,7 @@ def test_every_mlopsctl_command_line_is_real(repo: dict[str, Any]) -> None:
         ("train", "promote"),
         ("deploy", "deploy docker"),
     }
+    assert not [t for name, t in lines if name == "deploy" and "--bake" in t]  # the image follows the S3 store
     # the data path the workflows validate is the project's, relative to the working directory
     assert ["data", "validate", "data/winequality-red.csv", "--against", "none"] in [t for _, t in lines]
 
@@ -234,6 +239,94 @@ def test_the_parser_catches_what_click_would_refuse() -> None:
         _parse(["deploy", "kubernetes"])
     with pytest.raises(Exception, match="Missing parameter: version"):
         _parse(["promote", "wine"])
+
+
+# -- the shell steps that need no cloud, run with bash as the runners run them ---------------------------------
+
+
+def _bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `run` script as GitHub runs it (`bash --noprofile --norc -eo pipefail`), with only ``env`` and PATH."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _step(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    (step,) = [s for _, s in _steps(doc) if s.get("name") == name]
+    return step
+
+
+def test_the_settings_check_names_a_missing_variable_and_refuses_bad_names(repo: dict[str, Any]) -> None:
+    deploy, train = repo["docs"]["deploy"], repo["docs"]["train"]
+    check = _step(deploy, "Check the settings")["run"]
+    good = {"MLOPS_STORE": "s3://team/wine", "ECR_REPOSITORY": "1.dkr.ecr.us-east-1.amazonaws.com/wine"}
+    good |= {"ECS_CLUSTER": "wine", "ECS_SERVICE": "wine", "MODEL": "wine", "ALIAS": "prod"}
+    assert set(good) - {"MLOPS_STORE"} <= set(deploy["jobs"]["deploy"]["env"])  # what the job sets
+    ok = _bash(check, good)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for change, message in [
+        ({"ECS_CLUSTER": ""}, "::error::set the repository variable ECS_CLUSTER"),
+        ({"MODEL": "../x"}, "::error::not a model name: ../x"),
+        ({"MODEL": "wine$(id)"}, "::error::not a model name: wine$(id)"),
+        ({"ALIAS": "Prod"}, "::error::not an alias: Prod"),
+    ]:
+        proc = _bash(check, {**good, **change})
+        assert proc.returncode == 1 and message in proc.stdout, (change, proc.stdout, proc.stderr)
+    missing = _bash(_step(train, "Check the settings")["run"], {"MLOPS_STORE": ""})
+    assert missing.returncode == 1 and "::error::set the repository variable MLOPS_STORE" in missing.stdout
+
+
+def test_the_task_runs_the_model_and_alias_deployed(repo: dict[str, Any], tmp_path: Path) -> None:
+    """The task definition's command (Terraform's, `--model model_name@model_alias`) overrides the image's
+    CMD: the step before the render points its --model at what the run deploys. Run on the container
+    definition `deploy aws` writes, it gives the command the image of `deploy docker` has for that model
+    and alias, one the CLI takes; other containers, and one without a command, are left alone."""
+    from tests.test_deploy_aws import Tf, container
+
+    run_cli("deploy", "aws", "--out", str(tmp_path / "tf"), cwd=repo["project"])
+    tf = Tf(tmp_path / "tf")
+    server = container(tf)
+    assert server["name"] == "${local.container_name}" and tf.locals["container_name"] == "server"
+    server["name"] = "server"
+    defaults = {name: str(v["default"]) for name, v in tf.variables.items() if "default" in v}
+    var = re.compile(r"\$\{(?:tostring\()?var\.(\w+)\)?\}")
+    terraform_command = [var.sub(lambda m: defaults[m.group(1)], a) for a in server["command"]]
+    assert terraform_command[-2:] == ["--model", "wine@prod"]
+    sidecar = {"name": "sidecar", "command": ["other", "--model", "keep@me"]}
+    task = {
+        "family": "wine",
+        "containerDefinitions": [{**server, "command": terraform_command}, sidecar, {"name": "bare"}],
+    }
+    td = tmp_path / "task-definition.json"
+    td.write_text(json.dumps(task))
+
+    step = next(s for _, s in _steps(repo["docs"]["deploy"]) if s.get("id") == "command")
+    assert step["env"] == {"CONTAINER": "${{ steps.current.outputs.container }}"}
+    env = {"RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(tmp_path / "out"), "MODEL": "wine", "ALIAS": "staging"}
+    proc = _bash(step["run"], {**env, "CONTAINER": "server"})
+    assert proc.returncode == 0, proc.stderr
+    served, side, bare = json.loads(td.read_text())["containerDefinitions"]
+    assert served["command"] == [*terraform_command[:-1], "wine@staging"]
+    assert {k: v for k, v in served.items() if k != "command"} == {k: v for k, v in server.items() if k != "command"}
+    assert side == sidecar and bare == {"name": "bare"}
+    assert (tmp_path / "out").read_text() == f"command={json.dumps(served['command'], separators=(',', ':'))}\n"
+    path, _ = _parse(served["command"][1:])
+    assert served["command"][0] == "mlopsctl" and path == ["serve"]
+
+    # the image the run builds says the same in its CMD (the same port: [deploy] container_port for both)
+    image = tmp_path / "image"
+    run_cli("deploy", "docker", "--out", str(image), "--model", "wine", "--alias", "staging", cwd=repo["project"])
+    (cmd,) = [line[4:] for line in (image / "Dockerfile").read_text().splitlines() if line.startswith("CMD [")]
+    assert json.loads(cmd) == served["command"]
+
+    # a container without a command runs the image's CMD, which names MODEL@ALIAS already
+    proc = _bash(step["run"], {**env, "CONTAINER": "bare"})
+    assert proc.returncode == 0 and json.loads(td.read_text())["containerDefinitions"][2] == {"name": "bare"}
+    assert (tmp_path / "out").read_text().endswith('command="the image CMD"\n')
 
 
 # -- options, errors and other layouts -------------------------------------------------------------------------

@@ -300,6 +300,14 @@ class DeploySection(_Section):
         return self
 
 
+def service_slug(name: str) -> str:
+    """A name made an AWS resource name: lower case, dashes, a letter first, 28 characters at most
+    ("Wine_Quality" → "wine-quality", "1wine" → "wine", "2024" → "mlops-2024")."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    slug = slug.lstrip("0123456789-") or (f"mlops-{slug}" if slug else "mlops")
+    return slug[:28].rstrip("-")
+
+
 class Config(_Section):
     project: ProjectSection
     data: DataSection
@@ -327,12 +335,7 @@ class Config(_Section):
     @property
     def service_name(self) -> str:
         """The name deploy gives the service's resources (lower case, dashes)."""
-        if self.deploy.name:
-            return self.deploy.name
-        # AWS names start with a letter: "1wine" → "wine", "2024" → "mlops-2024"
-        slug = re.sub(r"[^a-z0-9-]+", "-", self.project.name.lower()).strip("-")
-        slug = slug.lstrip("0123456789-") or (f"mlops-{slug}" if slug else "mlops")
-        return slug[:28].rstrip("-")
+        return self.deploy.name or service_slug(self.project.name)
 
     def data_path(self) -> Path:
         p = Path(self.data.path).expanduser()

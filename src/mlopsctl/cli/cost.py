@@ -54,9 +54,59 @@ def _traffic_line(report: dict[str, Any]) -> str:
     return f"Traffic: {head} ({why}{note})"
 
 
+def _table(title: str, columns: list[str], right: tuple[str, ...] = (), no_wrap: tuple[str, ...] = ()) -> Any:
+    """A table as the three of the estimate look: title on the left, bold headers, no outer edge."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for col in columns:
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=col in no_wrap)
+    return t
+
+
+def _estimate_table(e: dict[str, Any]) -> Any:
+    from rich.markup import escape
+
+    t = _table(
+        f"{e['title']}: {_money(e['total'])} a month",
+        ["item", "quantity", "unit", "unit price", "monthly"],
+        right=("quantity", "unit price", "monthly"),
+    )
+    for line in e["lines"]:
+        t.add_row(
+            escape(line["item"]), _qty(line["quantity"]), escape(line["unit"]), _price(line["unit_price"]),
+            _money(line["monthly"]),
+        )  # fmt: skip
+    t.add_row("[bold]subtotal[/bold]", "", "", "", f"[bold]{_money(e['total'])}[/bold]", end_section=True)
+    return t
+
+
+def _comparison_table(report: dict[str, Any]) -> Any:
+    observed = report["traffic"]["source"] != "assumed"
+    per = ("per 1,000 predictions",) if observed else ()
+    t = _table("The same service, a month", ["runs on", "monthly", *per], right=("monthly", *per))
+    for e in report["comparison"]:
+        mark = " (cheapest)" if e["name"] == report["cheapest"] else ""
+        row = [e["title"] + mark, _money(e["total"]) if e["available"] else "not offered"]
+        if observed:
+            row.append("—" if e["per_1000_predictions"] is None else f"${e['per_1000_predictions']:,.4f}")
+        t.add_row(*row)
+    return t
+
+
+def _assumptions_table(report: dict[str, Any]) -> Any:
+    from rich.markup import escape
+
+    t = _table("Assumptions", ["assumption", "value", "from", "change with"], no_wrap=("assumption",))
+    for row in report["assumptions"]:
+        value = row["value"]
+        shown = _qty(value) if isinstance(value, float) else str(value)
+        t.add_row(row["name"], escape(f"{shown} {row['unit']}".strip()), escape(str(row["why"])), escape(row["option"]))
+    return t
+
+
 def _print(report: dict[str, Any]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     c = common.console()
     p, i = report["prices"], report["inputs"]
@@ -70,57 +120,27 @@ def _print(report: dict[str, Any]) -> None:
         if not e["available"]:
             c.print(f"\n[bold]{e['title']}[/bold]: not offered ({escape(e['reason'])})")
             continue
-        t = Table(title=f"{e['title']}: {_money(e['total'])} a month", title_justify="left", show_edge=False)
-        t.add_column("item", header_style="bold")
-        t.add_column("quantity", justify="right", header_style="bold")
-        t.add_column("unit", header_style="bold")
-        t.add_column("unit price", justify="right", header_style="bold")
-        t.add_column("monthly", justify="right", header_style="bold")
-        for line in e["lines"]:
-            t.add_row(
-                escape(line["item"]),
-                _qty(line["quantity"]),
-                escape(line["unit"]),
-                _price(line["unit_price"]),
-                _money(line["monthly"]),
-            )
-        t.add_row("[bold]subtotal[/bold]", "", "", "", f"[bold]{_money(e['total'])}[/bold]", end_section=True)
         c.print()
-        c.print(t)
+        c.print(_estimate_table(e))
         c.print("  " + " · ".join(f"{group} {_money(v)}" for group, v in e["subtotals"].items()))
         for note in e["notes"]:
             c.print(f"  [dim]{escape(note)}[/dim]")
-    observed = report["traffic"]["source"] != "assumed"
-    cmp = Table(title="The same service, a month", title_justify="left", show_edge=False, header_style="bold")
-    cmp.add_column("runs on")
-    cmp.add_column("monthly", justify="right")
-    if observed:
-        cmp.add_column("per 1,000 predictions", justify="right")
-    for e in report["comparison"]:
-        mark = " (cheapest)" if e["name"] == report["cheapest"] else ""
-        row = [e["title"] + mark, _money(e["total"]) if e["available"] else "not offered"]
-        if observed:
-            per = e["per_1000_predictions"]
-            row.append("—" if per is None else f"${per:,.4f}")
-        cmp.add_row(*row)
-    c.print()
-    c.print(cmp)
-    c.print()
-    c.print(escape(_traffic_line(report)))
-    a = Table(title="Assumptions", title_justify="left", show_edge=False, header_style="bold")
-    a.add_column("assumption", no_wrap=True)
-    for col in ("value", "from", "change with"):
-        a.add_column(col)
-    for row in report["assumptions"]:
-        value = row["value"]
-        shown = _qty(value) if isinstance(value, float) else str(value)
-        a.add_row(row["name"], escape(f"{shown} {row['unit']}".strip()), escape(str(row["why"])), escape(row["option"]))
-    c.print()
-    c.print(a)
+    for table in (_comparison_table(report), escape(_traffic_line(report)), _assumptions_table(report)):
+        c.print()
+        c.print(table)
     c.print(
         f"[dim]Price table: {escape(', '.join(p['files']))} (each section's source: --json). "
         "Free tiers, data transfer out and taxes are not counted: docs/cost.md.[/dim]"
     )
+
+
+def _assume(flag: str, help: str) -> Any:
+    """An option for one assumption of the estimate (None: its stated default), in its own help panel."""
+    return typer.Option(None, flag, help=help, rich_help_panel=ASSUME)
+
+
+def _traffic(default: Any, *flags: str, help: str) -> Any:
+    return typer.Option(default, *flags, help=help, rich_help_panel=TRAFFIC)
 
 
 def cost(
@@ -137,77 +157,39 @@ def cost(
     prices: Path | None = typer.Option(
         None, "--prices", help="A TOML price table merged over the built-in one (docs/cost.md)."
     ),
-    public_ips: int | None = typer.Option(
-        None,
-        "--public-ips",
-        help="Public IPv4 addresses of the Fargate layout (default: 2 for the ALB + 1 per NAT gateway).",
-        rich_help_panel=ASSUME,
+    public_ips: int | None = _assume(
+        "--public-ips", "Public IPv4 addresses of the Fargate layout (default: 2 for the ALB + 1 per NAT gateway)."
     ),
-    nat_gateways: int | None = typer.Option(
-        None,
+    nat_gateways: int | None = _assume(
         "--nat-gateways",
-        help="NAT gateways for the private subnets (default 1, as `deploy aws` writes; 0: tasks get public IPs).",
-        rich_help_panel=ASSUME,
+        "NAT gateways for the private subnets (default 1, as `deploy aws` writes; 0: tasks get public IPs).",
     ),
-    insights_metrics: int | None = typer.Option(
-        None,
-        "--insights-metrics",
-        help="Container Insights metrics of the Fargate service (default 38; 0 when it is off).",
-        rich_help_panel=ASSUME,
+    insights_metrics: int | None = _assume(
+        "--insights-metrics", "Container Insights metrics of the Fargate service (default 38; 0 when it is off)."
     ),
-    metrics: int | None = typer.Option(
-        None, "--metrics", help="CloudWatch custom metrics of your own (default 0).", rich_help_panel=ASSUME
+    metrics: int | None = _assume("--metrics", "CloudWatch custom metrics of your own (default 0)."),
+    alarms: int | None = _assume("--alarms", "CloudWatch alarms (default 3, as `deploy aws` writes)."),
+    log_gb: float | None = _assume("--log-gb", "GB of logs a month (default 1)."),
+    s3_gb: float | None = _assume("--s3-gb", "GB in the store besides capture (default 1)."),
+    image_gb: float | None = _assume("--image-gb", "GB of images kept in ECR (default 1)."),
+    request_kb: float | None = _assume("--request-kb", "KB per request (default 1)."),
+    response_kb: float | None = _assume("--response-kb", "KB per response (default 0.5)."),
+    url: list[str] = _traffic(
+        [], "--url", "-u", help="A running server to read traffic from (/metrics); repeat for replicas."
     ),
-    alarms: int | None = typer.Option(
-        None, "--alarms", help="CloudWatch alarms (default 3, as `deploy aws` writes).", rich_help_panel=ASSUME
+    window: str | None = _traffic(
+        None, "--window", help="With --url: scrape twice this far apart (30s, 5m) for the current rate."
     ),
-    log_gb: float | None = typer.Option(
-        None, "--log-gb", help="GB of logs a month (default 1).", rich_help_panel=ASSUME
+    requests: float | None = _traffic(None, "--requests", help="Requests a month (default: observed, else 1,000,000)."),
+    duration_ms: float | None = _traffic(
+        None, "--duration-ms", help="Mean time per request (default: observed, else 50)."
     ),
-    s3_gb: float | None = typer.Option(
-        None, "--s3-gb", help="GB in the store besides capture (default 1).", rich_help_panel=ASSUME
+    since: str = _traffic("7d", "--since", help="Capture period to count (30m, 24h, 7d)."),
+    model: list[str] = _traffic(
+        [], "--model", "-m", help="Models whose capture counts (default: the project's, else all)."
     ),
-    image_gb: float | None = typer.Option(
-        None, "--image-gb", help="GB of images kept in ECR (default 1).", rich_help_panel=ASSUME
-    ),
-    request_kb: float | None = typer.Option(
-        None, "--request-kb", help="KB per request (default 1).", rich_help_panel=ASSUME
-    ),
-    response_kb: float | None = typer.Option(
-        None, "--response-kb", help="KB per response (default 0.5).", rich_help_panel=ASSUME
-    ),
-    url: list[str] = typer.Option(
-        [],
-        "--url",
-        "-u",
-        help="A running server to read traffic from (/metrics); repeat for replicas.",
-        rich_help_panel=TRAFFIC,
-    ),
-    window: str | None = typer.Option(
-        None,
-        "--window",
-        help="With --url: scrape twice this far apart (30s, 5m) for the current rate.",
-        rich_help_panel=TRAFFIC,
-    ),
-    requests: float | None = typer.Option(
-        None, "--requests", help="Requests a month (default: observed, else 1,000,000).", rich_help_panel=TRAFFIC
-    ),
-    duration_ms: float | None = typer.Option(
-        None, "--duration-ms", help="Mean time per request (default: observed, else 50).", rich_help_panel=TRAFFIC
-    ),
-    since: str = typer.Option("7d", "--since", help="Capture period to count (30m, 24h, 7d).", rich_help_panel=TRAFFIC),
-    model: list[str] = typer.Option(
-        [],
-        "--model",
-        "-m",
-        help="Models whose capture counts (default: the project's, else all).",
-        rich_help_panel=TRAFFIC,
-    ),
-    capture: bool = typer.Option(
-        True,
-        "--capture/--no-capture",
-        help="Read traffic from the store's capture when there is no --url.",
-        rich_help_panel=TRAFFIC,
+    capture: bool = _traffic(
+        True, "--capture/--no-capture", help="Read traffic from the store's capture when there is no --url."
     ),
     as_json: bool = common.JsonOpt,
 ) -> None:
@@ -227,9 +209,6 @@ def cost(
         except ValueError as exc:
             raise ValidationError(f"{opt} {text}: {exc}", [(opt, str(exc))]) from None
 
-    for opt, v in (("--requests", requests), ("--duration-ms", duration_ms)):
-        if v is not None and v < 0:
-            raise ValidationError(f"{opt} {v:g}: must be 0 or more", [(opt, "negative")])
     cfg = common.config(required=False)
     inputs = inputs_from(
         cfg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,7 +20,10 @@ def docker(
         None, "--alias", help="Alias the service follows (default: \\[serving] alias, else prod)."
     ),
     bake: bool = typer.Option(
-        False, "--bake", help="Copy the alias's version into the image: no store at run time, no hot reload."
+        False,
+        "--bake",
+        help="Copy the alias's version into the image: no store at run time, no hot reload; captures stay in "
+        "the container (compose keeps them in volumes; not for a read-only root such as ECS).",
     ),
     store: str | None = typer.Option(
         None,
@@ -48,24 +52,35 @@ def docker(
         strict=store is not None,
         cfg=cfg,
     )
-    if as_json:
-        common.emit_json(result)
+    if print_files(result, as_json):
         return
     from rich.markup import escape
 
     c = common.console()
-    for p in result["written"]:
-        c.print(f"wrote {escape(str(p))}")
-    for p in result["kept"]:
-        c.print(f"kept {escape(str(p))}")
-    for w in result["warnings"]:
-        c.print(f"[yellow]warning:[/yellow] {escape(w)}")
     ref = f"{result['model']}@{result['alias']}" + (f" (v{result['version']})" if result["version"] else "")
     source = "baked into the image" if result["baked"] else f"read from {result['image_store']} at start"
     d = escape(result["out"])
     c.print(escape(f"{ref}, {source}. Next:"))
     c.print(f"  cd {d} && docker compose up --build -d     (API on :{result['port']}, Grafana on 127.0.0.1:3000)")
     c.print(f"  hadolint {d}/Dockerfile && promtool check config {d}/prometheus/prometheus.yml")
+
+
+def print_files(result: dict[str, Any], as_json: bool) -> bool:
+    """The JSON result, or one line per file written or kept and per warning; True when JSON was printed
+    (the caller has nothing to add). Shared by the deploy commands that write a folder of files."""
+    if as_json:
+        common.emit_json(result)
+        return True
+    from rich.markup import escape
+
+    c = common.console()
+    for p in result["written"]:
+        c.print(f"wrote {escape(str(p))}")
+    for p in result.get("kept", []):
+        c.print(f"kept {escape(str(p))}")
+    for w in result["warnings"]:
+        c.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    return False
 
 
 def register(app: typer.Typer) -> None:

@@ -21,19 +21,13 @@ def github(
 ) -> None:
     """Write ci.yml (every push), train.yml (train, publish, gate on main) and deploy.yml (build, push to ECR,
     roll out on ECS), using GitHub's OIDC token for AWS (docs/deploy-github.md)."""
+    from mlopsctl.cli.deploy_docker import print_files
     from mlopsctl.deploy.github import write_workflows
 
     result = write_workflows(common.require_config(), out, force=force)
-    if as_json:
-        common.emit_json(result)
+    if print_files(result, as_json):
         return
-    from rich.markup import escape
-
     c = common.console()
-    for p in result["written"]:
-        c.print(f"wrote {escape(str(p))}")
-    for w in result["warnings"]:
-        c.print(f"[yellow]warning:[/yellow] {escape(w)}")
     c.print("Set these repository variables (Settings → Secrets and variables → Actions → Variables):")
     c.print("  " + ", ".join(result["repository_variables"]) + "  (the outputs of `mlopsctl deploy aws`'s Terraform)")
     c.print("  and MLOPSCTL_SPEC, what pip installs for mlopsctl while it is not on PyPI.")

@@ -11,7 +11,6 @@ docs/deploy-aws.md explains every choice.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,8 @@ from mlopsctl.deploy import aws_tf_iam as iam
 from mlopsctl.deploy import aws_tf_ops as ops
 from mlopsctl.deploy import aws_tf_service as service
 from mlopsctl.deploy.aws_variables import AwsValues, fargate_memory_local, render_variables, variables
+from mlopsctl.deploy.files import check_model_ref, service_name, write_files
 from mlopsctl.errors import ValidationError
-
-DEFAULT_OUT = Path("deploy") / "aws"
-_SERVICE = re.compile(r"^[a-z][a-z0-9-]{0,27}$")  # what variables.tf accepts for name
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # model names and aliases, as the registry allows
 
 TFVARS_EXAMPLE = """\
 # Copy to terraform.tfvars and edit; every variable and its default is in variables.tf.
@@ -69,21 +65,6 @@ def _files() -> dict[str, str]:
 FILE_NAMES = ("variables.tf", *_files(), "terraform.tfvars.example", ".gitignore")
 
 
-def _slug(text: str) -> str:
-    s = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    s = re.sub(r"^[^a-z]+", "", s)[:28].rstrip("-")
-    return s or "mlops"
-
-
-def _check_name(field: str, value: str) -> str:
-    if not _NAME.match(value):
-        raise ValidationError(
-            f"{field} {value!r}: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64",
-            [(field, "expected a registry name such as wine or prod")],
-        )
-    return value
-
-
 def values_from_config(cfg: Config | None, *, model: str | None = None, alias: str | None = None) -> AwsValues:
     """The variable defaults: ``[deploy]``, the alert thresholds and the SSM mirror name of the project."""
     from mlopsctl.registry.mirror import parameter_name
@@ -93,27 +74,20 @@ def values_from_config(cfg: Config | None, *, model: str | None = None, alias: s
             "no mlops.toml here or above, and no --model: pass --model NAME (or run in a project)",
             [("--model", "required outside a project")],
         )
-    name_of_model = _check_name("--model", model or (cfg.model_name if cfg else ""))
-    served = _check_name("--alias", alias or (cfg.serving.alias if cfg else "prod"))
+    name_of_model = model or (cfg.model_name if cfg else "")
+    served = alias or (cfg.serving.alias if cfg else "prod")
+    check_model_ref(name_of_model, served)
     d = cfg.deploy if cfg else DeploySection()
-    service_name = cfg.service_name if cfg else (d.name or _slug(name_of_model))
-    if not _SERVICE.match(service_name):
-        raise ValidationError(
-            f"service name {service_name!r} (from [project] name) cannot name AWS resources: "
-            'set [deploy] name, e.g. name = "wine-api" (lower case, dashes, a letter first, at most 28)',
-            [("deploy.name", "lower case letters, digits and dashes, starting with a letter, at most 28")],
-        )
+    name = service_name(cfg, name_of_model)
     alerts = cfg.monitoring.alerts if cfg else None
     error_rate = alerts.error_rate if alerts and alerts.error_rate is not None else 0.05
     latency_ms = alerts.latency_p95_ms if alerts and alerts.latency_p95_ms is not None else 500.0
     pattern = cfg.registry.ssm_parameter if cfg else ""
     pointer = (
-        parameter_name(pattern, name_of_model, served)
-        if pattern
-        else f"/mlopsctl/{service_name}/{name_of_model}/{served}"
+        parameter_name(pattern, name_of_model, served) if pattern else f"/mlopsctl/{name}/{name_of_model}/{served}"
     )
     return AwsValues(
-        name=service_name,
+        name=name,
         region=d.region,
         model=name_of_model,
         alias=served,
@@ -156,27 +130,15 @@ def write(out: Path, v: AwsValues, *, force: bool = False) -> dict[str, Any]:
     """Write the configuration into ``out``; refuses to overwrite its files without ``force``.
 
     Files that are not ours (terraform.tfvars, the state, .terraform/) are never touched."""
-    if out.exists() and not out.is_dir():
-        raise ValidationError(f"--out {out}: is a file, not a folder", [("--out", "expected a folder")])
     files = render(v)
-    present = [n for n in files if (out / n).exists()]
-    if present and not force:
-        shown = ", ".join(present[:3]) + (", …" if len(present) > 3 else "")
-        raise ValidationError(
-            f"--out {out}: already holds {len(present)} of the files deploy aws writes ({shown}): "
-            "pass --force to overwrite them (terraform.tfvars and the state are left alone)",
-            [("--out", "holds a configuration; --force overwrites it")],
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in files.items():
-        (out / name).write_text(text)
-        written.append(str(out / name))
+    present = [str(out / n) for n in files if (out / n).exists()]
+    written = write_files(out, files, force=force, note="; terraform.tfvars and the state are never touched")
     steps = [
         f"cd {out}",
         "terraform init",
         "terraform apply -target=aws_ecr_repository.this -var image_tag=TAG",
-        "docker push $(terraform output -raw ecr_repository_url):TAG",
+        "docker build -t $(terraform output -raw ecr_repository_url):TAG DIR  # DIR: `mlopsctl deploy docker`'s",
+        "docker push $(terraform output -raw ecr_repository_url):TAG  # logged in: docs/deploy-aws.md",
         "terraform apply -var image_tag=TAG",
         "export MLOPS_STORE=$(terraform output -raw store_uri)  # then publish and promote a model",
     ]
@@ -185,8 +147,8 @@ def write(out: Path, v: AwsValues, *, force: bool = False) -> dict[str, Any]:
         steps.append(f'in mlops.toml [registry]: ssm_parameter = "{pattern}"  # promote updates the SSM pointer')
     return {
         "out": str(out),
-        "written": written,
-        "overwritten": [str(out / n) for n in present],
+        "written": [str(p) for p in written],
+        "overwritten": present,
         "service": v.name,
         # the defaults written into variables.tf (None: required, e.g. image_tag)
         "variables": {var.name: None if var.default is ... else var.default for var in variables(v)},

@@ -128,8 +128,18 @@ def variables(v: AwsValues) -> list[Variable]:
             v.region,
             _check('can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))', "region: e.g. us-east-1, eu-west-3."),
         ),
-        Variable("model_name", s, "The model the service serves (mlopsctl registry name).", v.model),
-        Variable("model_alias", s, "The alias the service serves and follows (hot reload).", v.alias),
+        Variable(
+            "model_name",
+            s,
+            "The model the task's command serves (registry name; a deploy.yml run sets its own).",
+            v.model,
+        ),
+        Variable(
+            "model_alias",
+            s,
+            "The alias the task's command serves and follows (a deploy.yml run sets its own).",
+            v.alias,
+        ),
         Variable(
             "image_tag",
             s,

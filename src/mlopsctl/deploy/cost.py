@@ -15,7 +15,7 @@ changed. Numbers stay unrounded here; the CLI rounds to cents when it prints.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlopsctl.deploy.cost_prices import load_prices
 from mlopsctl.deploy.cost_targets import (
@@ -34,9 +34,16 @@ from mlopsctl.deploy.cost_traffic import Traffic
 from mlopsctl.deploy.sizes import FARGATE_SIZES, fargate_problem
 from mlopsctl.errors import ValidationError
 
+if TYPE_CHECKING:
+    from mlopsctl.config import Config
 
-def inputs_from(cfg: Any | None, **flags: Any) -> CostInputs:
-    """The inputs: the flags that were given, else the project's settings, else the defaults above.
+# the inputs that count or measure something, each set by the option of its name: none may be negative
+COUNTS_AND_SIZES: tuple[str, ...] = ("public_ips", "nat_gateways", "insights_metrics", "metrics", "alarms")
+COUNTS_AND_SIZES += ("log_gb", "s3_gb", "image_gb", "request_kb", "response_kb")
+
+
+def inputs_from(cfg: Config | None, **flags: Any) -> CostInputs:
+    """The inputs: the flags that were given, else the project's settings, else the defaults of CostInputs.
 
     From a project: ``[deploy]`` region, cpu, memory, min_replicas, log_retention_days;
     ``[monitoring.capture]`` enabled, sample_rate, flush_interval_seconds; ``[serving]`` reload_interval_seconds.
@@ -90,13 +97,10 @@ def check_inputs(o: CostInputs) -> None:
             f"--hours {o.hours:g}: must be more than 0 and at most {MAX_HOURS} (a 31-day month)",
             [("--hours", f"in (0, {MAX_HOURS}]")],
         )
-    counts = {"--public-ips": o.public_ips, "--nat-gateways": o.nat_gateways, "--metrics": o.metrics}
-    counts["--insights-metrics"] = o.insights_metrics
-    counts["--alarms"] = o.alarms
-    sizes = {"--log-gb": o.log_gb, "--s3-gb": o.s3_gb, "--image-gb": o.image_gb}
-    sizes |= {"--request-kb": o.request_kb, "--response-kb": o.response_kb}
-    for opt, v in {**counts, **sizes}.items():
+    for name in COUNTS_AND_SIZES:
+        v = getattr(o, name)
         if v is not None and v < 0:
+            opt = "--" + name.replace("_", "-")
             raise ValidationError(f"{opt} {v:g}: must be 0 or more", [(opt, "negative")])
 
 

@@ -178,7 +178,7 @@ def _check_number(v: Any, dotted: str, where: str) -> None:
     if not _number(v):
         raise _problem(where, dotted, f"expected a number, got {v!r}")
     if v < 0:
-        raise _problem(where, dotted, f"{v:g} is negative: a price is 0 or more")
+        raise _problem(where, dotted, f"{v:g} is negative: prices and values are 0 or more")
 
 
 def _check_instance(entry: Any, dotted: str, where: str, *, complete: bool) -> None:

@@ -136,6 +136,7 @@ def pick_eks_nodes(t: PriceTable, cpu: float, memory: float, replicas: int) -> t
 
 
 def public_ips(o: CostInputs, computes: int, what: str = "task") -> tuple[int, str]:
+    """(addresses, why) of the layout: 2 for the ALB, plus 1 per NAT gateway, or 1 per task or node without one."""
     if o.nat_gateways:
         return 2 + o.nat_gateways, f"2 for the ALB in two AZs + 1 per NAT gateway ({what}s in private subnets)"
     return 2 + computes, f"2 for the ALB in two AZs + 1 per {what} (in public subnets, no NAT gateway)"
@@ -151,8 +152,11 @@ def _alb_lines(t: PriceTable, o: CostInputs, requests: float) -> list[Line]:
     ]
 
 
-def _network_lines(t: PriceTable, o: CostInputs, computes: int, what: str) -> tuple[list[Line], str]:
-    ips, why = public_ips(o, computes, what)
+def _network_lines(
+    t: PriceTable, o: CostInputs, computes: int, what: str, given_ips: int | None = None
+) -> tuple[list[Line], str]:
+    """Public IPv4 addresses (``given_ips``, else the layout's) and NAT gateways; and why that many addresses."""
+    ips, why = (given_ips, "--public-ips") if given_ips is not None else public_ips(o, computes, what)
     lines = [_line(t, "network", f"public IPv4 addresses ({ips})", ips * o.hours, "public_ipv4", "hour")]
     if o.nat_gateways:
         n = o.nat_gateways
@@ -211,12 +215,7 @@ def fargate(t: PriceTable, o: CostInputs, requests: float, predictions: float) -
                 "metric_month",
             )
         )
-    network, why = _network_lines(t, o, n, "task")
-    if o.public_ips is not None:
-        network[0] = _line(
-            t, "network", f"public IPv4 addresses ({o.public_ips})", o.public_ips * h, "public_ipv4", "hour"
-        )
-        why = "--public-ips"
+    network, why = _network_lines(t, o, n, "task", o.public_ips)
     lines += network + _shared_lines(t, o, requests, predictions, n)
     return Estimate("fargate", "ECS Fargate + ALB", lines, [f"public IPv4: {why}"])
 

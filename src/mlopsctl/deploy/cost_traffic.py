@@ -25,7 +25,6 @@ from mlopsctl.errors import ValidationError
 
 DEFAULT_REQUESTS_PER_MONTH = 1_000_000
 DEFAULT_DURATION_S = 0.05
-SHADOW_PREFIX = "shadow-"  # as experiments.deployment.SHADOW_PREFIX: copies nobody asked for
 
 
 @dataclass
@@ -46,10 +45,6 @@ class Traffic:
             return n, n  # one row per request
         seconds = hours * 3600
         return self.requests_per_second * seconds, float(self.predictions_per_second or 0.0) * seconds
-
-    @property
-    def observed(self) -> bool:
-        return self.source in ("url", "capture")
 
     def to_json(self, hours: float) -> dict[str, Any]:
         requests, predictions = self.per_month(hours)
@@ -182,6 +177,7 @@ def captured(
     now: float | None = None,
 ) -> Traffic | None:
     """Traffic from capture records of ``models`` (default: every captured model); None when there are none."""
+    from mlopsctl.experiments.deployment import SHADOW_PREFIX  # shadow variants: copies nobody asked for
     from mlopsctl.monitoring.captured import CAPTURE, load_captures
 
     now = time.time() if now is None else now
@@ -246,6 +242,10 @@ def traffic_for(
     if window is not None and (not urls or window <= 0):
         problem = "needs --url" if not urls else "must be more than 0s"
         raise ValidationError(f"--window: {problem}", [("--window", problem)])
+    for opt, v in (("--requests", requests_per_month), ("--duration-ms", duration_s)):
+        if v is not None and v < 0:
+            shown = v * 1000 if opt == "--duration-ms" else v
+            raise ValidationError(f"{opt} {shown:g}: must be 0 or more", [(opt, "negative")])
     if requests_per_month is not None:
         return assumed(requests_per_month, duration_s)
     note = ""

@@ -3,7 +3,7 @@
     DIR/Dockerfile              two stages: a virtualenv built from wheels, copied onto python:3.11-slim;
                                 a non-root user, HEALTHCHECK on /ready, `mlopsctl serve` as the command
     DIR/.dockerignore           only what the image needs goes to the build
-    DIR/wheels/mlopsctl-*.whl   the mlopsctl running this command, packed as a wheel (it is not on PyPI yet)
+    DIR/wheels/mlopsctl-*.whl   the mlopsctl running this command, packed as a wheel (wheel.py; not on PyPI yet)
     DIR/constraints.txt         the versions of its dependencies installed here (`pip --constraint`)
     DIR/mlops.toml              the project's configuration (serving, capture, guard settings), when there is one
     DIR/store/                  --bake: the alias's version and the alias, as a local store inside the image
@@ -20,22 +20,18 @@ schema (tests/test_deploy_docker.py), and the image's command is run outside a c
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import os
-import re
 import secrets
 import shutil
 import tempfile
-import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mlopsctl.config import AlertsSection, Config, NotifySection
-from mlopsctl.errors import MlopsError, NotFound, ValidationError
+from mlopsctl.deploy.files import check_model_ref, service_name, write_files
+from mlopsctl.deploy.wheel import constraints_txt, mlopsctl_wheel
+from mlopsctl.errors import MlopsError, NotFound
 from mlopsctl.store.base import Store, open_store
 
 PYTHON_IMAGE = "python:3.11-slim"
@@ -46,8 +42,10 @@ APP_DIR = "/srv/mlops"  # the image's working folder: mlops.toml, and the store 
 STORE_DIR = f"{APP_DIR}/store"
 UID = 10001
 BAKED_WRITES = ("capture", "feedback")  # what a server writes into a baked store: kept in volumes by compose
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+GITIGNORE = (
+    "# written by `mlopsctl deploy docker`: the Grafana password stays on this machine, and what\n"
+    "# the command makes again (the wheel, a baked store) stays out of git\n.env\nwheels/\nstore/\n"
+)
 
 
 def write_docker(
@@ -60,32 +58,24 @@ def write_docker(
     force: bool = False,
     strict: bool = False,
     cfg: Config | None = None,
-    port: int | None = None,
 ) -> dict[str, Any]:
     """Write the files; what was written, the version the alias points to (None if unknown) and warnings.
 
     ``strict`` (a store named on purpose, or ``bake``): a model or alias missing from the store is an
     error; otherwise a warning, since the service may start before the first promotion.
     """
-    if not _NAME.match(model):
-        raise ValidationError(
-            f"--model {model!r}: names use letters, digits, '_', '-', '.' (64 at most)", [("--model", "bad name")]
-        )
-    if not _ALIAS.match(alias) or alias == "latest":
-        raise ValidationError(
-            f"--alias {alias!r}: aliases are lower-case words such as prod, staging, canary", [("--alias", "bad alias")]
-        )
+    check_model_ref(model, alias)
     strict = strict or bake
-    port = port or (cfg.deploy.container_port if cfg else 8080)
-    service = cfg.service_name if cfg else (re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")[:28] or "mlops")
+    port = cfg.deploy.container_port if cfg else 8080
+    service = service_name(cfg, model)
     warnings: list[str] = []
     store = open_store(store_uri)
     version = _check_model(store, model, alias, strict, warnings)
 
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes | str] = {}
     wheel_name, wheel = mlopsctl_wheel()
     files[f"wheels/{wheel_name}"] = wheel
-    files["constraints.txt"] = constraints_txt().encode()
+    files["constraints.txt"] = constraints_txt()
     if cfg is not None:
         files["mlops.toml"] = (cfg.root / "mlops.toml").read_bytes()
     local_store = None if bake or store_uri.startswith("s3://") else Path(store_uri.removeprefix("file://")).absolute()
@@ -98,47 +88,27 @@ def write_docker(
         image_store=image_store,
         bake=bake,
         with_config=cfg is not None,
-    ).encode()
-    files[".dockerignore"] = dockerignore(bake=bake, with_config=cfg is not None).encode()
-    files[".gitignore"] = (
-        b"# written by `mlopsctl deploy docker`: the Grafana password stays on this machine, and what\n"
-        b"# the command makes again (the wheel, a baked store) stays out of git\n.env\nwheels/\nstore/\n"
     )
-    files["compose.yaml"] = compose(
-        service=service, port=port, store_uri=store_uri, local_store=local_store, bake=bake
-    ).encode()
+    files[".dockerignore"] = dockerignore(bake=bake, with_config=cfg is not None)
+    files[".gitignore"] = GITIGNORE
+    files["compose.yaml"] = compose(service=service, port=port, store_uri=store_uri, local_store=local_store, bake=bake)
     notify = cfg.monitoring.notify if cfg else NotifySection()
     am_text, has_url = alertmanager_config(notify)
-    files["alertmanager/alertmanager.yml"] = am_text.encode()
+    files["alertmanager/alertmanager.yml"] = am_text
     if has_url:
         warnings.append("alertmanager/alertmanager.yml holds the webhook URL: keep it out of version control")
     files.update(_monitoring_files(cfg.monitoring.alerts if cfg else AlertsSection(), model, port))
 
     out = Path(out)
-    env_file = out / ".env"
-    taken = [out / rel for rel in files if (out / rel).exists()]
-    if bake and (out / "store").exists():
-        taken.append(out / "store")
-    if taken and not force:
-        raise ValidationError(
-            f"{taken[0]} exists: pass --force to overwrite it" + (f" (and {len(taken) - 1} more)" if taken[1:] else ""),
-            [("--force", f"{p} exists") for p in taken],
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    written = write_files(out, files, force=force, also=[out / "store"] if bake else [])
     for old in (out / "wheels").glob("mlopsctl-*.whl"):
         if old.name != wheel_name:
             old.unlink()  # an earlier version's wheel: only one goes into the image
-    written = []
-    for rel, data in files.items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        written.append(path)
     if bake:
-        assert version is not None
+        assert version is not None  # strict: a missing alias was an error
         shutil.rmtree(out / "store", ignore_errors=True)
         written += bake_store(store, model, alias, version, out / "store")
-    kept = []
+    env_file, kept = out / ".env", []
     if env_file.exists():
         kept.append(env_file)
     else:
@@ -206,7 +176,7 @@ def bake_store(store: Store, model: str, alias: str, version: int, dest: Path) -
             target.put(prefix + extra, store.get(prefix + extra))
             keys.append(prefix + extra)
         except NotFound:
-            pass  # claim.json is informational
+            pass  # claim.json is informational (manifest.json exists: read_files read it)
     state = registry.get_alias(store, model, alias) or {}
     doc = {**state, "version": version, "stack": [], "baked": True}
     alias_key = f"models/{model}/aliases/{alias}.json"
@@ -235,7 +205,9 @@ def dockerfile(
     if bake:
         source = (
             f"# The model is baked in: {STORE_DIR} holds {model}@{alias} (one version). The entrypoint sets\n"
-            "# MLOPS_STORE to it over any the platform passes: nothing outside is read, the version never changes."
+            "# MLOPS_STORE to it over any the platform passes: nothing outside is read, the version never changes.\n"
+            f"# Captures and feedback are written there too: mount volumes on {STORE_DIR}/capture and /feedback\n"
+            "# (compose does). On a read-only root file system (ECS) they cannot be written: use a store there."
         )
     else:
         source = (
@@ -282,6 +254,9 @@ def dockerfile(
         # the folders the server writes into, made here so that volumes mounted on them belong to mlops
         lines.append("RUN mkdir -p " + " ".join(f"{STORE_DIR}/{d}" for d in BAKED_WRITES))
     lines += [
+        "# a writable /tmp under a read-only root file system (docker run --read-only, ECS): the volume starts",
+        "# as a copy of the image's /tmp (mode 1777), so the mlops user can write there",
+        "VOLUME /tmp",
         f"EXPOSE {port}",
         "HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \\",
         f"  CMD {json.dumps(_healthcheck(port))}",
@@ -293,122 +268,19 @@ def dockerfile(
 
 
 def dockerignore(*, bake: bool, with_config: bool) -> str:
+    """.dockerignore: everything out, then back in what the Dockerfile's COPY lines use."""
     keep = ["wheels/", "constraints.txt"] + (["mlops.toml"] if with_config else []) + (["store/"] if bake else [])
     return "# Only these go to the build (the monitoring files, .env and the rest stay out).\n*\n" + "".join(
         f"!{k}\n" for k in keep
     )
 
 
-# -- mlopsctl as a wheel --------------------------------------------------------------------------------
-
-
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def mlopsctl_wheel() -> tuple[str, bytes]:
-    """The running mlopsctl as a pure-Python wheel: its package folder and its installed metadata.
-
-    Works the same for an editable install (the source tree) and a regular one (site-packages), needs
-    no build backend and no network, and is byte-for-byte the same for the same code (fixed timestamps),
-    so Docker's layer cache holds while nothing changed.
-    """
-    import importlib.metadata as md
-
-    import mlopsctl
-
-    try:
-        dist = md.distribution("mlopsctl")
-    except md.PackageNotFoundError:
-        raise ValidationError(
-            "mlopsctl is not installed as a package, so it cannot be packed into the image: `pip install -e .`",
-            [("mlopsctl", "not installed")],
-        ) from None
-    version = dist.version
-    info = f"mlopsctl-{version}.dist-info"
-    pkg = Path(mlopsctl.__file__).parent
-    entries: list[tuple[str, bytes]] = []
-    for path in sorted(pkg.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            entries.append(("mlopsctl/" + path.relative_to(pkg).as_posix(), path.read_bytes()))
-    metadata = dist.read_text("METADATA") or f"Metadata-Version: 2.1\nName: mlopsctl\nVersion: {version}\n"
-    scripts = dist.read_text("entry_points.txt") or "[console_scripts]\nmlopsctl = mlopsctl.cli.main:main\n"
-    wheel_meta = f"Wheel-Version: 1.0\nGenerator: mlopsctl deploy docker ({version})\nRoot-Is-Purelib: true\n"
-    entries += [
-        (f"{info}/METADATA", metadata.encode()),
-        (f"{info}/WHEEL", (wheel_meta + "Tag: py3-none-any\n").encode()),
-        (f"{info}/entry_points.txt", scripts.encode()),
-        (f"{info}/top_level.txt", b"mlopsctl\n"),
-    ]
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in entries) + f"{info}/RECORD,,\n"
-    entries.append((f"{info}/RECORD", record.encode()))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            zi = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            zi.external_attr = 0o644 << 16
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(zi, data)
-    return f"mlopsctl-{version}-py3-none-any.whl", buf.getvalue()
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
-_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
-
-
-def dependency_pins(root: str = "mlopsctl", extras: Iterable[str] = ("aws",)) -> list[str]:
-    """``name==version`` of every installed distribution ``root[extras]`` needs, found by walking the
-    installed metadata (markers other than ``extra`` are not evaluated: a pin for a package the image
-    does not need is harmless in a constraints file, which never installs anything)."""
-    import importlib.metadata as md
-
-    done: dict[str, set[str]] = {}
-    pins: dict[str, str] = {}
-    queue: list[tuple[str, set[str]]] = [(root, {_norm(e) for e in extras})]
-    while queue:
-        name, want = queue.pop()
-        key = _norm(name)
-        if key in done and want <= done[key]:
-            continue
-        try:
-            dist = md.distribution(name)
-        except md.PackageNotFoundError:
-            continue
-        done[key] = done.get(key, set()) | want
-        if key != _norm(root):
-            pins[key] = f"{dist.metadata['Name']}=={dist.version}"
-        for req in dist.requires or []:
-            m = _REQ.match(req)
-            if not m:
-                continue
-            marker = req.split(";", 1)[1] if ";" in req else ""
-            extra = _EXTRA.search(marker)
-            if extra and _norm(extra.group(1)) not in done[key]:
-                continue
-            sub = {_norm(e) for e in (m.group(2) or "").split(",") if e.strip()}
-            queue.append((m.group(1), sub))
-    return [pins[k] for k in sorted(pins)]
-
-
-def constraints_txt() -> str:
-    import platform
-
-    head = (
-        "# The versions installed where `mlopsctl deploy docker` ran "
-        f"(Python {platform.python_version()}, {platform.system()} {platform.machine()}).\n"
-        "# pip --constraint: the image gets what was tested here. Empty this file to take the newest.\n"
-    )
-    return head + "".join(p + "\n" for p in dependency_pins())
-
-
 # -- compose and the monitoring stack -------------------------------------------------------------------
 
 
 def compose(*, service: str, port: int, store_uri: str, local_store: Path | None, bake: bool) -> str:
+    """compose.yaml: the API (its store as the image reads it: S3 with the shell's AWS settings, the local
+    store mounted, or the baked one with volumes for what it records) and the monitoring services."""
     from mlopsctl.monitoring.alerts import render_yaml
 
     check = ["CMD", *_healthcheck(port)]

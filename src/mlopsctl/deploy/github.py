@@ -6,12 +6,14 @@
                 promote to staging through the evaluation gate; then deploy.yml when the alias the service
                 follows moved (a manual run can name it).
     deploy.yml  on demand, on a `mlops-promoted` repository dispatch, or called by train.yml: write the image's
-                files with `mlopsctl deploy docker`, build, push to ECR, roll the new image out on ECS.
+                files with `mlopsctl deploy docker`, build, push to ECR, roll the new image out on ECS with
+                the task definition's command pointed at the model and alias deployed.
 
 AWS is reached with GitHub's OIDC token (no keys stored in GitHub), through repository variables that the
 Terraform of `mlopsctl deploy aws` outputs: AWS_REGION, AWS_ROLE_ARN, ECR_REPOSITORY, ECS_CLUSTER,
-ECS_SERVICE, MLOPS_STORE. The workflows are checked against GitHub's schema, and every mlopsctl command
-line in them against the CLI itself, by tests/test_deploy_github.py.
+ECS_SERVICE, MLOPS_STORE. The workflows are checked against GitHub's schema, their shell steps run
+where they can, and every mlopsctl command line in them is parsed by the CLI itself
+(tests/test_deploy_github.py).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Any
 
 from mlopsctl import __version__
 from mlopsctl.config import Config
+from mlopsctl.deploy.files import write_files
 from mlopsctl.errors import ValidationError
 
 GATE_ALIAS = "staging"
 PYTHON_VERSION = "3.11"
 REPOSITORY_VARIABLES = ("AWS_REGION", "AWS_ROLE_ARN", "ECR_REPOSITORY", "ECS_CLUSTER", "ECS_SERVICE", "MLOPS_STORE")
-# optional: MLOPSCTL_SPEC (what pip installs), MLOPS_BAKE, ECS_CONTAINER, SERVICE_URL
+# optional: MLOPSCTL_SPEC (what pip installs), ECS_CONTAINER, SERVICE_URL
 ACTIONS = {
     "checkout": "actions/checkout@v4",
     "setup-python": "actions/setup-python@v5",
@@ -54,6 +57,9 @@ def _yaml_str(text: str) -> str:
 
 def write_workflows(cfg: Config, out: Path | None = None, *, force: bool = False) -> dict[str, Any]:
     """Write ci.yml, train.yml and deploy.yml; what was written, the repository variables they read, warnings."""
+    from mlopsctl.registry.aliases import ALIAS_RE
+    from mlopsctl.registry.versions import NAME_RE
+
     project = cfg.root.absolute()
     repo = git_root(project)
     warnings: list[str] = []
@@ -73,38 +79,30 @@ def write_workflows(cfg: Config, out: Path | None = None, *, force: bool = False
             [("--out", "outside the project's repository")],
         ) from None
     data = cfg.data.path
-    data_abs = cfg.data_path().absolute()
-    if Path(data).expanduser().is_absolute() or not data_abs.is_relative_to(repo.absolute()):
+    if Path(data).expanduser().is_absolute() or not cfg.data_path().absolute().is_relative_to(repo.absolute()):
         warnings.append(
             f"[data] path {data!r} is outside the repository: runners will not have it "
             "(commit the data, or fetch it in a step before `mlopsctl data validate`)"
         )
     store = cfg.store.uri if cfg.store.uri.startswith("s3://") else ""
     values = {
-        "workdir": workdir,
+        **ACTIONS,
+        "python": PYTHON_VERSION,
+        "defaults": _defaults(workdir),
         "data": shlex.quote(data),
         "model": cfg.model_name,
         "alias": cfg.serving.alias,
+        "model_yaml": _yaml_str(cfg.model_name),
+        "alias_yaml": _yaml_str(cfg.serving.alias),
+        "gate": GATE_ALIAS,
         "service": cfg.service_name,
         "spec": f"mlopsctl[aws]=={__version__}",
-        "store": store,
+        "store_fallback": f" || '{store}'" if store else "",
+        "name_re": NAME_RE.pattern,
+        "alias_re": ALIAS_RE,
     }
-    files = {
-        "ci.yml": ci_workflow(values),
-        "train.yml": train_workflow(values),
-        "deploy.yml": deploy_workflow(values),
-    }
-    taken = [out / name for name in files if (out / name).exists()]
-    if taken and not force:
-        raise ValidationError(
-            f"{taken[0]} exists: pass --force to overwrite it" + (f" (and {len(taken) - 1} more)" if taken[1:] else ""),
-            [("--force", f"{p} exists") for p in taken],
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in files.items():
-        (out / name).write_text(text)
-        written.append(out / name)
+    files = {name: _fill(text, values) for name, text in (("ci.yml", CI), ("train.yml", TRAIN), ("deploy.yml", DEPLOY))}
+    written = write_files(out, files, force=force)
     return {
         "out": str(out),
         "written": [str(p) for p in written],
@@ -128,6 +126,41 @@ def _defaults(workdir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- what the workflows share -------------------------------------------------------------------------------
+
+
+def _workflow(about: str, name: str, on: str, jobs: str, *, cloud: bool, group: str) -> str:
+    """A workflow's text: the comment, name and triggers given, then what the three share (read-only
+    contents, one run at a time per ``group``, bash in the project's folder, the mlopsctl to install;
+    with ``cloud`` the OIDC token, the store and the actor, and no run cancelled halfway), then the jobs."""
+    oidc = "  id-token: write  # OIDC: configure-aws-credentials assumes vars.AWS_ROLE_ARN\n" if cloud else ""
+    store = (
+        "  MLOPS_STORE: ${{ vars.MLOPS_STORE<<store_fallback>> }}\n  MLOPS_ACTOR: github-actions/${{ github.actor }}\n"
+        if cloud
+        else ""
+    )
+    return f"""\
+{about}name: {name}
+
+on:
+{on}
+permissions:
+  contents: read
+{oidc}
+concurrency:
+  group: {group}
+  cancel-in-progress: {"false" if cloud else "true"}
+
+<<defaults>>
+env:
+  # mlopsctl is not on PyPI yet: set the repository variable MLOPSCTL_SPEC to what pip should install
+  # (a wheel URL, or "mlopsctl[aws] @ git+https://github.com/OWNER/mlopsctl@TAG"). docs/deploy-github.md
+  MLOPSCTL_SPEC: ${{{{ vars.MLOPSCTL_SPEC || '<<spec>>' }}}}
+{store}
+jobs:
+{jobs}"""
+
+
 _INSTALL = """\
       - uses: <<checkout>>
       - uses: <<setup-python>>
@@ -139,12 +172,6 @@ _INSTALL = """\
           python -m pip install "$MLOPSCTL_SPEC"
 """
 
-_SPEC = """\
-  # mlopsctl is not on PyPI yet: set the repository variable MLOPSCTL_SPEC to what pip should install
-  # (a wheel URL, or "mlopsctl[aws] @ git+https://github.com/OWNER/mlopsctl@TAG"). docs/deploy-github.md
-  MLOPSCTL_SPEC: ${{ vars.MLOPSCTL_SPEC || '<<spec>>' }}
-"""
-
 _AWS = """\
       - name: AWS credentials (OIDC, no stored keys)
         uses: <<aws-credentials>>
@@ -154,42 +181,33 @@ _AWS = """\
 """
 
 
-def _common(values: dict[str, str]) -> dict[str, str]:
-    return {**values, **ACTIONS, "python": PYTHON_VERSION, "defaults": _defaults(values["workdir"])}
+def _check_settings(variables: str, extra: str = "") -> str:
+    """A step that stops the run, naming the repository variable, when one of ``variables`` is empty."""
+    return f"""\
+      - name: Check the settings
+        run: |
+          for v in {variables}; do
+            [ -n "${{!v}}" ] || {{ echo "::error::set the repository variable $v"; exit 1; }}
+          done
+{extra}"""
 
 
-def ci_workflow(values: dict[str, str]) -> str:
-    text = (
-        """\
-# Lint and test on every push and pull request. Written by `mlopsctl deploy github` (docs/deploy-github.md).
-# No cloud access: the data is checked on its own and the model trained once into a throwaway store.
-name: ci
+# -- the workflows ------------------------------------------------------------------------------------------
 
-on:
-  push:
-  pull_request:
-
-permissions:
-  contents: read
-
-concurrency:
-  group: ci-${{ github.ref }}
-  cancel-in-progress: true
-
-<<defaults>>
-env:
-"""
-        + _SPEC
-        + """
-jobs:
+CI = _workflow(
+    "# Lint and test on every push and pull request. Written by `mlopsctl deploy github` (docs/deploy-github.md).\n"
+    "# No cloud access: the data is checked on its own and the model trained once into a throwaway store.\n",
+    "ci",
+    "  push:\n  pull_request:\n",
+    """\
   check:
     name: validate, lint, test, train
     runs-on: ubuntu-latest
     timeout-minutes: 30
     steps:
 """
-        + _INSTALL
-        + """\
+    + _INSTALL
+    + """\
           if [ -f requirements.txt ]; then python -m pip install -r requirements.txt; fi
       - name: Validate the data
         run: mlopsctl data validate <<data>> --against none
@@ -211,20 +229,17 @@ jobs:
           fi
       - name: Train once into a throwaway store
         run: mlopsctl --store "$RUNNER_TEMP/mlops-store" train
-"""
-    )
-    return _fill(text, _common(values))
+""",
+    cloud=False,
+    group="ci-${{ github.ref }}",
+)
 
-
-def train_workflow(values: dict[str, str]) -> str:
-    store = values["store"]
-    text = (
-        """\
-# Train, gate and publish on every push to main. Written by `mlopsctl deploy github` (docs/deploy-github.md).
-# The store is on S3, reached with GitHub's OIDC token. A gate refusal fails the run: the alias stays where it was.
-name: train
-
-on:
+TRAIN = _workflow(
+    "# Train, gate and publish on every push to main. Written by `mlopsctl deploy github` (docs/deploy-github.md).\n"
+    "# The store is on S3, reached with GitHub's OIDC token. A gate refusal fails the run: the alias stays where it"
+    " was.\n",
+    "train",
+    """\
   push:
     branches: [main]
   workflow_dispatch:
@@ -233,24 +248,8 @@ on:
         description: Alias to move to the new version, through the evaluation gate
         type: string
         default: <<gate>>
-
-permissions:
-  contents: read
-  id-token: write  # OIDC: configure-aws-credentials assumes vars.AWS_ROLE_ARN
-
-concurrency:
-  group: train-${{ github.ref }}
-  cancel-in-progress: false
-
-<<defaults>>
-env:
-"""
-        + _SPEC
-        + """\
-  MLOPS_STORE: ${{ vars.MLOPS_STORE<<store_fallback>> }}
-  MLOPS_ACTOR: github-actions/${{ github.actor }}
-
-jobs:
+""",
+    """\
   train:
     name: train, publish, promote through the gate
     runs-on: ubuntu-latest
@@ -262,12 +261,10 @@ jobs:
       moved: ${{ steps.promote.outputs.moved }}
     steps:
 """
-        + _INSTALL
-        + _AWS
-        + """\
-      - name: Check the settings
-        run: |
-          [ -n "$MLOPS_STORE" ] || { echo "::error::set the repository variable MLOPS_STORE (s3://...)"; exit 1; }
+    + _INSTALL
+    + _AWS
+    + _check_settings("MLOPS_STORE")
+    + """\
       - name: Validate the data against the latest snapshot's schema
         run: mlopsctl data validate <<data>>
       - name: Train
@@ -314,8 +311,8 @@ jobs:
   deploy:
     name: deploy the new version
     needs: train
-    # the alias the service follows moved: ship it (a pointer move reaches a running service by itself;
-    # this also rolls out a new image, and a baked one needs it)
+    # the alias the service follows moved: a running service picks the move up by itself; this also
+    # rolls out what changed in the image (mlopsctl, mlops.toml)
     if: needs.train.outputs.moved == 'true' && needs.train.outputs.alias == '<<alias>>'
     uses: ./.github/workflows/deploy.yml
     permissions:
@@ -324,24 +321,23 @@ jobs:
     with:
       model: ${{ needs.train.outputs.model }}
       alias: ${{ needs.train.outputs.alias }}
-"""
-    )
-    fallback = f" || '{store}'" if store else ""
-    return _fill(text, {**_common(values), "gate": GATE_ALIAS, "store_fallback": fallback})
+""",
+    cloud=True,
+    group="train-${{ github.ref }}",
+)
 
-
-def deploy_workflow(values: dict[str, str]) -> str:
-    store = values["store"]
-    text = (
-        """\
+DEPLOY = _workflow(
+    """\
 # Build the service's image, push it to ECR and roll it out on ECS. Written by `mlopsctl deploy github`
 # (docs/deploy-github.md). Runs on demand, on a repository dispatch of type mlops-promoted, and from train.yml.
 #   gh workflow run deploy.yml -f model=<<model>> -f alias=<<alias>>
 #   gh api repos/OWNER/REPO/dispatches -f event_type=mlops-promoted -f 'client_payload[model]=<<model>>' \\
 #     -f 'client_payload[alias]=<<alias>>'
-name: deploy
-
-on:
+# The image reads the model from the store at start and follows the alias (never --bake here: the task's
+# root file system is read-only, so a baked image could not record captures or feedback).
+""",
+    "deploy",
+    """\
   workflow_dispatch:
     inputs:
       model:
@@ -352,10 +348,6 @@ on:
         description: Alias the service follows
         type: string
         default: <<alias_yaml>>
-      bake:
-        description: Copy the version into the image instead of reading the store at start
-        type: boolean
-        default: false
   repository_dispatch:
     types: [mlops-promoted]
   workflow_call:
@@ -366,27 +358,8 @@ on:
       alias:
         type: string
         default: <<alias_yaml>>
-      bake:
-        type: boolean
-        default: false
-
-permissions:
-  contents: read
-  id-token: write  # OIDC: configure-aws-credentials assumes vars.AWS_ROLE_ARN
-
-concurrency:
-  group: deploy-<<service>>
-  cancel-in-progress: false
-
-<<defaults>>
-env:
-"""
-        + _SPEC
-        + """\
-  MLOPS_STORE: ${{ vars.MLOPS_STORE<<store_fallback>> }}
-  MLOPS_ACTOR: github-actions/${{ github.actor }}
-
-jobs:
+""",
+    """\
   deploy:
     name: build, push, roll out
     runs-on: ubuntu-latest
@@ -394,29 +367,27 @@ jobs:
     env:
       MODEL: ${{ inputs.model || github.event.client_payload.model || '<<model>>' }}
       ALIAS: ${{ inputs.alias || github.event.client_payload.alias || '<<alias>>' }}
-      BAKE: ${{ inputs.bake || github.event.client_payload.bake || vars.MLOPS_BAKE == 'true' }}
       ECR_REPOSITORY: ${{ vars.ECR_REPOSITORY }}
       ECS_CLUSTER: ${{ vars.ECS_CLUSTER }}
       ECS_SERVICE: ${{ vars.ECS_SERVICE }}
     steps:
 """
-        + _INSTALL
-        + _AWS
-        + """\
-      - name: Check the settings
-        run: |
-          for v in MLOPS_STORE ECR_REPOSITORY ECS_CLUSTER ECS_SERVICE; do
-            [ -n "${!v}" ] || { echo "::error::set the repository variable $v"; exit 1; }
-          done
-          [[ "$MODEL" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]] || { echo "::error::not a model name: $MODEL"; exit 1; }
-          [[ "$ALIAS" =~ ^[a-z][a-z0-9_-]{0,31}$ ]] || { echo "::error::not an alias: $ALIAS"; exit 1; }
+    + _INSTALL
+    + _AWS
+    + _check_settings(
+        "MLOPS_STORE ECR_REPOSITORY ECS_CLUSTER ECS_SERVICE",
+        """\
+          # mlopsctl's name rules, before any command line uses them
+          [[ "$MODEL" =~ <<name_re>> ]] || { echo "::error::not a model name: $MODEL"; exit 1; }
+          [[ "$ALIAS" =~ <<alias_re>> ]] || { echo "::error::not an alias: $ALIAS"; exit 1; }
+""",
+    )
+    + """\
       - name: Write the image's files
         id: files
         run: |
-          bake=()
-          if [ "$BAKE" = "true" ]; then bake=(--bake); fi
           mlopsctl deploy docker --out "$RUNNER_TEMP/image" --model "$MODEL" --alias "$ALIAS" \\
-            --store "$MLOPS_STORE" "${bake[@]}" --json > "$RUNNER_TEMP/files.json"
+            --store "$MLOPS_STORE" --json > "$RUNNER_TEMP/files.json"
           echo "version=$(jq -r .version "$RUNNER_TEMP/files.json")" >> "$GITHUB_OUTPUT"
       - name: Log in to ECR
         uses: <<ecr-login>>
@@ -439,6 +410,20 @@ jobs:
                       .registeredAt, .registeredBy, .deregisteredAt)' > "$RUNNER_TEMP/task-definition.json"
           container="${ECS_CONTAINER:-$(jq -r '.containerDefinitions[0].name' "$RUNNER_TEMP/task-definition.json")}"
           echo "container=$container" >> "$GITHUB_OUTPUT"
+      - name: Serve the model and alias deployed
+        id: command
+        env:
+          CONTAINER: ${{ steps.current.outputs.container }}
+        run: |
+          # The task's command (Terraform's: mlopsctl serve ... --model model_name@model_alias) overrides the
+          # image's CMD: name MODEL@ALIAS after its --model. Without a command the image's CMD names it already.
+          td="$RUNNER_TEMP/task-definition.json"
+          jq --arg c "$CONTAINER" --arg ref "$MODEL@$ALIAS" '.containerDefinitions |= map(
+              if .name == $c and ((.command // []) | index("--model")) != null
+              then .command[(.command | index("--model")) + 1] = $ref else . end)' "$td" > "$td.new"
+          mv "$td.new" "$td"
+          echo "command=$(jq -c --arg c "$CONTAINER" \\
+            '.containerDefinitions[] | select(.name == $c) | .command // "the image CMD"' "$td")" >> "$GITHUB_OUTPUT"
       - name: Put the new image in the task definition
         id: render
         uses: <<ecs-render>>
@@ -464,25 +449,18 @@ jobs:
         env:
           IMAGE: ${{ steps.image.outputs.image }}
           VERSION: ${{ steps.files.outputs.version }}
+          COMMAND: ${{ steps.command.outputs.command }}
         run: |
           {
             echo "### Deployed"
-            echo "- $MODEL@$ALIAS (v$VERSION when written; baked: $BAKE)"
+            echo "- $MODEL@$ALIAS (v$VERSION when written)"
             echo "- image: $IMAGE"
+            echo "- command: $COMMAND"
             echo "- service: $ECS_SERVICE on $ECS_CLUSTER"
           } >> "$GITHUB_STEP_SUMMARY"
-"""
-    )
-    fallback = f" || '{store}'" if store else ""
-    return _fill(
-        text,
-        {
-            **_common(values),
-            "store_fallback": fallback,
-            "model_yaml": _yaml_str(values["model"]),
-            "alias_yaml": _yaml_str(values["alias"]),
-        },
-    )
-
+""",
+    cloud=True,
+    group="deploy-<<service>>",
+)
 
 __all__ = ["REPOSITORY_VARIABLES", "git_root", "write_workflows"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov
+.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov airflow
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ $(CHECKOV_VENV)/.installed-stamp:
 
 checkov: $(CHECKOV_VENV)/.installed-stamp
 
+# Apache Airflow (the tests load and run the DAG `pipeline airflow` writes) pins many packages: a venv beside ours.
+# Airflow alone is pinned (its constraint files live on GitHub, which this network cannot reach); it resolves on 3.11.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_VERSION ?= 3.3.2
+$(AIRFLOW_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.installed-stamp
+
 demo: $(STAMP)  ## the whole loop on a dataset that ships with scikit-learn, in ./demo-workspace
 	$(BIN)/python scripts/demo.py
 
@@ -40,8 +52,8 @@ system-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) system-tools checkov  ## every test, slow ones included
-	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q
+test: $(STAMP) system-tools checkov airflow  ## every test, slow ones included
+	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov MLOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -63,4 +75,4 @@ bench-drift: $(STAMP)  ## drift engine vs a plain scipy loop on 1M rows; Evident
 	$(BIN)/python bench/drift_bench.py $(if $(EVIDENTLY_PYTHON),--evidently-python $(EVIDENTLY_PYTHON))
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AIRFLOW_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

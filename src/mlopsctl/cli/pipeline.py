@@ -95,6 +95,7 @@ def retrain(
             c.print(escape(line))
 
     pipe = Pipeline(cfg, store, log=log)
+    pipe.announce_end = False  # the outcome is printed below
     previous = None
     if resume:
         failed = [r for r in runs.list_runs(store, cfg.model_name) if r["status"] != "running"][:1]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from mlopsctl.config import Config, parse_duration, prometheus_duration
 from mlopsctl.errors import ValidationError
 from mlopsctl.pipeline.retrain import ROLLOUTS, TRIGGERS
 from mlopsctl.pipeline.runs import STEPS
+from mlopsctl.pipeline.schedule import default_mlopsctl
 
 EXIT_ENDED = 99  # `mlopsctl pipeline step`: the run ended at or before this step
 RUN_ENV = "MLOPS_PIPELINE_RUN"  # the task's environment variable holding Airflow's run id
@@ -71,21 +70,6 @@ class DagSpec:
     @property
     def file_name(self) -> str:
         return re.sub(r"[^A-Za-z0-9_]", "_", self.dag_id) + ".py"
-
-
-def default_mlopsctl() -> list[str]:
-    """The running mlopsctl as an absolute command: the script beside this Python, else the one
-    named in argv[0], else the one on PATH, else ``python -m mlopsctl.cli.main``."""
-    beside = Path(sys.executable).parent / "mlopsctl"
-    if beside.is_file():
-        return [str(beside.absolute())]
-    argv0 = Path(sys.argv[0])
-    if argv0.name == "mlopsctl" and argv0.is_file():
-        return [str(argv0.absolute())]
-    found = shutil.which("mlopsctl")
-    if found:
-        return [str(Path(found).absolute())]
-    return [str(Path(sys.executable).absolute()), "-m", "mlopsctl.cli.main"]
 
 
 def check_schedule(text: str) -> str | None:

@@ -96,6 +96,7 @@ class Pipeline:
         self.log = log or (lambda line: None)
         self.rcfg = cfg.retrain
         self.run_id = ""
+        self.announce_end = True  # log the outcome (`retrain` prints it itself)
 
     # -- running --------------------------------------------------------------------------------
     def _new_record(self, options: Options, run_id: str | None = None) -> dict[str, Any]:
@@ -241,7 +242,8 @@ class Pipeline:
     ) -> dict[str, Any]:
         record.update(status=status, finished_at=runs.now_iso(), summary=summary)
         runs.save(self.store, record)
-        self.log(f"{record['id']}: {status}" + (f": {summary}" if summary and not raise_ else ""))
+        if self.announce_end:
+            self.log(f"{record['id']}: {status}" + (f": {summary}" if summary and not raise_ else ""))
         if raise_ is not None:
             raise raise_
         return record

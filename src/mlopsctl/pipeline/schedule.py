@@ -67,12 +67,24 @@ def marker(project: Path) -> str:
     return f"# mlopsctl retrain {project}"
 
 
-def mlopsctl_command() -> str:
-    """The absolute path of the mlopsctl being run (cron's PATH is short)."""
+def default_mlopsctl() -> list[str]:
+    """The running mlopsctl as an absolute command: the script beside this Python, else the one
+    named in argv[0], else the one on PATH, else ``python -m mlopsctl.cli.main``."""
+    beside = Path(sys.executable).parent / "mlopsctl"
+    if beside.is_file():
+        return [str(beside.absolute())]
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "mlopsctl" and argv0.is_file():
+        return [str(argv0.absolute())]
     found = shutil.which("mlopsctl")
     if found:
-        return str(Path(found).resolve())
-    return f"{shlex.quote(sys.executable)} -m mlopsctl.cli.main"
+        return [str(Path(found).absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "mlopsctl.cli.main"]
+
+
+def mlopsctl_command() -> str:
+    """The running mlopsctl as one shell word or more (cron's PATH is short)."""
+    return " ".join(map(shlex.quote, default_mlopsctl()))
 
 
 def cron_line(cron: str, project: Path, args: list[str], *, command: str | None = None) -> str:

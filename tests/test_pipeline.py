@@ -117,6 +117,19 @@ def test_the_loop_closes_white_wine_served_labelled_then_retrained_from_capture(
     assert steps["evaluate"]["candidate_score"] > steps["evaluate"]["current_score"]
     assert steps["rollout"]["rollout"] == "canary"
 
+    # the accuracy rule: v1's live accuracy on the labelled white wine is far below 0.9
+    dep.end(open_store(str(wine_store_copy)), "wine", outcome="stopped", reason="next: the accuracy trigger")
+    (project / "mlops.toml").write_text(
+        (project / "mlops.toml").read_text() + "\n[monitoring.alerts]\naccuracy_min = 0.9\n"
+    )
+    _, by_accuracy = _retrain(project, "--if", "accuracy", "--include-feedback", "--rollout", "direct")
+    trigger = by_accuracy["steps"][0]["outputs"]
+    assert trigger["fired"] and trigger["labelled"] == 400 and trigger["accuracy"] < 0.9
+    assert trigger["summary"].startswith("live accuracy 0.") and "on 400 labels < 0.9" in trigger["summary"]
+    assert by_accuracy["status"] == "succeeded"
+    promoted = by_accuracy["steps"][-2]["outputs"]["version"]
+    assert registry.get_alias(open_store(str(wine_store_copy)), "wine", "prod")["version"] == promoted
+
 
 def test_a_worse_model_is_stopped_by_the_gate_with_both_numbers(wine_store_copy: Path, tmp_path: Path) -> None:
     project = _project(tmp_path, wine_store_copy, params="{ n_estimators = 1, max_depth = 1 }")

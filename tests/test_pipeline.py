@@ -230,6 +230,12 @@ def test_trigger_and_option_errors_name_the_setting(wine_store_copy: Path, tmp_p
     (project / "mlops.toml").write_text(toml)
     _, record = _retrain(project, "--if", "accuracy")
     assert record["status"] == "skipped" and "fewer than 50: no verdict" in record["summary"]
+    _, record = _retrain(project, "--if", "drift")  # nothing captured: a quiet model is skipped, not failed
+    assert record["status"] == "skipped"
+    assert (
+        record["summary"]
+        == "0 inputs of v1 captured in the last 1d, fewer than 30 ([monitoring.drift] min_rows): no verdict"
+    )
 
 
 def test_pipeline_step_runs_one_step_at_a_time_with_scheduler_exit_codes(wine_store_copy: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
 
-from mlopsctl.config import Config
+from mlopsctl.config import Config, prometheus_duration
 from mlopsctl.errors import DataError, MlopsError, ValidationError
 from mlopsctl.pipeline import runs
 from mlopsctl.store.base import Store
@@ -263,7 +263,9 @@ class Pipeline:
         if current is None:
             raise DataError(f"{self.model}@{o.alias}", f"--if {o.trigger} needs a version in {o.alias} to check")
         if o.trigger == "drift":
-            report = self._drift(current, o)
+            report, too_few = self._drift(current, o)
+            if report is None:
+                return {**base, "fired": False, "trigger_summary": too_few, "summary": too_few}, "skipped"
             fired = bool(report["dataset_drift"])
             summary = (
                 f"drift on {report['n_drifted']} of {report['n_features']} features "
@@ -290,12 +292,15 @@ class Pipeline:
         out = {**base, "fired": fired, "accuracy": acc, "labelled": n, "trigger_summary": summary, "summary": summary}
         return out, None if fired else "skipped"
 
-    def _drift(self, version: int, o: Options) -> dict[str, Any]:
+    def _drift(self, version: int, o: Options) -> tuple[dict[str, Any] | None, str]:
+        """The drift report's verdict; (None, why) when too few inputs were captured for one (a
+        scheduled check on a quiet model is skipped, not failed)."""
         from mlopsctl.data.read import read_table
         from mlopsctl.monitoring.captured import captured_frame, load_captures
         from mlopsctl.monitoring.drift import DriftSettings, detect, load_reference, save_report
 
         reference = load_reference(self.store, self.model, version)
+        settings = DriftSettings.from_section(self.cfg.monitoring.drift)
         source: dict[str, Any]
         if o.current:
             frame, source = read_table(o.current), {"kind": "file", "path": o.current}
@@ -303,13 +308,17 @@ class Pipeline:
             since = time.time() - self.rcfg.drift_window
             frame = captured_frame(load_captures(self.store, self.model, since=since, version=version))
             source = {"kind": "captured", "since": since, "description": f"capture/{self.model}/ since {since}"}
-            if len(frame) == 0:
-                raise DataError(f"capture/{self.model}/", f"no predictions of v{version} captured in the drift window")
-        report = detect(reference, frame, DriftSettings.from_section(self.cfg.monitoring.drift), source=source)
+            if len(frame) < settings.min_rows:
+                window = prometheus_duration(self.rcfg.drift_window)
+                return None, (
+                    f"{len(frame)} inputs of v{version} captured in the last {window}, fewer than "
+                    f"{settings.min_rows} ([monitoring.drift] min_rows): no verdict"
+                )
+        report = detect(reference, frame, settings, source=source)
         key = save_report(self.store, self.model, report)
         d = report.to_dict()
         keep = ("dataset_drift", "n_drifted", "n_features", "drifted_features", "drifted_share", "current_rows")
-        return {k: d[k] for k in keep} | {"report": key}
+        return {k: d[k] for k in keep} | {"report": key}, ""
 
     def _data(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         import pandas as pd

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlopsctl import __version__
-from mlopsctl.config import Config, DeploySection
+from mlopsctl.config import AlertsSection, Config, DeploySection
 from mlopsctl.deploy import aws_tf_base as base
 from mlopsctl.deploy import aws_tf_data as data
 from mlopsctl.deploy import aws_tf_iam as iam
@@ -79,9 +79,14 @@ def values_from_config(cfg: Config | None, *, model: str | None = None, alias: s
     check_model_ref(name_of_model, served)
     d = cfg.deploy if cfg else DeploySection()
     name = service_name(cfg, name_of_model)
-    alerts = cfg.monitoring.alerts if cfg else None
-    error_rate = alerts.error_rate if alerts and alerts.error_rate is not None else 0.05
-    latency_ms = alerts.latency_p95_ms if alerts and alerts.latency_p95_ms is not None else 500.0
+    # the alarms follow [monitoring.alerts]; a rule turned off there keeps its default threshold here
+    alerts = cfg.monitoring.alerts if cfg else AlertsSection()
+
+    def threshold(rule: str) -> float:
+        value = getattr(alerts, rule)
+        return float(AlertsSection.model_fields[rule].default if value is None else value)
+
+    error_rate, latency_ms = threshold("error_rate"), threshold("latency_p95_ms")
     pattern = cfg.registry.ssm_parameter if cfg else ""
     pointer = (
         parameter_name(pattern, name_of_model, served) if pattern else f"/mlopsctl/{name}/{name_of_model}/{served}"
@@ -102,9 +107,9 @@ def values_from_config(cfg: Config | None, *, model: str | None = None, alias: s
         container_port=d.container_port,
         pointer_parameter=pointer,
         error_rate_percent=round(error_rate * 100, 4),
-        error_minutes=max(1, math.ceil((alerts.error_for if alerts else 180) / 60)),
+        error_minutes=max(1, math.ceil(alerts.error_for / 60)),
         latency_p95_ms=latency_ms,
-        latency_minutes=max(1, math.ceil((alerts.latency_for if alerts else 300) / 60)),
+        latency_minutes=max(1, math.ceil(alerts.latency_for / 60)),
         pointer_mirrored=bool(pattern),
     )
 

@@ -413,14 +413,13 @@ class Pipeline:
             outputs["candidate_score"],
             outputs.get("current_score"),
             self.cfg.registry.gate_tolerance,
-            candidate_version=0,
+            candidate_version=None,
             current_version=current,
             method=outputs["method"],
         )
-        message = result.message.replace("v0", "the new model")
         if not result.passed:
-            raise Gated(f"the gate stopped it: {message}")
-        return {"gate": result.to_dict() | {"message": message}, "summary": message}, None
+            raise Gated(f"the gate stopped it: {result.message}")
+        return {"gate": result.to_dict(), "summary": result.message}, None
 
     def _publish(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         from mlopsctl import registry

@@ -38,10 +38,13 @@ def check(
     current: float | None,
     tolerance: float,
     *,
-    candidate_version: int,
+    candidate_version: int | None,
     current_version: int | None,
     method: str,
 ) -> GateResult:
+    """Pass or refuse ``candidate`` against ``current``; ``candidate_version`` None is a model not
+    published yet (the retraining pipeline gates before it publishes)."""
+
     def result(passed: bool, message: str) -> GateResult:
         return GateResult(passed, metric, candidate, current, current_version, tolerance, method, message)
 
@@ -52,7 +55,8 @@ def check(
     delta = (current - candidate) if metric in LOWER_IS_BETTER else (candidate - current)
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
     text = (
-        f"{metric} ({direction} is better) of v{candidate_version} = {candidate:.4f} vs "
+        f"{metric} ({direction} is better) of "
+        f"{'the new model' if candidate_version is None else f'v{candidate_version}'} = {candidate:.4f} vs "
         f"v{current_version} = {current:.4f} ({method})"
     )
     if delta < -tolerance:

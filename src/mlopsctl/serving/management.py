@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlopsctl.errors import Conflict, MlopsError
-from mlopsctl.serving.predict import error_body
+from mlopsctl.serving.app import _error, _json
 
 log = logging.getLogger("mlopsctl.serving")
 KEY_ENV = "MLOPS_API_KEY"
@@ -43,12 +43,8 @@ def management_key(project: str | None) -> str:
     return key
 
 
-def _answer(body: dict[str, Any], status: int) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
 def _refuse(status: int, error: str, field: str, problem: str) -> Response:
-    return Response(error_body(error, [(field, problem)]), status_code=status, media_type="application/json")
+    return _error(status, error, [(field, problem)])
 
 
 def _authorised(request: Request, key: str) -> Response | None:
@@ -102,7 +98,7 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
         running[run_id] = thread
         thread.start()
         log.info("retraining %s: pipeline run %s started over HTTP", model, run_id)
-        return _answer({"run_id": run_id, "status": "running", "status_url": f"/retrain/{run_id}"}, 202)
+        return _json({"run_id": run_id, "status": "running", "status_url": f"/retrain/{run_id}"}, 202)
 
     @app.get("/retrain/{run_id}", tags=["management"], summary="A pipeline run's record (needs the management key)")
     async def retrain_status(run_id: str, request: Request) -> Response:
@@ -115,7 +111,7 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
             record = await run_in_threadpool(runs.get_run, store, model, run_id)
         except MlopsError as exc:
             return _refuse(404, "not_found", "run_id", str(exc))
-        return _answer(record, 200)
+        return _json(record)
 
 
 def _begin(store: Any, project: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -90,9 +90,7 @@ def mirror_alias(cfg: Any, store: Any, name: str, alias: str, *, quiet: bool = F
             f"run `mlopsctl models mirror {name} --alias {alias}` to write it again"
         ) from None
     if value is not None and not quiet:
-        from mlopsctl.registry.mirror import parameter_name
-
-        where = parameter_name(mirror.pattern, name, alias)
+        where = mirror.parameter(name, alias)
         common.err_console().print(f"mirrored {name}@{alias} = v{value['version']} to SSM {where}")
     return value
 
@@ -269,7 +267,7 @@ def models_mirror(
 ) -> None:
     """Write the SSM parameters of \\[registry] ssm_parameter from the aliases in the store (idempotent)."""
     from mlopsctl.errors import ValidationError
-    from mlopsctl.registry.mirror import from_config, parameter_name
+    from mlopsctl.registry.mirror import from_config
 
     cfg = common.config(required=False)
     mirror = from_config(cfg)
@@ -287,7 +285,7 @@ def models_mirror(
         return
     c = common.console()
     for a, value in out.items():
-        where = parameter_name(mirror.pattern, name, a)
+        where = mirror.parameter(name, a)
         c.print(f"{where}: " + (f"v{value['version']}" if value else f"{name}@{a} does not exist; nothing written"))
 
 

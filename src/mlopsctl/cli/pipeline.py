@@ -98,11 +98,11 @@ def retrain(
     pipe.announce_end = False  # the outcome is printed below
     previous = None
     if resume:
-        failed = [r for r in runs.list_runs(store, cfg.model_name) if r["status"] != "running"][:1]
-        if not failed or failed[0]["status"] != "failed":
-            last = failed[0]["status"] if failed else "none"
+        ended = [r for r in runs.list_runs(store, cfg.model_name) if r["status"] != "running"][:1]
+        if not ended or ended[0]["status"] != "failed":
+            last = ended[0]["status"] if ended else "none"
             raise NotFound("failed pipeline run", cfg.model_name, f"the last run is {last}: nothing to resume")
-        previous = failed[0]
+        previous = ended[0]
         log(f"resuming {previous['id']} at step {previous['error']['step']}")
     options = _options(cfg, trigger, rollout, data, include_feedback, current, alias, reason)
     try:

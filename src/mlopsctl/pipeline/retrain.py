@@ -216,7 +216,8 @@ class Pipeline:
             out, ended = getattr(self, f"_{name}")(options, outputs)
         except Gated as exc:
             step.update(status="done", seconds=round(time.monotonic() - t0, 3), outputs={}, message=str(exc))
-            self._end(record, "gated", str(exc), raise_=exc)
+            self._end(record, "gated", str(exc), raising=True)
+            raise
         except MlopsError as exc:
             self._fail(record, step, t0, str(exc))
         except Exception as exc:  # a bug or a library error: recorded with its type, never half-swallowed
@@ -234,18 +235,15 @@ class Pipeline:
         step.update(status="failed", seconds=round(time.monotonic() - t0, 3), error=message)
         record["error"] = {"step": step["name"], "message": message}
         exc = StepFailed(record["id"], step["name"], message)
-        self._end(record, "failed", str(exc), raise_=exc)
+        self._end(record, "failed", str(exc), raising=True)
         raise exc
 
-    def _end(
-        self, record: dict[str, Any], status: str, summary: str, raise_: MlopsError | None = None
-    ) -> dict[str, Any]:
+    def _end(self, record: dict[str, Any], status: str, summary: str, *, raising: bool = False) -> dict[str, Any]:
+        """Record how the run ended. ``raising``: the caller raises the error next (it says the rest)."""
         record.update(status=status, finished_at=runs.now_iso(), summary=summary)
         runs.save(self.store, record)
         if self.announce_end:
-            self.log(f"{record['id']}: {status}" + (f": {summary}" if summary and not raise_ else ""))
-        if raise_ is not None:
-            raise raise_
+            self.log(f"{record['id']}: {status}" + (f": {summary}" if summary and not raising else ""))
         return record
 
     # -- the steps: each returns (outputs, how the run ends here or None) ------------------------------

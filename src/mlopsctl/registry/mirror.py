@@ -63,6 +63,10 @@ class SsmMirror:
     def covers(self, alias: str) -> bool:
         return alias in self.aliases
 
+    def parameter(self, model: str, alias: str) -> str:
+        """The SSM parameter that mirrors ``model@alias``."""
+        return parameter_name(self.pattern, model, alias)
+
     def _client(self) -> Any:
         if self._client_obj is None:
             try:
@@ -96,7 +100,7 @@ class SsmMirror:
 
     def read(self, model: str, alias: str) -> dict[str, Any] | None:
         """What the parameter holds now (None when it does not exist)."""
-        name = parameter_name(self.pattern, model, alias)
+        name = self.parameter(model, alias)
         try:
             out = self._call("get_parameter", name)
         except NotFound:
@@ -112,7 +116,7 @@ class SsmMirror:
         when the alias is not mirrored or does not exist."""
         if not self.covers(alias):
             return None
-        name = parameter_name(self.pattern, model, alias)
+        name = self.parameter(model, alias)
         written: dict[str, Any] | None = None
         for _ in range(_ROUNDS):
             doc = get_alias(store, model, alias)

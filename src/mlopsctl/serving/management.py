@@ -67,7 +67,6 @@ def _authorised(request: Request, key: str) -> Response | None:
 def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> None:
     """Add `/retrain` to ``app``; ``project`` is the folder of mlops.toml (None: retraining answers 409)."""
     key = management_key(project)
-    running: dict[str, threading.Thread] = {}
 
     @app.post("/retrain", tags=["management"], summary="Start a retraining pipeline run (needs the management key)")
     async def retrain(request: Request) -> Response:
@@ -87,15 +86,14 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
         if unknown:
             return _refuse(422, "invalid_input", unknown[0], f"unknown field: expected {', '.join(_FIELDS)}")
         try:
-            record = await run_in_threadpool(_begin, store, project, body)
+            pipe, record, lock = await run_in_threadpool(_begin, store, project, body)
         except Conflict as exc:
             return _refuse(409, "pipeline_running", "model", str(exc))
         except MlopsError as exc:
             field = next((p[0] for p in getattr(exc, "problems", [])), "body")
             return _refuse(422, "invalid_input", field, str(exc))
         run_id = record["id"]
-        thread = threading.Thread(target=_finish, args=record.pop("_continue"), name=f"mlops-{run_id}", daemon=True)
-        running[run_id] = thread
+        thread = threading.Thread(target=_finish, args=(pipe, record, lock), name=f"mlops-{run_id}", daemon=True)
         thread.start()
         log.info("retraining %s: pipeline run %s started over HTTP", model, run_id)
         return _json({"run_id": run_id, "status": "running", "status_url": f"/retrain/{run_id}"}, 202)
@@ -114,7 +112,8 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
         return _json(record)
 
 
-def _begin(store: Any, project: str, body: dict[str, Any]) -> dict[str, Any]:
+def _begin(store: Any, project: str, body: dict[str, Any]) -> tuple[Any, dict[str, Any], Any]:
+    """The run started (lock taken, record saved): (pipeline, record, lock) for `_finish`."""
     from mlopsctl.config import load_config
     from mlopsctl.pipeline.retrain import Options, Pipeline
 
@@ -126,7 +125,7 @@ def _begin(store: Any, project: str, body: dict[str, Any]) -> dict[str, Any]:
     options = Options(**values)
     pipe = Pipeline(cfg, store, log=lambda line: log.info("retrain: %s", line))
     record, lock = pipe.begin(options)
-    return {**record, "_continue": (pipe, record, lock)}
+    return pipe, record, lock
 
 
 def _finish(pipe: Any, record: dict[str, Any], lock: Any) -> None:

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from mlopsctl.serving.runtime import OnnxRunner, SklearnRunner
-from mlopsctl.training.export import ExportResult, export_onnx
+from mlopsctl.training.export import MATRIX_INPUT, ExportResult, export_onnx
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -265,7 +265,11 @@ def test_export_passes_parity(exported: Any, name: str) -> None:
     assert result.ok, result.reason
     assert result.reason == ""
     assert result.onnx and result.onnx_opset
-    assert result.input_mode == "per_column"
+    n_numeric = sum(f["kind"] == "numeric" for f in features)
+    assert result.input_mode == ("numeric_matrix" if n_numeric > 1 else "per_column")
+    forest = type(pipe.steps[-1][1]).__name__.startswith("RandomForest")
+    hgb = type(pipe.steps[-1][1]).__name__.startswith("HistGradient")
+    assert result.tree_dtype == ("float" if forest else "double" if hgb else None)
     assert result.n_rows_checked == len(holdout)
     assert result.max_abs_diff is not None
     if task == "regression":
@@ -338,6 +342,91 @@ def test_sentiment_model_direction(exported: Any) -> None:
     runner = OnnxRunner(result.onnx, features, task, pipe.classes_.tolist())
     _, proba = runner.predict({"text": ["great, loved it", "terrible, broke in a day"]})
     assert proba is not None and proba[0][1] > 0.5 > proba[1][1]
+
+
+@uses_shared_data
+def test_numeric_features_share_one_input(exported: Any) -> None:
+    """The housing graph takes its eight numeric features as one (rows, 8) double input and the category
+    as its own; the Concat that joined the numeric columns is gone."""
+    import onnx
+
+    (_, features, _, _, _), result = exported("housing-forest-reg")
+    model = onnx.load_from_string(result.onnx)
+    shapes = {
+        i.name: (i.type.tensor_type.elem_type, [d.dim_value or None for d in i.type.tensor_type.shape.dim])
+        for i in model.graph.input
+    }
+    assert shapes == {
+        MATRIX_INPUT: (onnx.TensorProto.DOUBLE, [None, 8]),
+        "ocean_proximity": (onnx.TensorProto.STRING, [None, 1]),
+    }
+    spec = json.loads({p.key: p.value for p in model.metadata_props}["mlopsctl.inputs"])
+    numeric = [f["name"] for f in features if f["kind"] == "numeric"]
+    assert [(s["feature"], s.get("column")) for s in spec if s["input"] == MATRIX_INPUT] == [
+        (n, i) for i, n in enumerate(numeric)
+    ]
+    consumers = [n for n in model.graph.node if MATRIX_INPUT in n.input]
+    assert [n.op_type for n in consumers] == ["Identity"]
+
+
+@uses_shared_data
+def test_graph_with_an_input_per_feature_still_serves(housing: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions published before the numeric input was shared have one input per feature: the runner
+    reads that plan from the graph's metadata and serves them as before."""
+    from mlopsctl.training import export
+
+    monkeypatch.setattr(export, "_numeric_matrix", lambda model, spec: None)
+    pipe, features, task, holdout, edge_rows = make_housing(_rf_reg(5, 6))(housing)
+    result = export_onnx(pipe, features, task, holdout)
+    assert result.ok and result.input_mode == "per_column", result.reason
+    runner = OnnxRunner(result.onnx, features, task, None)
+    for columns in (columns_of(holdout.iloc[:50], features), edge_rows):
+        got, _ = runner.predict(columns)
+        want, _ = SklearnRunner(pipe, features, task, None).predict(columns)
+        assert np.allclose(got, want, rtol=1e-5)
+
+
+@uses_shared_data
+def test_forest_compares_in_float32_and_routes_as_sklearn(wine: Any) -> None:
+    """A forest fed doubles casts them to float32 once and keeps float32 thresholds rounded down, so a
+    value on a threshold, or on the float32 values around it, goes the way scikit-learn sends it
+    (scikit-learn compares float32(x) with a float64 threshold). The float32 nearest to scikit-learn's
+    threshold may lie above it, and a value equal to that float32 would then go the wrong way."""
+    import onnx
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    train, holdout, numeric = wine
+    forest = RandomForestClassifier(n_estimators=20, random_state=0, n_jobs=1)
+    raw = ColumnTransformer([("num", "passthrough", numeric)])  # the trees see the inputs as they are
+    pipe = Pipeline([("pre", raw), ("model", forest)]).fit(train[numeric], train["quality"])
+    features = signature(numeric)
+    result = export_onnx(pipe, features, "classification", holdout)
+    assert result.ok and result.tree_dtype == "float", result.reason
+    model = onnx.load_from_string(result.onnx)
+    (tree,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"]
+    assert "nodes_values" in {a.name for a in tree.attribute}
+    (cast,) = [n for n in model.graph.node if tree.input[0] in n.output]
+    assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT
+
+    base = holdout[numeric].iloc[0].to_numpy(dtype=np.float64)
+    rows = []
+    for est in forest.estimators_:
+        t = est.tree_
+        for node in np.flatnonzero(t.feature >= 0)[:25]:
+            thr = float(t.threshold[node])
+            near = np.float32(thr)
+            for v in (thr, near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))):
+                x = base.copy()
+                x[int(t.feature[node])] = float(v)
+                rows.append(x)
+    frame = pd.DataFrame(rows, columns=numeric)
+    runner = OnnxRunner(result.onnx, features, "classification", pipe.classes_.tolist())
+    labels, proba = runner.predict(columns_of(frame, features))
+    expected = pipe.predict_proba(frame)
+    assert np.max(np.abs(np.asarray(proba, dtype=np.float64) - expected)) < 1e-5
+    assert labels == pipe.predict(frame).tolist()
 
 
 @uses_shared_data

@@ -7,7 +7,8 @@ are one list per row in the order of `classes`, or None for regression.
 
 This module imports only numpy at top level, and onnxruntime when an OnnxRunner is built: serving an
 ONNX model never loads scikit-learn, pandas or scipy. The graph's input plan (which feature feeds which
-input, as which dtype, and what stands for a missing value) comes from the metadata that
+input, or which column of the one numeric input, as which dtype, and what stands for a missing value)
+comes from the metadata that
 `mlopsctl.training.export` writes; without it, inputs are fed in feature order.
 """
 
@@ -63,12 +64,27 @@ class OnnxRunner:
         missing = [s["feature"] for s in spec if s["feature"] not in known]
         if missing:
             raise ValueError(f"the graph needs features the signature lacks: {missing}")
-        # (feature, input, numpy dtype, stand-in for None (None for numbers), lowercase): a tuple per input
+        # numeric features sharing one (rows, k) input: input → [(column, feature)], and its dtype
+        matrices: dict[str, list[tuple[int, str]]] = {}
+        matrix_dtype: dict[str, Any] = {}
+        for s in spec:
+            if "column" in s:
+                matrices.setdefault(s["input"], []).append((int(s["column"]), s["feature"]))
+                matrix_dtype[s["input"]] = _DTYPES[s["type"]]
+        self._matrices: tuple[tuple[str, Any, tuple[str, ...]], ...] = tuple(
+            (name, matrix_dtype[name], tuple(f for _, f in sorted(cols))) for name, cols in matrices.items()
+        )
+        # (feature, input, numpy dtype, stand-in for None (None for numbers), lowercase): one per other input
         self._plan: tuple[tuple[str, str, Any, str | None, bool], ...] = tuple(
-            (s["feature"], s["input"], _DTYPES[s["type"]], s["missing"], bool(s.get("lower"))) for s in spec
+            (s["feature"], s["input"], _DTYPES[s["type"]], s["missing"], bool(s.get("lower")))
+            for s in spec
+            if "column" not in s
         )
         self._outputs = [o.name for o in self._session.get_outputs()][: 1 if self._regression else 2]
-        self._run = self._session.run
+        # the C++ session's run, without the Python wrapper's per-call check of the feed's names (the plan
+        # above always feeds every input)
+        inner = getattr(self._session, "_sess", None)
+        self._run = inner.run if inner is not None and callable(getattr(inner, "run", None)) else self._session.run
         # graph label (int64 or str) → the caller's class object; graph column order → order of `classes`
         self.classes: list[Any] | None = None
         self._label_of: dict[Any, Any] = {}
@@ -81,6 +97,10 @@ class OnnxRunner:
 
     def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
         feeds = {}
+        for name, dtype, features in self._matrices:
+            # None becomes NaN in a float array, which is what the graph's imputer replaces; (k, rows).T is
+            # C-contiguous for one row, and copied once for more
+            feeds[name] = np.ascontiguousarray(np.array([columns[f] for f in features], dtype=dtype).T)
         for feature, name, dtype, missing, lower in self._plan:
             values = columns[feature]
             if missing is None:
@@ -93,7 +113,7 @@ class OnnxRunner:
                 )
             else:
                 feeds[name] = np.array([missing if v is None else v for v in values], dtype=object).reshape(-1, 1)
-        out = self._run(self._outputs, feeds)
+        out = self._run(self._outputs, feeds, None)
         if self._regression:
             return out[0].ravel().tolist(), None
         proba = out[1]

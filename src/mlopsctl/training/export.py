@@ -1,16 +1,24 @@
 """ONNX export of a fitted task pipeline, and the parity check that decides whether serving may use it.
 
 `export_onnx` converts the whole Pipeline (preprocessing included) with skl2onnx, one graph input per
-feature, then runs the graph through the serving runner (`mlopsctl.serving.runtime.OnnxRunner`) on the
-holdout and compares it with the pipeline itself. Only an export that passes is marked `ok`; anything
-else is reported with its reason and numbers, and serving falls back to the scikit-learn model.
+feature (numeric features then joined into one input), then runs the graph through the serving runner
+(`mlopsctl.serving.runtime.OnnxRunner`) on the holdout and compares it with the pipeline itself. Only
+an export that passes is marked `ok`; anything else is reported with its reason and numbers, and
+serving falls back to the scikit-learn model.
 
 Why numeric inputs are fed as float64 ("double") where the graph allows it: scikit-learn's trees cast
 their input to float32 and compare it with a float64 threshold, so a float32 ONNX graph (float32 input,
 float32 thresholds) sends rows near a split the other way — on red wine a 100-tree forest agreed on only
 ~99% of labels. In double, with thresholds stored as double tensors (ai.onnx.ml opset 3 `*_as_tensor`)
 and skl2onnx's threshold adjustment for scikit-learn's float32 cast, the trees route every row as
-scikit-learn does. Where a graph cannot be built or loaded in double, float32 is tried next.
+scikit-learn does. A random forest then compares in float32 after all: its input is cast once, as
+scikit-learn casts it, and each double threshold becomes the float32 just below it, which routes every
+row the same way with half the tree data to walk (`onnx_converters._TreeContainer` says why it is
+exact). Where that graph fails the parity check, double trees are tried, and where a graph cannot be
+built or loaded in double, float32 throughout is tried last.
+
+All numeric features are fed as one (rows, k) input (`MATRIX_INPUT`, a column each, recorded in the
+metadata) rather than k (rows, 1) inputs: a single-row request then builds and binds one array, not k.
 
 Three gaps in skl2onnx 1.20 are worked around with per-call converters (nothing is registered
 globally):
@@ -47,6 +55,8 @@ MISSING_STRING = "__missing__"
 META_INPUTS = "mlopsctl.inputs"
 META_TASK = "mlopsctl.task"
 META_CLASSES = "mlopsctl.classes"
+# the graph input holding every numeric feature, one column each (see _numeric_matrix)
+MATRIX_INPUT = "mlopsctl_numeric_features"
 
 _SKLEARN_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _RE2_TOKEN_PATTERN = r"[\p{L}\p{N}_]{2,}"
@@ -61,8 +71,9 @@ class ExportResult:
     label_agreement: float | None = None
     n_rows_checked: int = 0
     onnx_opset: int | None = None
-    input_mode: str = "per_column"
+    input_mode: str = "per_column"  # or "numeric_matrix": every numeric feature in one (rows, k) input
     numeric_dtype: str | None = None  # "double" or "float": how numeric features are fed
+    tree_dtype: str | None = None  # "float" or "double": what a tree ensemble compares, if there is one
     tolerance: float | None = None  # the absolute bound max_abs_diff was held to
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,8 +96,12 @@ def export_onnx(
     model that does not convert: the result says why."""
     has_numeric = any(f["kind"] == "numeric" for f in features)
     attempts: list[ExportResult] = []
-    for dtype in ("double", "float") if has_numeric else ("float",):
-        result = _try_export(pipeline, features, task, check_df, dtype, tolerance, rtol)
+    tries = [("double", True), ("double", False), ("float", False)] if has_numeric else [("float", False)]
+    for dtype, float_trees in tries:
+        last = attempts[-1] if attempts else None
+        if (dtype, float_trees) == ("double", False) and last and last.onnx and last.tree_dtype != "float":
+            continue  # no forest was cast to float32: the same graph again would fail the same way
+        result = _try_export(pipeline, features, task, check_df, dtype, tolerance, rtol, float_trees)
         if result.ok:
             return result
         attempts.append(result)
@@ -106,13 +121,15 @@ def _try_export(
     dtype: str,
     tolerance: float,
     rtol: float,
+    float_trees: bool = False,
 ) -> ExportResult:
     base: dict[str, Any] = {
         "onnx_opset": ONNX_OPSET,
         "numeric_dtype": dtype if any(f["kind"] == "numeric" for f in features) else None,
     }
     try:
-        model = _convert(pipeline, features, task, dtype)
+        model = _convert(pipeline, features, task, dtype, float_trees)
+        base.update(_graph_facts(model))
     except Exception as exc:
         return ExportResult(None, False, f"{_component_from(exc)}: {_first_line(exc)}", **base)
     onnx_bytes = model.SerializeToString()
@@ -223,7 +240,29 @@ def _walk(est: Any) -> Any:
             yield from _walk(child)
 
 
-def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: str) -> Any:
+def _graph_facts(model: Any) -> dict[str, Any]:
+    """How the converted graph is fed and what its tree ensembles compare (for the export report)."""
+    from onnx import TensorProto
+
+    facts: dict[str, Any] = {
+        "input_mode": "numeric_matrix" if any(i.name == MATRIX_INPUT for i in model.graph.input) else "per_column"
+    }
+    trees = [n for n in model.graph.node if n.op_type.startswith("TreeEnsemble")]
+    if trees:
+        names = {n.input[0] for n in trees}
+        casts = {o for n in model.graph.node if n.op_type == "Cast" for o in n.output if o in names}
+        as_float = [
+            n
+            for n in model.graph.node
+            if n.op_type == "Cast"
+            and n.output[0] in casts
+            and any(a.name == "to" and a.i == TensorProto.FLOAT for a in n.attribute)
+        ]
+        facts["tree_dtype"] = "float" if as_float else "double"
+    return facts
+
+
+def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: str, float_trees: bool = False) -> Any:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
     from sklearn.feature_extraction.text import CountVectorizer
@@ -254,7 +293,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
         initial_types=initial_types,
         target_opset={"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
         options=options,
-        custom_conversion_functions=custom_converters(),
+        custom_conversion_functions=custom_converters(float_trees=float_trees),
     )
 
     graph_inputs = [i.name for i in model.graph.input]
@@ -271,6 +310,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
         }
         for f, name in zip(features, expected, strict=True)
     ]
+    _numeric_matrix(model, spec)
     meta = {META_INPUTS: json.dumps(spec), META_TASK: task}
     if task != "regression":
         meta[META_CLASSES] = json.dumps(_classes(pipeline))
@@ -278,6 +318,44 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return model
+
+
+def _numeric_matrix(model: Any, spec: list[dict[str, Any]]) -> None:
+    """Feed every numeric feature through one (rows, k) input instead of k (rows, 1) inputs: one array to
+    build and bind per request instead of k. skl2onnx joins the numeric columns with a Concat (axis 1)
+    before the imputer; that Concat becomes the new input itself. Where the columns are used otherwise,
+    a Split gives the old inputs back. `spec` entries of numeric features get the input and their column."""
+    from onnx import helper
+
+    numeric = [s for s in spec if s["missing"] is None]
+    if len(numeric) < 2:
+        return
+    graph = model.graph
+    names = [s["input"] for s in numeric]
+    inputs = {i.name: i for i in graph.input}
+    elem_type = inputs[names[0]].type.tensor_type.elem_type
+    consumers = [n for n in graph.node if any(i in names for i in n.input)]
+    joins = [
+        n
+        for n in consumers
+        if n.op_type == "Concat" and list(n.input) == names and any(a.name == "axis" and a.i == 1 for a in n.attribute)
+    ]
+    if len(consumers) == 1 and joins:
+        join = joins[0]
+        join.op_type = "Identity"
+        del join.input[:]
+        join.input.append(MATRIX_INPUT)
+        del join.attribute[:]
+    else:
+        split = helper.make_node("Split", [MATRIX_INPUT], names, axis=1, num_outputs=len(names), name="split_numeric")
+        graph.node.insert(0, split)
+    kept = [i for i in graph.input if i.name not in set(names)]
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(MATRIX_INPUT, elem_type, [None, len(names)]))
+    graph.input.extend(kept)
+    for column, entry in enumerate(numeric):
+        entry["input"] = MATRIX_INPUT
+        entry["column"] = column
 
 
 def _lowercase_outside(pipeline: Any, text_features: set[str]) -> tuple[Any, set[str]]:

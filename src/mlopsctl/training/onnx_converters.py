@@ -16,7 +16,9 @@ _TREE_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 _DOUBLE_ATTRS = ("nodes_values", "nodes_hitrates", "base_values", "class_weights", "target_weights")
 
 
-def custom_converters() -> dict[type, Any]:
+def custom_converters(float_trees: bool = False) -> dict[type, Any]:
+    """The converters; with `float_trees`, a random forest fed doubles compares in float32 (see
+    `_TreeContainer`)."""
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_classifier,
         convert_sklearn_random_forest_regressor_converter,
@@ -30,10 +32,10 @@ def custom_converters() -> dict[type, Any]:
     from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
     from sklearn.impute import SimpleImputer
 
-    def tree(convert: Any) -> Any:
+    def tree(convert: Any, exact_in_float: bool = False) -> Any:
         def converter(scope: Any, operator: Any, container: Any) -> None:
             double = _is_double(operator.inputs[0].type)
-            fixed = _TreeContainer(container, scope, operator, double)
+            fixed = _TreeContainer(container, scope, operator, double, float_trees and exact_in_float and double)
             convert(scope, operator, fixed, op_version=ML_OPSET if double else 1)
 
         return converter
@@ -42,9 +44,10 @@ def custom_converters() -> dict[type, Any]:
         SimpleImputer: _convert_imputer,
         TfidfVectorizer: _convert_tfidf,
         TfidfTransformer: _convert_tfidf,
-        RandomForestClassifier: tree(convert_sklearn_random_forest_classifier),
+        # scikit-learn's forests compare float32(x) with their thresholds; HistGradientBoosting compares x
+        RandomForestClassifier: tree(convert_sklearn_random_forest_classifier, exact_in_float=True),
         HistGradientBoostingClassifier: tree(convert_sklearn_random_forest_classifier),
-        RandomForestRegressor: tree(convert_sklearn_random_forest_regressor_converter),
+        RandomForestRegressor: tree(convert_sklearn_random_forest_regressor_converter, exact_in_float=True),
         HistGradientBoostingRegressor: tree(convert_sklearn_random_forest_regressor_converter),
     }
 
@@ -56,12 +59,21 @@ def _is_double(t: Any) -> bool:
 
 
 class _TreeContainer:
-    """Passes everything to skl2onnx's container, fixing TreeEnsemble attributes on the way."""
+    """Passes everything to skl2onnx's container, fixing TreeEnsemble attributes on the way.
 
-    def __init__(self, container: Any, scope: Any, operator: Any, double: bool) -> None:
+    With `float_trees` (double input, a random forest), the ensemble is fed its input cast to float32
+    and compares it with float32 thresholds: half the memory of double thresholds, which is what a
+    single-row prediction waits on (the walk through 100 trees is bound by cache misses). It stays
+    exact. skl2onnx's double threshold `w` satisfies `float32(x) <= t  <=>  x <= w` for scikit-learn's
+    threshold `t`; every float32 value `v` is also a double, so `v <= w  <=>  v <= w32` where `w32` is
+    the largest float32 not above `w`. The Cast rounds to nearest, as scikit-learn's `astype(float32)`.
+    """
+
+    def __init__(self, container: Any, scope: Any, operator: Any, double: bool, float_trees: bool = False) -> None:
         self._container = container
         self._scope = scope
         self._double = double
+        self._float_trees = float_trees
         # outputs skl2onnx declared as double, which a TreeEnsemble (always float) must be cast to
         self._double_outputs = {v.full_name for v in operator.outputs if _is_double(v.type)}
 
@@ -83,8 +95,17 @@ class _TreeContainer:
             if "nodes_missing_value_tracks_true" in attrs:
                 # HistGradientBoosting leaves append a Python bool, which onnx refuses in an int list
                 attrs["nodes_missing_value_tracks_true"] = [int(v) for v in attrs["nodes_missing_value_tracks_true"]]
+            float_trees = self._float_trees and set(attrs.get("nodes_modes", [])) <= {"BRANCH_LEQ", "LEAF"}
+            if float_trees:
+                attrs["nodes_values"] = _round_down_float32(attrs["nodes_values"])
+                source = inputs[0] if isinstance(inputs, list) else inputs
+                cast = self._scope.get_unique_variable_name("tree_input_float")
+                self._container.add_node(
+                    "Cast", [source], [cast], to=TensorProto.FLOAT, name=self._scope.get_unique_operator_name("Cast")
+                )
+                inputs = [cast]
             for key, value in list(attrs.items()):
-                if self._double and key in _DOUBLE_ATTRS:
+                if self._double and not float_trees and key in _DOUBLE_ATTRS:
                     attrs[f"{key}_as_tensor"] = numpy_helper.from_array(np.asarray(value, dtype=np.float64))
                     del attrs[key]
             if self._double:
@@ -105,6 +126,15 @@ class _TreeContainer:
                     )
                 return None
         return self._container.add_node(op_type, inputs, outputs, op_domain=op_domain, op_version=op_version, **attrs)
+
+
+def _round_down_float32(values: Any) -> list[float]:
+    """Each value as the largest float32 not above it."""
+    w = np.asarray(values, dtype=np.float64)
+    w32 = w.astype(np.float32)
+    above = w32.astype(np.float64) > w
+    w32[above] = np.nextafter(w32[above], np.float32(-np.inf))
+    return [float(v) for v in w32]
 
 
 def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:

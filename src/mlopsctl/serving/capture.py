@@ -118,7 +118,7 @@ class CaptureWriter:
         if cols is None or preds is None:
             return [{**base, "row": 0, "inputs": None, "prediction": None, "error": error}]
         names = model.spec.names
-        conf = probas.max(axis=1).tolist() if probas is not None else None
+        conf = [max(p) for p in probas.tolist()] if probas is not None else None  # Python floats, as JSON has them
         out = []
         for i, p in enumerate(preds):
             rec = {**base, "row": i, "inputs": {k: cols[k][i] for k in names}, "prediction": p}
@@ -179,10 +179,14 @@ class CaptureWriter:
                 return done
             # encoded as they are built: a batch holds bytes, not thousands of dicts
             groups: dict[tuple[str, str], tuple[float, list[bytes]]] = {}
+            partitions: dict[int, str] = {}  # hour since the epoch → its partition name
             for item in items:
                 recs = self.records(item)
                 self.drained += len(recs)
-                group = groups.setdefault((recs[0]["model"], hour_partition(item[2])), (item[2], []))
+                hour = int(item[2] // 3600)
+                if hour not in partitions:
+                    partitions[hour] = hour_partition(item[2])
+                group = groups.setdefault((recs[0]["model"], partitions[hour]), (item[2], []))
                 group[1].append(encode_lines(recs))
             items.clear()
             for (name, _), (first_time, chunks) in groups.items():

@@ -16,6 +16,8 @@ from typing import Any
 from mlopsctl.errors import ValidationError
 
 MAX_PROBLEMS = 50
+_REQUIRED = "a value is required (the training data had none missing)"
+_INFINITIES = (math.inf, -math.inf)
 
 
 def snake(name: str) -> str:
@@ -38,65 +40,87 @@ class InputSpec:
                 lookup[a] = n
         self.lookup = lookup
         self.numeric = [n for n in self.names if self.kinds[n] == "numeric"]
+        # key as sent → (feature, numeric?, nullable?, an alias?): one dict lookup per value on the hot path
+        self._keys = {k: (n, self.kinds[n] == "numeric", self.nullable[n], k != n) for k, n in lookup.items()}
 
     # -- the hot path ---------------------------------------------------------------------
     def columns(self, rows: list[Any], *, field_prefix: str = "") -> dict[str, list[Any]]:
         cols: dict[str, list[Any]] = {n: [] for n in self.names}
         problems: list[tuple[str, str]] = []
-        lookup, kinds, nullable = self.lookup, self.kinds, self.nullable
-        nfeat = len(self.names)
+        keys, nfeat, nan = self._keys, len(self.names), math.nan
         many = len(rows) > 1 or field_prefix not in ("", "features")
+
+        def bad(i: int, field: str, problem: str) -> None:
+            problems.append((self._where(i, many, field_prefix) + field, problem))
+
         for i, row in enumerate(rows):
-            where = f"{field_prefix}[{i}]." if many else (f"{field_prefix}." if field_prefix else "")
             if not isinstance(row, dict):
-                problems.append((where.rstrip(".") or "body", f"expected an object of features, got {_type(row)}"))
+                where = self._where(i, many, field_prefix).rstrip(".") or "body"
+                problems.append((where, f"expected an object of features, got {_type(row)}"))
                 continue
-            seen = 0
+            seen, aliased = 0, False
             for key, value in row.items():
-                name = lookup.get(key)
-                if name is None:
-                    problems.append((where + str(key), "unknown field: " + self._suggest(str(key))))
+                info = keys.get(key)
+                if info is None:
+                    bad(i, str(key), "unknown field: " + self._suggest(str(key)))
                     continue
+                name, numeric, nullable, alias = info
                 seen += 1
-                kind = kinds[name]
-                if kind == "numeric":
-                    if value is None or (type(value) is float and math.isnan(value)):
-                        if not nullable[name]:
-                            problems.append((where + key, "a value is required (the training data had none missing)"))
+                aliased = aliased or alias
+                if numeric:
+                    kind = type(value)
+                    if kind is float:
+                        if value != value:  # NaN
+                            if not nullable:
+                                bad(i, key, _REQUIRED)
+                                continue
+                        elif value in _INFINITIES:
+                            bad(i, key, "expected a finite number, got infinity")
                             continue
-                        value = math.nan
-                    elif type(value) is int or type(value) is float:
-                        if math.isinf(value):
-                            problems.append((where + key, "expected a finite number, got infinity"))
-                            continue
+                    elif kind is int:
                         value = float(value)
+                    elif value is None:
+                        if not nullable:
+                            bad(i, key, _REQUIRED)
+                            continue
+                        value = nan
                     else:
-                        problems.append((where + key, f"expected a number, got {_show(value)}"))
+                        bad(i, key, f"expected a number, got {_show(value)}")
                         continue
                 elif value is None:
-                    if not nullable[name]:
-                        problems.append((where + key, "a value is required (the training data had none missing)"))
+                    if not nullable:
+                        bad(i, key, _REQUIRED)
                         continue
                 elif type(value) is not str:
-                    problems.append((where + key, f"expected a string, got {_show(value)}"))
+                    bad(i, key, f"expected a string, got {_show(value)}")
                     continue
                 cols[name].append(value)
-            if seen != nfeat or len({lookup.get(k) for k in row} - {None}) != nfeat:
-                got: dict[str, int] = {}
-                for k in row:
-                    if k in lookup:
-                        got[lookup[k]] = got.get(lookup[k], 0) + 1
-                for n in self.names:
-                    if n not in got:
-                        problems.append((where + n, "missing field"))
-                    elif got[n] > 1:
-                        problems.append((where + n, "given more than once (as its name and its snake_case)"))
+            # without a snake_case alias in the row, its keys are distinct names: counting them is enough
+            if seen != nfeat or aliased:
+                self._count_fields(row, self._where(i, many, field_prefix), problems)
             if len(problems) >= MAX_PROBLEMS:
                 break
         if problems:
             shown = "; ".join(f"{f}: {p}" for f, p in problems[:3]) + ("; …" if len(problems) > 3 else "")
             raise ValidationError(f"{len(problems)} problem(s) in the input: {shown}", problems[:MAX_PROBLEMS])
         return cols
+
+    @staticmethod
+    def _where(i: int, many: bool, field_prefix: str) -> str:
+        """The field path of row `i`'s fields in error messages (``instances[3].``, ``features.``)."""
+        return f"{field_prefix}[{i}]." if many else (f"{field_prefix}." if field_prefix else "")
+
+    def _count_fields(self, row: dict[str, Any], where: str, problems: list[tuple[str, str]]) -> None:
+        """Report the features missing from `row`, or given twice (as the name and as its snake_case)."""
+        got: dict[str, int] = {}
+        for k in row:
+            if k in self.lookup:
+                got[self.lookup[k]] = got.get(self.lookup[k], 0) + 1
+        for n in self.names:
+            if n not in got:
+                problems.append((where + n, "missing field"))
+            elif got[n] > 1:
+                problems.append((where + n, "given more than once (as its name and its snake_case)"))
 
     def _suggest(self, key: str) -> str:
         import difflib

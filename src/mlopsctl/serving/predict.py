@@ -68,12 +68,16 @@ def native_response(
     if probas is not None and model.classes is not None:
         keys = model.class_keys
         # numpy scalars: orjson (OPT_SERIALIZE_NUMPY) prints float32 as 0.97, not 0.9700000286102295
-        prob_dicts = [dict(zip(keys, p, strict=True)) for p in probas]
-        conf = list(probas.max(axis=1))
         if single:
-            out = {"prediction": preds[0], "probabilities": prob_dicts[0], "confidence": conf[0]}
+            p = probas[0]
+            out = {
+                "prediction": preds[0],
+                "probabilities": dict(zip(keys, p, strict=True)),
+                "confidence": p[p.argmax()],
+            }
         else:
-            out = {"predictions": preds, "probabilities": prob_dicts, "confidence": conf}
+            prob_dicts = [dict(zip(keys, p, strict=True)) for p in probas]
+            out = {"predictions": preds, "probabilities": prob_dicts, "confidence": list(probas.max(axis=1))}
     else:
         out = {"prediction": preds[0]} if single else {"predictions": preds}
     out["model"] = model.name

@@ -86,6 +86,8 @@ class PredictRoutes:
             headers.append((b"x-variant", result.variant.encode("latin-1")))
         await send({"type": "http.response.start", "status": result.status, "headers": headers})
         await send({"type": "http.response.body", "body": result.body})
+        if result.capture is not None and self.capture is not None:
+            self.capture.offer(*result.capture, remember=False)  # remembered before the answer went out
         if plan.shadows and result.status == 200 and self.shadows is not None and body:
             self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
 

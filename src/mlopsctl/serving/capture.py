@@ -82,6 +82,7 @@ class CaptureWriter:
         probas: Any = None,
         error: str | None = None,
         variant: str | None = None,
+        *,
         remember: bool = True,
     ) -> None:
         """Queue one request: its records (one per row), encoded.
@@ -90,7 +91,7 @@ class CaptureWriter:
         counters.
         """
         if status == 200 and remember:
-            self._remember(request_id, model.name, model.version, preds or [])
+            self.remember(request_id, model.name, model.version, preds or [])
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         n = len(preds) if preds is not None else 1
@@ -134,7 +135,8 @@ class CaptureWriter:
             out.append(rec)
         return out
 
-    def _remember(self, request_id: str, name: str, version: int, preds: list[Any]) -> None:
+    def remember(self, request_id: str, name: str, version: int, preds: list[Any]) -> None:
+        """Note a request this process answered, for `POST /feedback` (done by `offer` unless told not to)."""
         if self.recent_limit <= 0:
             return
         recent = self.recent

@@ -96,6 +96,8 @@ class Answer(NamedTuple):
     body: bytes
     version: int | None
     variant: str | None = None
+    # the arguments of CaptureWriter.offer, for the caller to pass once the answer is sent
+    capture: tuple[Any, ...] | None = None
 
 
 def error_body(error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> bytes:
@@ -147,7 +149,10 @@ async def answer(
     t0: float,
     capture: CaptureWriter | None = None,
 ) -> Answer:
-    """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations)."""
+    """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations).
+
+    Its capture is left to the caller (``Answer.capture``), to offer once the answer is sent: encoding
+    the records then overlaps with the client reading the answer."""
     current = slot.current  # read once: a swap during this request does not affect it
     if current is None:
         problem = slot.last_error or f"{slot.name} is loading"
@@ -171,13 +176,12 @@ async def answer(
         )
     if refused is not None:
         mm.error(endpoint, refused.status)
+        pending: tuple[Any, ...] | None = None
         if capture is not None:
             elapsed = time.perf_counter() - t0
-            capture.offer(
-                model, request_id, endpoint, refused.status, elapsed, None, None, None, refused.note, mm.variant
-            )
+            pending = (model, request_id, endpoint, refused.status, elapsed, None, None, None, refused.note, mm.variant)
         body_out = error_body(refused.error, refused.problems, request_id)
-        return Answer(refused.status, body_out, model.version, mm.variant)
+        return Answer(refused.status, body_out, model.version, mm.variant, pending)
     if endpoint == "invocations":
         out: dict[str, Any] = {"predictions": preds}
     else:
@@ -186,6 +190,9 @@ async def answer(
     elapsed = time.perf_counter() - t0
     out["processing_time_ms"] = round(elapsed * 1000, 3)
     mm.observe(endpoint, elapsed, preds)
+    pending = None  # the arguments of CaptureWriter.offer
     if capture is not None:
-        capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, mm.variant)
-    return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version, mm.variant)
+        capture.remember(request_id, model.name, model.version, preds)  # feedback may follow the answer at once
+        pending = (model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, mm.variant)
+    body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Answer(200, body_out, model.version, mm.variant, pending)

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.errors import ValidationError
@@ -101,9 +102,9 @@ class ShadowRunner:
         else:
             self.failed += 1
         if self.capture is not None and self._loop is not None:
-            args = (model, request_id, endpoint, status, elapsed, cols, preds, probas, note, variant, False)
+            args = (model, request_id, endpoint, status, elapsed, cols, preds, probas, note, variant)
             try:
-                self._loop.call_soon_threadsafe(self.capture.offer, *args)
+                self._loop.call_soon_threadsafe(partial(self.capture.offer, remember=False), *args)
             except RuntimeError:  # the loop is closed: the server is going down
                 pass
         return status

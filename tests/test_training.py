@@ -119,7 +119,8 @@ def test_tuning_respects_its_trial_budget(tmp_path: Path) -> None:
 
 
 def test_tuning_stops_on_its_time_budget(tmp_path: Path) -> None:
-    toml = (write_project(tmp_path, params="{ n_estimators = 20 }") / "mlops.toml").read_text()
+    # one trial of the 7-value C grid takes ~0.1 s, ten times the budget (a forest's trial sets up to 300 trees)
+    toml = (write_project(tmp_path, model="logistic_regression", params="{}") / "mlops.toml").read_text()
     cfg, store = _project(tmp_path, toml + "\n[training.tune]\ntrials = 50\ntimeout_seconds = 0.01\n")
     run = train_project(cfg, store, tune=True)
     assert len(run["tuning"]["trials"]) == 1 and run["tuning"]["stopped_by"] == "time"

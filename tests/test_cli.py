@@ -24,7 +24,10 @@ def test_golden_path(tmp_path: Path) -> None:
     toml = (proj / "mlops.toml").read_text()
     assert 'target = "quality"' in toml and 'task = "classification"' in toml
     assert (proj / "README.md").is_file()
-    (proj / "mlops.toml").write_text(toml.replace("cv_folds = 5", "cv_folds = 2"))
+    forest, small_forest = "{ n_estimators = 100, max_depth = 12 }", "{ n_estimators = 20, max_depth = 12 }"
+    assert f"params = {forest}" in toml
+    # the path is tested here, not the model: 2 folds and 20 trees (train, publish and two gated promotions ~5 s less)
+    (proj / "mlops.toml").write_text(toml.replace("cv_folds = 5", "cv_folds = 2").replace(forest, small_forest))
 
     report = _json("data", "validate", str(WINE_RED), cwd=proj)
     assert report["ok"] and report["n_rows"] == 1599
@@ -49,7 +52,7 @@ def test_golden_path(tmp_path: Path) -> None:
         (proj / "mlops.toml")
         .read_text()
         .replace('model = "random_forest"', 'model = "logistic_regression"')
-        .replace("params = { n_estimators = 100, max_depth = 12 }", "params = {}")
+        .replace(f"params = {small_forest}", "params = {}")
     )
     run_cli("train", cwd=proj)
     assert _json("publish", cwd=proj)["version"] == 2

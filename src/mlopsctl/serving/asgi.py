@@ -84,10 +84,12 @@ class PredictRoutes:
             headers.append((b"x-model-version", str(result.version).encode()))
         if result.variant is not None:
             headers.append((b"x-variant", result.variant.encode("latin-1")))
-        await send({"type": "http.response.start", "status": result.status, "headers": headers})
-        await send({"type": "http.response.body", "body": result.body})
-        if result.capture is not None and self.capture is not None:
-            self.capture.offer(*result.capture, remember=False)  # remembered before the answer went out
+        try:
+            await send({"type": "http.response.start", "status": result.status, "headers": headers})
+            await send({"type": "http.response.body", "body": result.body})
+        finally:  # counted and captured even when the client has gone
+            if result.after is not None:
+                result.after()
         if plan.shadows and result.status == 200 and self.shadows is not None and body:
             self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -96,8 +97,8 @@ class Answer(NamedTuple):
     body: bytes
     version: int | None
     variant: str | None = None
-    # the arguments of CaptureWriter.offer, for the caller to pass once the answer is sent
-    capture: tuple[Any, ...] | None = None
+    # the request's bookkeeping (metrics, capture), for the caller to run once the answer is sent
+    after: Callable[[], None] | None = None
 
 
 def error_body(error: str, problems: list[tuple[str, str]], request_id: str | None = None) -> bytes:
@@ -151,8 +152,9 @@ async def answer(
 ) -> Answer:
     """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations).
 
-    Its capture is left to the caller (``Answer.capture``), to offer once the answer is sent: encoding
-    the records then overlaps with the client reading the answer."""
+    Its bookkeeping, the metrics and the capture records, is left to the caller (``Answer.after``), to run
+    once the answer is sent: it then overlaps with the client reading the answer. What must be known
+    before the answer leaves (the request id, for feedback sent at once) is recorded here."""
     current = slot.current  # read once: a swap during this request does not affect it
     if current is None:
         problem = slot.last_error or f"{slot.name} is loading"
@@ -175,13 +177,16 @@ async def answer(
             500, "internal_error", [("model", f"{type(exc).__name__}: the model failed")], repr(exc)[:500]
         )
     if refused is not None:
-        mm.error(endpoint, refused.status)
-        pending: tuple[Any, ...] | None = None
-        if capture is not None:
-            elapsed = time.perf_counter() - t0
-            pending = (model, request_id, endpoint, refused.status, elapsed, None, None, None, refused.note, mm.variant)
+        elapsed = time.perf_counter() - t0
+        status, note = refused.status, refused.note
+
+        def after_refusal() -> None:
+            mm.error(endpoint, status)
+            if capture is not None:
+                capture.offer(model, request_id, endpoint, status, elapsed, None, None, None, note, mm.variant)
+
         body_out = error_body(refused.error, refused.problems, request_id)
-        return Answer(refused.status, body_out, model.version, mm.variant, pending)
+        return Answer(refused.status, body_out, model.version, mm.variant, after_refusal)
     if endpoint == "invocations":
         out: dict[str, Any] = {"predictions": preds}
     else:
@@ -189,10 +194,13 @@ async def answer(
         out["request_id"] = request_id
     elapsed = time.perf_counter() - t0
     out["processing_time_ms"] = round(elapsed * 1000, 3)
-    mm.observe(endpoint, elapsed, preds)
-    pending = None  # the arguments of CaptureWriter.offer
     if capture is not None:
         capture.remember(request_id, model.name, model.version, preds)  # feedback may follow the answer at once
-        pending = (model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, mm.variant)
-    body_out = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Answer(200, body_out, model.version, mm.variant, pending)
+
+    def after() -> None:
+        mm.observe(endpoint, elapsed, preds)
+        if capture is not None:
+            variant = mm.variant
+            capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, variant, remember=False)
+
+    return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version, mm.variant, after)

@@ -98,9 +98,12 @@ class OnnxRunner:
     def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
         feeds = {}
         for name, dtype, features in self._matrices:
-            # None becomes NaN in a float array, which is what the graph's imputer replaces; (k, rows).T is
-            # C-contiguous for one row, and copied once for more
-            feeds[name] = np.ascontiguousarray(np.array([columns[f] for f in features], dtype=dtype).T)
+            # None becomes NaN in a float array, which is what the graph's imputer replaces
+            per_feature = [columns[f] for f in features]
+            if len(per_feature[0]) == 1:
+                feeds[name] = np.array([[v[0] for v in per_feature]], dtype=dtype)
+            else:
+                feeds[name] = np.ascontiguousarray(np.array(per_feature, dtype=dtype).T)
         for feature, name, dtype, missing, lower in self._plan:
             values = columns[feature]
             if missing is None:

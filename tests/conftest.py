@@ -190,10 +190,14 @@ class ServerProcess:
 def start_server(tmp_path: Path) -> Iterator[Any]:
     servers: list[ServerProcess] = []
 
-    def start(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+    def start(
+        args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, *, wait: bool = True
+    ) -> ServerProcess:
+        """wait=False: started, not yet ready (servers started together start in parallel); call wait_ready()."""
         s = ServerProcess(args, cwd or tmp_path, env)
         servers.append(s)
-        s.wait_ready()
+        if wait:
+            s.wait_ready()
         return s
 
     yield start

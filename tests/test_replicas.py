@@ -26,6 +26,8 @@ from tests.conftest import WINE_RED, WINE_TOML, run_cli, wine_rows
 from tests.s3server import admin_client, new_bucket, s3_env
 
 SSM_PATTERN = "/mlopsctl/{model}/{alias}"
+LAG = 5  # seconds a replica may take to serve the version an alias moved to
+WINDOW = LAG + 0.5  # traffic watched after a move: longer than LAG, so a replica later than LAG is seen
 
 
 def _copy_store(src: Path, dest_uri: str) -> None:
@@ -129,7 +131,11 @@ def test_three_replicas_follow_promotion_and_rollback_with_no_failed_request(
 
     serve_dir = tmp_path / "replicas"  # no project there: the store and the model come from flags
     serve_dir.mkdir()
-    replicas = [start_server(["--store", uri, "serve", "--model", "wine@prod"], cwd=serve_dir) for _ in range(3)]
+    replicas = [
+        start_server(["--store", uri, "serve", "--model", "wine@prod"], cwd=serve_dir, wait=False) for _ in range(3)
+    ]
+    for s in replicas:  # started together: they import and load at the same time
+        s.wait_ready()
     urls = [s.url for s in replicas]
 
     with Traffic(urls) as traffic:
@@ -144,11 +150,11 @@ def test_three_replicas_follow_promotion_and_rollback_with_no_failed_request(
             v2,
             uri,
         )
-        time.sleep(7)
+        time.sleep(WINDOW)
         out = run_cli("rollback", "wine", "--reason", "replica test", "--json", cwd=project)
         rolled_back = _moved_at(json.loads(out.stdout))
         assert json.loads(out.stdout)["ssm"]["version"] == v1 and _ssm_value(endpoint, param)["version"] == v1
-        time.sleep(7)
+        time.sleep(WINDOW)
 
     seen = traffic.seen
     statuses = Counter(s for _, _, s, _, _ in seen)
@@ -157,7 +163,7 @@ def test_three_replicas_follow_promotion_and_rollback_with_no_failed_request(
     to_v2 = traffic.switch_lag(promoted, rolled_back, v2)
     back = traffic.switch_lag(rolled_back, float("inf"), v1)
     print(f"requests {len(seen)}; seconds to serve v{v2}: {to_v2}; back to v{v1}: {back}")
-    assert max(to_v2.values()) < 5 and max(back.values()) < 5, (to_v2, back)
+    assert max(to_v2.values()) < LAG and max(back.values()) < LAG, (to_v2, back)
 
     # feedback for predictions answered by replica 0, sent to replicas 1 and 2 (as a load balancer would)
     ids = [rid for _, r, _, _, rid in seen if r == 0][:40]

@@ -359,11 +359,12 @@ def test_given_traffic_moves_the_traffic_lines(cost: Any) -> None:
 # -- observed traffic ---------------------------------------------------------------------------------
 
 
-def _send(url: str, n_single: int, n_batch: int, batch_rows: int, n_bad: int) -> None:
+def _send(url: str, n_single: int, n_batch: int, batch_rows: int, n_bad: int, pause: float = 0.0) -> None:
     rows = wine_rows(batch_rows)
     with httpx.Client(base_url=url, timeout=10) as c:
         for _ in range(n_single):
             assert c.post("/predict", json={"features": rows[0]}).status_code == 200
+            time.sleep(pause)
         for _ in range(n_batch):
             assert c.post("/predict", json={"instances": rows}).status_code == 200
         for _ in range(n_bad):
@@ -394,8 +395,9 @@ def test_observed_traffic_from_a_server_and_from_its_capture(
     serverless = line(est["serverless"], "compute")
     assert serverless["quantity"] == pytest.approx(traffic["requests_per_month"] * traffic["mean_duration_s"] * 1)
 
-    # the current rate: two scrapes a window apart, traffic in between
-    sender = threading.Thread(target=_send, args=(server.url, 30, 0, 1, 0))
+    # the current rate: two scrapes a window apart, traffic in between. The 30 requests are spread over ~1.5 s: sent
+    # at once they could all be answered before the first scrape, leaving none in the window
+    sender = threading.Thread(target=_send, args=(server.url, 30, 0, 1, 0, 0.05))
     sender.start()
     try:
         windowed = cost("--url", server.url, "--window", "1s", "--no-capture")["traffic"]

@@ -52,8 +52,11 @@ system-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# two pytest-xdist workers (worksteal: one that runs out of tests takes some of the other's); a test marked `alone`
+# runs with no other test beside it (tests/conftest.py). One file: $(BIN)/python -m pytest tests/test_x.py
 test: $(STAMP) system-tools checkov airflow  ## every test, slow ones included
-	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov MLOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python $(BIN)/python -m pytest -q
+	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov MLOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python \
+		$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,34 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     for item in items:
         if item.get_closest_marker("shared_data"):
             item.add_marker(needs_shared)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: pytest-timeout's clock starts once the lock is held
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Under pytest-xdist (`make test` runs two workers), a test marked `alone` runs with no other test beside it.
+
+    Those tests time something (a bound in seconds, requests in a window): another worker's training or servers
+    on the same cores must not be in the measurement. Every test holds a shared lock on a file the workers share
+    (setup, call and teardown); an `alone` test holds it exclusively. The gate lock keeps it fair: a waiting
+    `alone` test holds the gate, so no worker starts a new test until it has run.
+    """
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:  # one process: one test at a time anyway
+        yield
+        return
+    import fcntl
+
+    basetemp = item.config.option.basetemp  # xdist gives each worker a folder in the run's base folder
+    shared = Path(basetemp).parent if basetemp else Path(tempfile.gettempdir())
+    name = f"alone-{workerinput['testrunuid']}"
+    with (shared / f"{name}.gate").open("a") as gate, (shared / f"{name}.lock").open("a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 WINE_TOML = """
@@ -144,14 +173,18 @@ class ServerProcess:
     """A real `mlopsctl serve` process on 127.0.0.1."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.args, self.cwd, self.env = args, cwd, env
+        self._launch()
+
+    def _launch(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"server-{self.port}.log"
+        self.log = self.cwd / f"server-{self.port}.log"
         cmd = [
             sys.executable,
             "-m",
             "mlopsctl.cli.main",
-            *args,
+            *self.args,
             "--port",
             str(self.port),
             "--log-level",
@@ -159,16 +192,23 @@ class ServerProcess:
         ]
         self.proc = subprocess.Popen(
             cmd,
-            cwd=cwd,
+            cwd=self.cwd,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(self.env or {})},
         )
 
     def wait_ready(self, timeout: float = 30) -> float:
         start = time.monotonic()
+        relaunched = False
         while time.monotonic() - start < timeout:
             if self.proc.poll() is not None:
+                # the free port was taken before the server bound it (another process asked for a free port
+                # in between, e.g. a server another xdist worker starts): once more on a new port
+                if not relaunched and "address already in use" in self.log.read_text().lower():
+                    relaunched = True
+                    self._launch()
+                    continue
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()}")
             try:
                 if httpx.get(self.url + "/ready", timeout=1).status_code == 200:

@@ -219,6 +219,7 @@ def test_shadow_is_captured_never_returned_and_its_failures_stay_hidden(
     assert "shadow-v2" in listing and "shadow-v3" not in listing
 
 
+@pytest.mark.alone  # the route must reach the server within 1 s and carry > 50 requests in 1.5 s
 def test_guard_pulls_back_a_failing_candidate_and_notifies(ab_store: Path, start_server: Any, tmp_path: Path) -> None:
     receiver = Receiver()
     folder = project(
@@ -284,6 +285,7 @@ webhook_url = "{receiver.url}"
     assert "pulled_back" in status and "ab_pull_back" in status
 
 
+@pytest.mark.alone  # each step needs 20 candidate requests (of 10 %) in the guard's 2 s window: ~100 requests/s
 def test_ramp_moves_up_only_while_the_guard_holds(ab_store: Path, start_server: Any, tmp_path: Path) -> None:
     folder = project(
         tmp_path / "proj",

@@ -247,6 +247,7 @@ def test_bootstrap_of_a_mean_agrees_with_the_t_interval(n: int) -> None:
     assert stats.bootstrap_ci(_mean, x, alpha=0.05) == (lo, hi)  # a fixed seed: reproducible
 
 
+@pytest.mark.alone  # a bound in seconds
 def test_bootstrap_is_fast_on_50k_rows_and_handles_the_edges() -> None:
     rng = np.random.default_rng(5)
     cells = rng.integers(0, 9, 50_000)  # e.g. the cells of a 3×3 confusion matrix: multinomial resamples
@@ -392,6 +393,7 @@ def test_analyze_finds_a_real_difference_both_ways() -> None:
     assert "interim bound" in fixed["reason"]
 
 
+@pytest.mark.alone  # a bound in seconds
 def test_analyze_is_fast() -> None:
     rng = np.random.default_rng(4)
     records = _regression_records(rng, 25_000, 1.0, 0.95, "x")

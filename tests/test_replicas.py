@@ -120,6 +120,7 @@ class Traffic:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.alone  # each replica must follow a promotion within 5 s
 def test_three_replicas_follow_promotion_and_rollback_with_no_failed_request(
     s3_wine: dict[str, Any], start_server: Any, tmp_path: Path
 ) -> None:

@@ -148,7 +148,8 @@ class CaptureSection(_Section):
     buffer_rows: int = Field(default=100_000, ge=100)  # records held in memory; beyond, new ones are dropped
     batch_rows: int = Field(default=2_000, ge=1)  # a batch file is written at this many records...
     flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
-    recent_requests: int = Field(default=50_000, ge=0)  # request ids remembered for POST /feedback
+    # request ids kept in memory for POST /feedback (older ones are found in the store's capture)
+    recent_requests: int = Field(default=10_000, ge=0)
     # POST /feedback for an id another replica answered: look in the store's capture this far back; 0 = off
     feedback_lookback: float = Field(default=6 * 3600, ge=0)
 

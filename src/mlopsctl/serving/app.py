@@ -33,6 +33,8 @@ from mlopsctl.store.base import open_store
 
 log = logging.getLogger("mlopsctl.serving")
 SETTINGS_ENV = "MLOPS_SERVE_SETTINGS"
+# request ids read back from the store's capture for POST /feedback (filled only when feedback asks)
+FEEDBACK_INDEX_LIMIT = 50_000
 # the prediction routes are declared on FastAPI for the docs; PredictRoutes answers them before FastAPI
 UNREACHABLE = "answered by PredictRoutes: serve the app that create_app returns, not its .app"
 
@@ -106,7 +108,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
             others = None
             if cs.feedback_lookback > 0:
                 names = [name for name, _ in settings.models]
-                others = CapturedIndex(store, names, lookback=cs.feedback_lookback, limit=cs.recent_requests)
+                others = CapturedIndex(store, names, lookback=cs.feedback_lookback, limit=FEEDBACK_INDEX_LIMIT)
             capture = CaptureWriter(
                 store,
                 metrics,

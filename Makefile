@@ -14,25 +14,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# checkov (scans the Terraform `deploy aws` writes) pins many packages of its own: a venv beside ours
+# a venv beside ours for a tool that pins many packages of its own: $(call side-venv,DIR,REQUIREMENT)
+define side-venv
+$(PYTHON) -m venv $(1)
+$(1)/bin/python -m pip install --quiet --upgrade pip
+$(1)/bin/python -m pip install --quiet "$(2)"
+touch $@
+endef
+
+# checkov scans the Terraform `deploy aws` writes
 CHECKOV_VENV ?= .venv-checkov
 $(CHECKOV_VENV)/.installed-stamp:
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov>=3.2"
-	touch $@
+	$(call side-venv,$(CHECKOV_VENV),checkov>=3.2)
 
 checkov: $(CHECKOV_VENV)/.installed-stamp
 
-# Apache Airflow (the tests load and run the DAG `pipeline airflow` writes) pins many packages: a venv beside ours.
+# Apache Airflow: the tests load and run the DAG `pipeline airflow` writes.
 # Airflow alone is pinned (its constraint files live on GitHub, which this network cannot reach); it resolves on 3.11.
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_VERSION ?= 3.3.2
 $(AIRFLOW_VENV)/.installed-stamp:
-	$(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)"
-	touch $@
+	$(call side-venv,$(AIRFLOW_VENV),apache-airflow==$(AIRFLOW_VERSION))
 
 airflow: $(AIRFLOW_VENV)/.installed-stamp
 

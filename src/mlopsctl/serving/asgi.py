@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from mlopsctl.serving.capture import CaptureWriter
-from mlopsctl.serving.predict import Answer, answer, error_body
+from mlopsctl.serving.predict import Answer, answer, error_body, refusal_bookkeeping
 from mlopsctl.serving.reload import Served
 from mlopsctl.serving.shadow import ShadowRunner
 
@@ -63,16 +63,12 @@ class PredictRoutes:
         slot = plan.pick(sticky_key)
         body = await self._body(receive, declared)
         if body is None:
-            result = Answer(
-                413, error_body("body_too_large", [("body", f"larger than {self.limit} bytes")], request_id), None
-            )
             current = slot.current
+            after = None
             if current is not None:
-                current[1].error(endpoint, 413)
-                if self.capture is not None:
-                    elapsed = time.perf_counter() - t0
-                    model, mm = current
-                    self.capture.offer(model, request_id, endpoint, 413, elapsed, None, None, None, "413", mm.variant)
+                after = refusal_bookkeeping(current, self.capture, request_id, endpoint, 413, t0, "413")
+            problem = [("body", f"larger than {self.limit} bytes")]
+            result = Answer(413, error_body("body_too_large", problem, request_id), None, None, after)
         else:
             result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0, self.capture)
         headers = [

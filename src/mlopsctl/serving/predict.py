@@ -22,6 +22,7 @@ log = logging.getLogger("mlopsctl.serving")
 
 if TYPE_CHECKING:
     from mlopsctl.serving.capture import CaptureWriter
+    from mlopsctl.serving.metrics import ModelMetrics
     from mlopsctl.serving.reload import Slot
 
 
@@ -140,6 +141,28 @@ def parse(
     return rows, prefix, single
 
 
+def refusal_bookkeeping(
+    current: tuple[LoadedModel, ModelMetrics],
+    capture: CaptureWriter | None,
+    request_id: str,
+    endpoint: str,
+    status: int,
+    t0: float,
+    note: str,
+) -> Callable[[], None]:
+    """What a refused request leaves behind, to run once its answer is sent: the error counted, the
+    request captured (without inputs)."""
+    model, mm = current
+    elapsed = time.perf_counter() - t0
+
+    def after() -> None:
+        mm.error(endpoint, status)
+        if capture is not None:
+            capture.offer(model, request_id, endpoint, status, elapsed, None, None, None, note, mm.variant)
+
+    return after
+
+
 async def answer(
     slot: Slot,
     endpoint: str,
@@ -177,16 +200,9 @@ async def answer(
             500, "internal_error", [("model", f"{type(exc).__name__}: the model failed")], repr(exc)[:500]
         )
     if refused is not None:
-        elapsed = time.perf_counter() - t0
-        status, note = refused.status, refused.note
-
-        def after_refusal() -> None:
-            mm.error(endpoint, status)
-            if capture is not None:
-                capture.offer(model, request_id, endpoint, status, elapsed, None, None, None, note, mm.variant)
-
+        counted = refusal_bookkeeping(current, capture, request_id, endpoint, refused.status, t0, refused.note)
         body_out = error_body(refused.error, refused.problems, request_id)
-        return Answer(refused.status, body_out, model.version, mm.variant, after_refusal)
+        return Answer(refused.status, body_out, model.version, mm.variant, counted)
     if endpoint == "invocations":
         out: dict[str, Any] = {"predictions": preds}
     else:

@@ -106,16 +106,27 @@ class CaptureWriter:
         variant = variant or model.alias or f"v{model.version}"
         t = time.time()
         data = encode_lines(
-            self.records((model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant))
+            self.records(model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant)
         )
         self.buffer.append((model.name, t, data, n))
         if self.added - self.drained >= self.batch_rows:
             self._wake.set()
 
     @staticmethod
-    def records(item: tuple[Any, ...]) -> list[dict[str, Any]]:
-        """The capture records (one per row) of a queued request."""
-        model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant = item
+    def records(
+        model: LoadedModel,
+        request_id: str,
+        t: float,
+        endpoint: str,
+        status: int,
+        latency: float,
+        cols: dict[str, list[Any]] | None,
+        preds: list[Any] | None,
+        probas: Any,
+        error: str | None,
+        variant: str,
+    ) -> list[dict[str, Any]]:
+        """The capture records of one request: one per row."""
         base = {
             "request_id": request_id,
             "time": t,

@@ -247,17 +247,14 @@ def _graph_facts(model: Any) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "input_mode": "numeric_matrix" if any(i.name == MATRIX_INPUT for i in model.graph.input) else "per_column"
     }
-    trees = [n for n in model.graph.node if n.op_type.startswith("TreeEnsemble")]
-    if trees:
-        names = {n.input[0] for n in trees}
-        casts = {o for n in model.graph.node if n.op_type == "Cast" for o in n.output if o in names}
-        as_float = [
-            n
-            for n in model.graph.node
-            if n.op_type == "Cast"
-            and n.output[0] in casts
+    tree_inputs = {n.input[0] for n in model.graph.node if n.op_type.startswith("TreeEnsemble")}
+    if tree_inputs:
+        as_float = any(
+            n.op_type == "Cast"
+            and n.output[0] in tree_inputs
             and any(a.name == "to" and a.i == TensorProto.FLOAT for a in n.attribute)
-        ]
+            for n in model.graph.node
+        )
         facts["tree_dtype"] = "float" if as_float else "double"
     return facts
 

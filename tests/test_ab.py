@@ -90,21 +90,22 @@ def test_split_sticky_report_and_promotion(ab_store: Path, start_server: Any, tm
     client = httpx.Client(base_url=server.url, timeout=10)
     wait_for(lambda: variant_of(client, row) == "candidate")  # the server switched routes by itself
 
-    # the split, over a few thousand requests: within 4 standard deviations of 30 %
+    # the split, over a few thousand requests: within 5 standard deviations of 30 % (the experiment id
+    # salts the hash and is new each run, so these shares are random: 4 sd failed once in CI, 5 sd is 1 in 2 million)
     n = 3000
     counts = Counter(variant_of(client, row) for _ in range(n))
     assert set(counts) == {"control", "candidate"}
     share = counts["candidate"] / n
-    assert abs(share - 0.30) < 4 * math.sqrt(0.3 * 0.7 / n), counts
+    assert abs(share - 0.30) < 5 * math.sqrt(0.3 * 0.7 / n), counts
 
     # sticky keys: every request of a user lands on the same variant; the users split 70/30 too
-    users = [f"user-{i}" for i in range(300)]
+    users = [f"user-{i}" for i in range(600)]
     first = {u: variant_of(client, row, {"X-User-Id": u}) for u in users}
     for _ in range(2):
         for u in users[:100]:
             assert variant_of(client, row, {"X-User-Id": u}) == first[u]
     user_share = sum(v == "candidate" for v in first.values()) / len(users)
-    assert abs(user_share - 0.30) < 4 * math.sqrt(0.3 * 0.7 / len(users))
+    assert abs(user_share - 0.30) < 5 * math.sqrt(0.3 * 0.7 / len(users)), user_share
 
     metrics = client.get("/metrics").text
     assert 'variant="candidate"' in metrics and 'variant="control"' in metrics

@@ -319,3 +319,23 @@ def test_a_failing_store_loses_nothing_that_fits_and_counts_what_does_not(tmp_pa
     assert [r["request_id"] for r in records] == ["r0", "r1", "r2"] and w.failed_writes == 2
     assert records[2] == {**records[2], "inputs": {"a": 1.0, "b": 2.0}, "variant": "v3", "confidence": 0.8}
     assert w.status()["queued"] == 0 and w.dropped == 0
+
+
+def test_remembered_predictions_are_bounded_by_requests_and_by_rows(tmp_path: Path) -> None:
+    from mlopsctl.serving.capture import CaptureWriter
+    from mlopsctl.serving.metrics import ServerMetrics
+    from mlopsctl.store.local import LocalStore
+
+    w = CaptureWriter(LocalStore(str(tmp_path / "s")), ServerMetrics(), recent_requests=5, recent_rows=250)
+    for i in range(4):  # 4 batches of 100 rows: only the last two fit in 250 predictions
+        w.remember(f"b{i}", "m", 1, list(range(100)))
+    assert sorted(w.recent) == ["b2", "b3"] and w.lookup("b3") == ("m", 1, 100) and w.lookup("b1") is None
+    for i in range(7):  # single rows: the request limit (5) binds first
+        w.remember(f"r{i}", "m", 1, [i])
+    assert sorted(w.recent) == ["r2", "r3", "r4", "r5", "r6"] and w.prediction("r6", 0) == 6
+    w.remember("r6", "m", 2, [7, 8])  # the same id again: its new answer, its first place, counted once
+    assert w.lookup("r6") == ("m", 2, 2) and w._recent_rows == 6
+    w.remember("huge", "m", 1, list(range(1000)))  # one request over the row limit: kept alone
+    assert list(w.recent) == ["huge"] and w._recent_rows == 1000
+    w.remember("next", "m", 1, [1])
+    assert list(w.recent) == ["next"] and w._recent_rows == 1

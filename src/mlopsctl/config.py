@@ -150,6 +150,7 @@ class CaptureSection(_Section):
     flush_interval_seconds: float = Field(default=5.0, gt=0)  # ...or after this long
     # request ids kept in memory for POST /feedback (older ones are found in the store's capture)
     recent_requests: int = Field(default=10_000, ge=0)
+    recent_rows: int = Field(default=100_000, ge=0)  # ...holding at most this many predictions in all
     # POST /feedback for an id another replica answered: look in the store's capture this far back; 0 = off
     feedback_lookback: float = Field(default=6 * 3600, ge=0)
 

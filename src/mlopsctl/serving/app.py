@@ -117,6 +117,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
                 batch_rows=cs.batch_rows,
                 flush_interval=cs.flush_interval_seconds,
                 recent_requests=cs.recent_requests,
+                recent_rows=cs.recent_rows,
                 others=others,
             )
     from mlopsctl.config import GuardSection, NotifySection

@@ -14,9 +14,10 @@ hold the GIL for ~10 µs a record while the event loop waits for it: at 3,000 re
 second that took the p99 latency at concurrency 8 from 9 ms to over 100 ms (`bench/`).
 
 The writer also remembers the last ``recent_requests`` request ids it answered (10,000 by
-default, about 2 MB), so ``POST /feedback`` can tell a label for a known prediction from one for
-an unknown id; older ids, and other replicas' ones, are looked up in the store's capture
-(``CapturedIndex``).
+default, about 2 MB) with their predictions, at most ``recent_rows`` predictions in all
+(100,000: a batch of 10,000 rows no longer pins 10,000 times as much memory as one row), so
+``POST /feedback`` can tell a label for a known prediction from one for an unknown id; older
+ids, and other replicas' ones, are looked up in the store's capture (``CapturedIndex``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class CaptureWriter:
         batch_rows: int = 2_000,
         flush_interval: float = 5.0,
         recent_requests: int = 10_000,
+        recent_rows: int = 100_000,
         others: CapturedIndex | None = None,
     ) -> None:
         self.store, self.metrics = store, metrics
@@ -61,6 +63,8 @@ class CaptureWriter:
         self.recent: dict[str, tuple[str, int, list[Any]]] = {}  # id -> (model, version, preds)
         self._recent_order: deque[str] = deque()  # the ids in `recent`, oldest first
         self.recent_limit = recent_requests
+        self.recent_row_limit = recent_rows
+        self._recent_rows = 0  # predictions held in `recent`
         self.others = others  # what the other replicas captured, for feedback on their predictions
         self.written = 0
         self.dropped = 0
@@ -151,14 +155,21 @@ class CaptureWriter:
 
     def remember(self, request_id: str, name: str, version: int, preds: list[Any]) -> None:
         """Note a request this process answered, for `POST /feedback` (done by `offer` unless told not to)."""
-        if self.recent_limit <= 0:
+        if self.recent_limit <= 0 or self.recent_row_limit <= 0:
             return
-        recent = self.recent
-        if request_id not in recent:  # a client may send one X-Request-Id twice: it keeps its first place
-            self._recent_order.append(request_id)
+        recent, order = self.recent, self._recent_order
+        before = recent.get(request_id)
+        if before is None:
+            order.append(request_id)
+        else:  # a client may send one X-Request-Id twice: it keeps its first place
+            self._recent_rows -= len(before[2])
         recent[request_id] = (name, version, preds)
-        if len(self._recent_order) > self.recent_limit:
-            recent.pop(self._recent_order.popleft(), None)
+        self._recent_rows += len(preds)
+        # the oldest go first, past either limit; the newest request stays, however many rows it has
+        while len(order) > self.recent_limit or (self._recent_rows > self.recent_row_limit and len(order) > 1):
+            gone = recent.pop(order.popleft(), None)
+            if gone is not None:
+                self._recent_rows -= len(gone[2])
 
     def _known(self, request_id: str) -> tuple[str, int, list[Any]] | None:
         hit = self.recent.get(request_id)

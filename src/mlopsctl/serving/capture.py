@@ -1,17 +1,21 @@
 """The capture writer: every answered prediction recorded in the store, off the request path.
 
 The request path calls ``CaptureWriter.offer``, which encodes the request's records as JSON
-lines (a few µs a row) and appends the bytes to a bounded deque (an append is atomic under
-the GIL; nothing is locked, nothing touches the disk). A background thread drains it every
-``flush_interval`` seconds, or as soon as ``batch_rows`` records wait, and writes one
+lines (a few µs a row) and appends the bytes to the batch of its model and hour, under a lock
+held for that append only (nothing touches the disk). A background thread takes the batches
+every ``flush_interval`` seconds, or as soon as ``batch_rows`` records wait, and writes one
 JSON-lines object per model and hour partition:
 ``capture/{model}/{YYYY-MM-DDTHH}/{writer}-{seq}.jsonl`` (``monitoring/captured.py`` reads
 them). The writer name is unique per process, so replicas never write the same object.
 When the buffer is full new records are dropped and counted; on shutdown it is flushed.
 
-The thread only joins bytes and writes them. Were it to build the records itself, it would
-hold the GIL for ~10 µs a record while the event loop waits for it: at 3,000 requests a
-second that took the p99 latency at concurrency 8 from 9 ms to over 100 ms (`bench/`).
+The thread only swaps the batches out, joins bytes and writes them: its Python work does not
+grow with the records, because whatever Python the writer runs holds the GIL while the event
+loop waits. Were it to build the records itself (~10 µs a record), at 3,000 requests a second
+the p99 latency at concurrency 8 went from 9 ms to over 100 ms (`bench/`). What is left is the
+file writes themselves: on a server held to one core they share it with the event loop, which
+puts ~1% of single-row requests at concurrency 1 at 0.3–2 ms instead of ~0.1 ms
+(``--no-capture``: p99 0.2 ms, `bench/RESULTS.md`).
 
 The writer also remembers the last ``recent_requests`` request ids it answered (10,000 by
 default, about 2 MB) with their predictions, at most ``recent_rows`` predictions in all
@@ -29,7 +33,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from mlopsctl.monitoring.captured import CapturedIndex, capture_key, encode_lines, hour_partition, writer_id
+from mlopsctl.monitoring.captured import CapturedIndex, capture_key, encode_lines, writer_id
 from mlopsctl.store.base import Store
 
 if TYPE_CHECKING:
@@ -57,7 +61,9 @@ class CaptureWriter:
         self.sample_rate = sample_rate
         self.capacity, self.batch_rows, self.flush_interval = buffer_rows, batch_rows, flush_interval
         self.writer = writer_id()
-        self.buffer: deque[tuple[str, float, bytes, int]] = deque()  # (model, time, JSON lines, rows)
+        # (model, hour since the epoch) → [time of its first record, JSON lines of each request, rows]
+        self._batches: dict[tuple[str, int], list[Any]] = {}
+        self._batch_lock = threading.Lock()  # the request path appends, the writer swaps the dict out
         self.added = 0  # rows queued since start (request thread)
         self.drained = 0  # rows taken off the queue since start (writer thread)
         self.recent: dict[str, tuple[str, int, list[Any]]] = {}  # id -> (model, version, preds)
@@ -112,7 +118,14 @@ class CaptureWriter:
         data = encode_lines(
             self.records(model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant)
         )
-        self.buffer.append((model.name, t, data, n))
+        where = (model.name, int(t // 3600))
+        with self._batch_lock:
+            batch = self._batches.get(where)
+            if batch is None:
+                self._batches[where] = [t, [data], n]
+            else:
+                batch[1].append(data)
+                batch[2] += n
         if self.added - self.drained >= self.batch_rows:
             self._wake.set()
 
@@ -206,26 +219,13 @@ class CaptureWriter:
         """Write out everything queued now; returns the number of records written."""
         with self._flush_lock:
             done = self._write_retries()  # earlier batches first, in their order
-            items: list[tuple[str, float, bytes, int]] = []
-            buf = self.buffer
-            while buf:
-                items.append(buf.popleft())
-            if not items:
-                self.written += done
-                return done
-            groups: dict[tuple[str, str], tuple[float, list[bytes]]] = {}
-            partitions: dict[int, str] = {}  # hour since the epoch → its partition name
-            for name, t, data, n in items:
+            with self._batch_lock:
+                batches, self._batches = self._batches, {}
+            for (name, _), (first_time, chunks, n) in sorted(batches.items(), key=lambda kv: kv[1][0]):
                 self.drained += n
-                hour = int(t // 3600)
-                if hour not in partitions:
-                    partitions[hour] = hour_partition(t)
-                groups.setdefault((name, partitions[hour]), (t, []))[1].append(data)
-            items.clear()
-            for (name, _), (first_time, chunks) in groups.items():
                 self._seq += 1
                 key = capture_key(name, first_time, self.writer, self._seq)
-                data, n = b"".join(chunks), sum(c.count(b"\n") for c in chunks)
+                data = b"".join(chunks)
                 chunks.clear()
                 try:
                     self.store.put(key, data)

@@ -74,10 +74,12 @@ class Case:
 # machine's state hit all of them alike.
 CASES = [
     Case("mlopsctl", 1, 1),
+    Case("mlopsctl_nocapture", 1, 1),
     Case("fastapi_const", 1, 1),
     Case("asgi_const", 1, 1),
     Case("fastapi_sklearn", 1, 1),
     Case("mlopsctl", 1, 8),
+    Case("mlopsctl_nocapture", 1, 8),
     Case("fastapi_const", 1, 8),
     Case("asgi_const", 1, 8),
     Case("fastapi_sklearn", 1, 8),
@@ -87,6 +89,7 @@ CASES = [
 ]
 LABELS = {
     "mlopsctl": "mlopsctl serve (ONNX)",
+    "mlopsctl_nocapture": "  same, --no-capture",
     "asgi_const": "bare ASGI, constant",
     "fastapi_const": "FastAPI+pydantic, constant",
     "fastapi_sklearn": "FastAPI+sklearn (by hand)",
@@ -179,6 +182,17 @@ def server_specs(store_dir: Path, skops: Path, cwd: Path) -> dict[str, Server]:
     serve_opts = ["--host", harness.HOST, "--port", "{port}", "--log-level", "warning"]
     argv = {
         "mlopsctl": [*mlopsctl, "--store", str(store_dir), "serve", "--model", "wine@prod", *serve_opts],
+        # the cost of capture, side by side (the targets are measured with it on, the default)
+        "mlopsctl_nocapture": [
+            *mlopsctl,
+            "--store",
+            str(store_dir),
+            "serve",
+            "--model",
+            "wine@prod",
+            "--no-capture",
+            *serve_opts,
+        ],
         "asgi_const": [*uv, "asgi_const:app"],
         "fastapi_const": [*uv, "fastapi_const:app"],
         "fastapi_sklearn": [*uv, "fastapi_sklearn:app"],

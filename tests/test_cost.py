@@ -480,9 +480,10 @@ def test_scrape_prefers_the_process_start_time() -> None:
 
 
 def test_an_unreachable_url_is_one_line(cli: Any) -> None:
-    from tests.conftest import free_port
+    from tests.conftest import refusing_port
 
-    code, _, err = cli("cost", "--url", f"http://127.0.0.1:{free_port()}")
+    with refusing_port() as port:
+        code, _, err = cli("cost", "--url", f"http://127.0.0.1:{port}")
     assert code == 1 and err.startswith("error: --url http://127.0.0.1:") and "cannot read" in err
 
 

@@ -30,7 +30,7 @@ import yaml
 from mlopsctl.config import NotifySection
 from mlopsctl.deploy.docker import PYTHON_IMAGE, alertmanager_config
 from mlopsctl.deploy.wheel import dependency_pins
-from tests.conftest import free_port, run_cli, wine_rows
+from tests.conftest import refusing_port, run_cli, wine_rows
 from tests.s3server import new_bucket, s3_env
 
 pytestmark = pytest.mark.shared_data
@@ -256,9 +256,7 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
                 Path(here(p)).mkdir(parents=True, exist_ok=True)
     assert (Path(here("/srv/mlops")) / "mlops.toml").is_file()
     line = json.loads(one(run, "ENTRYPOINT")) + json.loads(one(run, "CMD"))
-    port = free_port()
     line = [here(a) for a in line]
-    line[line.index("--port") + 1] = str(port)
     line[line.index("--host") + 1] = "127.0.0.1"  # never bind beyond loopback here
     line[line.index("mlopsctl")] = str(venv / "bin" / "mlopsctl")  # the console script the wheel installs
     env = {**os.environ, **{k: here(v) for k, v in env_of(run).items() if k != "PATH"}, "PYTHONPATH": str(venv)}
@@ -266,12 +264,27 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
     log = tmp_path / "server.log"
     health = json.loads(one(run, "HEALTHCHECK").split(" CMD ", 1)[1])
     assert health[:2] == ["python", "-c"]
-    probe = [sys.executable, "-c", health[2].replace(":8080/", f":{port}/")]
-    assert _run(*probe).returncode == 1  # nothing listens yet: unhealthy
-    proc = subprocess.Popen(line, cwd=here("/srv/mlops"), env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def start() -> tuple[subprocess.Popen[bytes], list[str], int]:
+        with refusing_port() as port:  # held until the server starts, so no other test's server takes it
+            probe = [sys.executable, "-c", health[2].replace(":8080/", f":{port}/")]
+            assert _run(*probe).returncode == 1  # nothing listens yet: unhealthy
+        line[line.index("--port") + 1] = str(port)
+        out = log.open("w")
+        return (
+            subprocess.Popen(line, cwd=here("/srv/mlops"), env=env, stdout=out, stderr=subprocess.STDOUT),
+            probe,
+            port,
+        )
+
+    proc, probe, port = start()
     try:
-        deadline = time.monotonic() + 60
+        deadline, relaunched = time.monotonic() + 60, False
         while _run(*probe).returncode != 0:
+            if proc.poll() is not None and not relaunched and "address already in use" in log.read_text().lower():
+                proc, probe, port = start()  # the port was taken in the instant between: once more on another
+                relaunched = True
+                continue
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)

@@ -266,7 +266,7 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
     assert health[:2] == ["python", "-c"]
 
     def start() -> tuple[subprocess.Popen[bytes], list[str], int]:
-        with refusing_port() as port:  # held until the server starts, so no other test's server takes it
+        with refusing_port() as port:  # bound while probed, so no other test's server takes it meanwhile
             probe = [sys.executable, "-c", health[2].replace(":8080/", f":{port}/")]
             assert _run(*probe).returncode == 1  # nothing listens yet: unhealthy
         line[line.index("--port") + 1] = str(port)

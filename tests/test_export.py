@@ -509,3 +509,36 @@ def test_onnx_runner_imports_no_sklearn_or_pandas() -> None:
         env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.decode().strip() == "[2.0, 3.5] []"
+
+
+def test_numeric_inputs_used_apart_are_split_back_from_the_one_matrix() -> None:
+    """Where the numeric columns are not joined by one Concat (here: added), the (rows, k) input is split
+    back into the old inputs, and the graph computes the same thing from the matrix."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from mlopsctl.training.export import _numeric_matrix
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x1", "x2"], ["sum"]), helper.make_node("Mul", ["sum", "x1"], ["out"])],
+        "apart",
+        [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, 1]) for n in ("x1", "x2")]
+        + [helper.make_tensor_value_info("word", TensorProto.STRING, [None, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.DOUBLE, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    spec = [
+        {"feature": "a", "input": "x1", "missing": None},
+        {"feature": "b", "input": "x2", "missing": None},
+        {"feature": "w", "input": "word", "missing": ""},
+    ]
+    _numeric_matrix(model, spec)
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Split", "Add", "Mul"]
+    assert [i.name for i in model.graph.input] == [MATRIX_INPUT, "word"]
+    assert [(s["input"], s.get("column")) for s in spec] == [(MATRIX_INPUT, 0), (MATRIX_INPUT, 1), ("word", None)]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]])
+    (out,) = session.run(None, {MATRIX_INPUT: x, "word": np.array([["a"], ["b"], ["c"]], dtype=object)})
+    np.testing.assert_allclose(out.ravel(), (x[:, 0] + x[:, 1]) * x[:, 0])

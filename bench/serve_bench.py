@@ -180,19 +180,11 @@ def server_specs(store_dir: Path, skops: Path, cwd: Path) -> dict[str, Server]:
     ]
     uv += ["--log-level", "warning", "--no-access-log"]
     serve_opts = ["--host", harness.HOST, "--port", "{port}", "--log-level", "warning"]
+    serve = [*mlopsctl, "--store", str(store_dir), "serve", "--model", "wine@prod", *serve_opts]
     argv = {
-        "mlopsctl": [*mlopsctl, "--store", str(store_dir), "serve", "--model", "wine@prod", *serve_opts],
+        "mlopsctl": serve,
         # the cost of capture, side by side (the targets are measured with it on, the default)
-        "mlopsctl_nocapture": [
-            *mlopsctl,
-            "--store",
-            str(store_dir),
-            "serve",
-            "--model",
-            "wine@prod",
-            "--no-capture",
-            *serve_opts,
-        ],
+        "mlopsctl_nocapture": [*serve, "--no-capture"],
         "asgi_const": [*uv, "asgi_const:app"],
         "fastapi_const": [*uv, "fastapi_const:app"],
         "fastapi_sklearn": [*uv, "fastapi_sklearn:app"],

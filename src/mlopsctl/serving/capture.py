@@ -14,8 +14,8 @@ grow with the records, because whatever Python the writer runs holds the GIL whi
 loop waits. Were it to build the records itself (~10 µs a record), at 3,000 requests a second
 the p99 latency at concurrency 8 went from 9 ms to over 100 ms (`bench/`). What is left is the
 file writes themselves: on a server held to one core they share it with the event loop, which
-puts ~1% of single-row requests at concurrency 1 at 0.3–2 ms instead of ~0.1 ms
-(``--no-capture``: p99 0.2 ms, `bench/RESULTS.md`).
+puts ~1% of single-row requests at concurrency 1 at 0.3–2 ms instead of ~0.1 ms: p99 0.65 ms,
+against 0.31 ms with ``--no-capture`` (`bench/RESULTS.md`).
 
 The writer also remembers the last ``recent_requests`` request ids it answered (10,000 by
 default, about 2 MB) with their predictions, at most ``recent_rows`` predictions in all

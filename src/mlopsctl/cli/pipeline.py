@@ -108,10 +108,10 @@ def retrain(
     try:
         record = pipe.run(options, resume=previous)
     except Exception:
-        if as_json:
-            latest = runs.list_runs(store, cfg.model_name)[:1]
-            if latest:
-                common.emit_json(latest[0])
+        if as_json and pipe.run_id:  # this run's record (another may have started in the same second)
+            record = store.get_json_or(runs.run_key(cfg.model_name, pipe.run_id))
+            if record is not None:
+                common.emit_json(record)
         raise
     if as_json:
         common.emit_json(record)

@@ -15,7 +15,7 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException
 from wine_schema import PredictRequest
 
-from mlopsctl.training.bundle import load_skops
+from mlopsctl.bundle.safety import load_skops
 
 pipeline = load_skops(Path(os.environ["BENCH_SKOPS"]).read_bytes())
 classes = [int(c) for c in pipeline.classes_]

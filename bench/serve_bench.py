@@ -133,8 +133,8 @@ def build_store() -> tuple[Path, Path, dict[str, Any]]:
     """A fresh store with wine v1 (random forest, 100 trees) at prod; its model.skops written out."""
     from mlopsctl import registry
     from mlopsctl.config import load_config
+    from mlopsctl.registry.publishing import publish_run
     from mlopsctl.store import open_store
-    from mlopsctl.training.bundle import build_bundle
     from mlopsctl.training.train import train_project
 
     if WORK.exists():
@@ -146,8 +146,8 @@ def build_store() -> tuple[Path, Path, dict[str, Any]]:
     cfg = load_config(project)
     store = open_store(cfg.store_uri())
     run = train_project(cfg, store)
-    files, summary = build_bundle(store, run)
-    version, _ = registry.publish(store, cfg.model_name, files, summary)
+    version = publish_run(store, run, name=cfg.model_name).version
+    files = registry.read_files(store, cfg.model_name, version)
     registry.promote(store, "wine", version, "prod", reason="serving benchmark")
     skops = WORK / "model.skops"
     skops.write_bytes(files["model.skops"])
@@ -228,10 +228,10 @@ def in_process(store_dir: Path, rows: list[dict[str, float]], quick: bool) -> di
     import pandas as pd
 
     from mlopsctl import registry
+    from mlopsctl.bundle.safety import load_skops
     from mlopsctl.serving.loaded import load
     from mlopsctl.serving.predict import native_response, predict_rows
     from mlopsctl.store import open_store
-    from mlopsctl.training.bundle import load_skops
 
     store = open_store(str(store_dir))
     model = load(store, "wine", "prod")

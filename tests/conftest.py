@@ -105,17 +105,15 @@ def write_project(
 
 
 def train_and_publish(folder: Path) -> tuple[Any, Any, dict[str, Any], int]:
-    from mlopsctl import registry
     from mlopsctl.config import load_config
+    from mlopsctl.registry.publishing import publish_run
     from mlopsctl.store import open_store
-    from mlopsctl.training.bundle import build_bundle
     from mlopsctl.training.train import train_project
 
     cfg = load_config(folder)
     store = open_store(cfg.store_uri())
     run = train_project(cfg, store)
-    files, summary = build_bundle(store, run)
-    version, _ = registry.publish(store, cfg.model_name, files, summary)
+    version = publish_run(store, run, name=cfg.model_name).version
     return cfg, store, run, version
 
 

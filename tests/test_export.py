@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlopsctl.serving.runtime import OnnxRunner, SklearnRunner
-from mlopsctl.training.export import MATRIX_INPUT, ExportResult, export_onnx
+from mlopsctl.bundle.export import MATRIX_INPUT, ExportResult, export_onnx
+from mlopsctl.bundle.runners import OnnxRunner, SklearnRunner
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -373,7 +373,7 @@ def test_numeric_features_share_one_input(exported: Any) -> None:
 def test_graph_with_an_input_per_feature_still_serves(housing: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Versions published before the numeric input was shared have one input per feature: the runner
     reads that plan from the graph's metadata and serves them as before."""
-    from mlopsctl.training import export
+    from mlopsctl.bundle import export
 
     monkeypatch.setattr(export, "_numeric_matrix", lambda model, spec: None)
     pipe, features, task, holdout, edge_rows = make_housing(_rf_reg(5, 6))(housing)
@@ -494,7 +494,7 @@ def test_onnx_runner_imports_no_sklearn_or_pandas() -> None:
     node = OnnxIdentity(OnnxAdd("x", np.array([1.0]), op_version=18), op_version=18, output_names=["variable"])
     onnx_bytes = node.to_onnx({"x": DoubleTensorType([None, 1])}, target_opset=18).SerializeToString()
     code = (
-        "import sys; from mlopsctl.serving.runtime import OnnxRunner; "
+        "import sys; from mlopsctl.bundle.runners import OnnxRunner; "
         "r = OnnxRunner(sys.stdin.buffer.read(), "
         "[{'name': 'x', 'kind': 'numeric', 'dtype': 'float', 'nullable': True}], 'regression', None); "
         "print(r.predict({'x': [1.0, 2.5]})[0], "
@@ -518,7 +518,7 @@ def test_numeric_inputs_used_apart_are_split_back_from_the_one_matrix() -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from mlopsctl.training.export import _numeric_matrix
+    from mlopsctl.bundle.export import _numeric_matrix
 
     graph = helper.make_graph(
         [helper.make_node("Add", ["x1", "x2"], ["sum"]), helper.make_node("Mul", ["sum", "x1"], ["out"])],

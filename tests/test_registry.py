@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mlopsctl import registry
-from mlopsctl.errors import Conflict, GateRefused, IntegrityError, NotFound
+from mlopsctl.errors import Conflict, GateRefused, IntegrityError, NotFound, ValidationError
 from mlopsctl.serving.loaded import load
 from mlopsctl.store import open_store
 from mlopsctl.store.local import LocalStore
@@ -151,7 +151,9 @@ def test_resolve_refs(wine_registry: dict[str, Any]) -> None:
     store = open_store(str(wine_registry["store_dir"]))
     assert registry.resolve(store, "wine", None) == 2
     assert registry.resolve(store, "wine", "latest") == 2
-    assert registry.resolve(store, "wine", "1") == 1 and registry.resolve(store, "wine", "v2") == 2
+    assert registry.resolve(store, "wine", "1") == 1 and registry.resolve(store, "wine", 2) == 2
+    with pytest.raises(ValidationError, match=r"wine@v2 is ambiguous.*write wine@2"):
+        registry.resolve(store, "wine", "v2")  # one grammar: versions are plain numbers
     assert registry.resolve(store, "wine", "prod") == 1
     with pytest.raises(NotFound, match="wine@9"):
         registry.resolve(store, "wine", "9")

@@ -259,7 +259,7 @@ def test_sklearn_runtime_serves_the_same_answers(wine_store_copy: Path) -> None:
 def two_models_store(wine_store_copy: Path, tmp_path: Path) -> Path:
     """The wine store plus `wine-alcohol`, a regression (Ridge) of alcohol, and `wine-sk`, v1's bundle
     published without its ONNX export (as when a pipeline does not convert)."""
-    from mlopsctl.training.bundle import build_bundle
+    from mlopsctl.registry.publishing import bundle_files
     from mlopsctl.training.train import get_run
     from tests.conftest import WINE_RED, train_and_publish, write_project
 
@@ -271,7 +271,7 @@ def two_models_store(wine_store_copy: Path, tmp_path: Path) -> Path:
     _, store, _, version = train_and_publish(folder)
     registry.promote(store, "wine-alcohol", version, "prod")
     run = get_run(store, registry.manifest(store, "wine", 1)["run_id"])
-    files, summary = build_bundle(store, run)
+    files, summary = bundle_files(store, run)
     del files["model.onnx"]
     registry.publish(store, "wine-sk", files, {**summary, "runtime": "sklearn", "run_id": "no-onnx"})
     return wine_store_copy

@@ -52,7 +52,7 @@ def test_same_data_same_seed_same_metrics(tmp_path: Path, wine_registry: dict[st
 
 
 def test_sentiment_model_ranks_praise_above_complaint(tmp_path: Path) -> None:
-    from mlopsctl.training.bundle import load_skops
+    from mlopsctl.training.runs import run_model
 
     cfg, store = _project(
         tmp_path,
@@ -75,7 +75,7 @@ cv_folds = 3
     assert run["metrics"]["holdout"]["accuracy"] > 0.75
     import pandas as pd
 
-    model = load_skops(store.get(f"runs/{run['run_id']}/model.skops"))
+    model = run_model(store, run)
     p = model.predict_proba(pd.DataFrame({"text": ["great, loved it", "terrible, broke in a day"]}))[:, 1]
     assert p[0] > 0.5 > p[1]
 
@@ -150,7 +150,7 @@ def test_metrics_of_a_model_meeting_a_class_it_never_saw() -> None:
     and ROC AUC are undefined (None), nothing raises."""
     import numpy as np
 
-    from mlopsctl.training.evaluate import classification_metrics
+    from mlopsctl.bundle.scoring import classification_metrics
 
     classes = [5, 6, 7]
     proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])

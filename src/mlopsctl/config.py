@@ -14,14 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlopsctl.bundle.task import Task, default_metric, metrics_of
 from mlopsctl.errors import ConfigError
 
 CONFIG_FILE = "mlops.toml"
-Task = Literal["classification", "regression", "text-classification"]
 ModelFamily = Literal["random_forest", "hist_gradient_boosting", "logistic_regression", "linear_regression", "ridge"]
-CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 FAMILIES_BY_TASK: dict[str, tuple[str, ...]] = {
     "classification": ("random_forest", "hist_gradient_boosting", "logistic_regression"),
     # TF-IDF features are sparse; histogram boosting needs dense input
@@ -71,9 +68,9 @@ class TrainingSection(_Section):
         allowed = FAMILIES_BY_TASK[self.task]
         if self.model not in allowed:
             raise ValueError(f"model {self.model!r} does not fit task {self.task!r}: use one of {', '.join(allowed)}")
-        metrics = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+        metrics = metrics_of(self.task)
         if not self.primary_metric:
-            self.primary_metric = "rmse" if self.task == "regression" else "f1_macro"
+            self.primary_metric = default_metric(self.task)
         elif self.primary_metric not in metrics:
             raise ValueError(
                 f"primary_metric {self.primary_metric!r} does not fit task {self.task!r}: "
@@ -86,7 +83,28 @@ class RegistrySection(_Section):
     model_name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     gate_tolerance: float = Field(default=0.01, ge=0)
     require_approval: list[str] = []
-    trusted: bool = False  # only then may a pickle be loaded from the store
+    # exact names of your own functions and classes a model file may name (importing them runs your code);
+    # scikit-learn, numpy, XGBoost and LightGBM types need no entry (bundle/safety.py)
+    trusted_types: list[str] = []
+    trusted: bool = False  # removed: a blanket trust let a model file run any code
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _trusted_types(cls, v: list[str]) -> list[str]:
+        from mlopsctl.bundle.safety import check_trusted_types
+
+        return list(check_trusted_types(v))
+
+    @field_validator("trusted")
+    @classmethod
+    def _no_blanket_trust(cls, v: bool) -> bool:
+        if v:
+            raise ValueError(
+                "trusted = true is no longer accepted (it let a model file run any code): list the exact names "
+                'of your own functions in trusted_types, e.g. ["features.add_ratio"]'
+            )
+        return v
+
     # mirror these aliases to AWS SSM parameters after each move, e.g. "/mlopsctl/{model}/{alias}"; "" = off
     ssm_parameter: str = ""
     ssm_aliases: list[str] = ["prod"]

@@ -38,9 +38,19 @@ class StoreError(MlopsError):
 class IntegrityError(MlopsError):
     """A stored file does not match the sha256 its manifest records."""
 
-    def __init__(self, path: str, expected: str, actual: str) -> None:
+    def __init__(self, path: str, expected: str = "", actual: str = "", *, problem: str | None = None) -> None:
         self.path, self.expected, self.actual = path, expected, actual
-        super().__init__(f"integrity check failed for {path}: expected sha256 {expected[:12]}…, got {actual[:12]}…")
+        said = problem or f"expected sha256 {expected[:12]}…, got {actual[:12]}…"
+        super().__init__(f"integrity check failed for {path}: {said}")
+
+
+class UnsafeModel(MlopsError):
+    """A model file that must not be loaded: it names a type that is not trusted, points at data outside
+    itself, or cannot be read. Nothing from it was run."""
+
+    def __init__(self, path: str, problem: str, type_name: str | None = None) -> None:
+        self.path, self.problem, self.type_name = path, problem, type_name
+        super().__init__(f"refused to load {path}: {problem}")
 
 
 class ValidationError(MlopsError):

@@ -2,7 +2,7 @@
 
 `export_onnx` converts the whole Pipeline (preprocessing included) with skl2onnx, one graph input per
 feature (numeric features then joined into one input), then runs the graph through the serving runner
-(`mlopsctl.serving.runtime.OnnxRunner`) on the holdout and compares it with the pipeline itself. Only
+(`mlopsctl.bundle.runners.OnnxRunner`) on the holdout and compares it with the pipeline itself. Only
 an export that passes is marked `ok`; anything else is reported with its reason and numbers, and
 serving falls back to the scikit-learn model.
 
@@ -48,15 +48,15 @@ from typing import Any
 
 import numpy as np
 
+from mlopsctl.bundle.keys import MATRIX_INPUT, META_CLASSES, META_INPUTS, META_TASK, MISSING_STRING
+from mlopsctl.bundle.task import is_regression
+
 ONNX_OPSET = 18
 ML_OPSET = 3
-MISSING_STRING = "__missing__"
-# metadata_props key read by mlopsctl.serving.runtime.OnnxRunner (a JSON list, one entry per input)
-META_INPUTS = "mlopsctl.inputs"
-META_TASK = "mlopsctl.task"
-META_CLASSES = "mlopsctl.classes"
-# the graph input holding every numeric feature, one column each (see _numeric_matrix)
-MATRIX_INPUT = "mlopsctl_numeric_features"
+# the parity check scores at most this many rows (a random sample of the holdout beyond it), this many at a
+# time: a text model's ONNX graph makes one dense row per document over its whole vocabulary
+CHECK_ROWS = 2_000
+CHECK_BATCH = 256
 
 _SKLEARN_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _RE2_TOKEN_PATTERN = r"[\p{L}\p{N}_]{2,}"
@@ -134,9 +134,9 @@ def _try_export(
         return ExportResult(None, False, f"{_component_from(exc)}: {_first_line(exc)}", **base)
     onnx_bytes = model.SerializeToString()
     try:
-        from mlopsctl.serving.runtime import OnnxRunner
+        from mlopsctl.bundle.runners import OnnxRunner
 
-        classes = _classes(pipeline) if task != "regression" else None
+        classes = _classes(pipeline) if not is_regression(task) else None
         runner = OnnxRunner(onnx_bytes, features, task, classes)
     except Exception as exc:
         return ExportResult(None, False, f"onnxruntime: {_first_line(exc)}", **base)
@@ -157,29 +157,48 @@ def _check(
     rtol: float,
     base: dict[str, Any],
 ) -> ExportResult:
+    """The graph against the model on up to `CHECK_ROWS` rows, `CHECK_BATCH` at a time: memory stays bounded
+    by a batch whatever the holdout's size or the vocabulary's."""
     names = [f["name"] for f in features]
     frame = check_df[names]
+    if len(frame) > CHECK_ROWS:
+        frame = frame.sample(n=CHECK_ROWS, random_state=0)
     n = len(frame)
     if n == 0:
         return ExportResult(onnx_bytes, False, "no rows to check parity on", **base)
-    labels, proba = runner.predict(_columns(frame, features))
-    if task == "regression":
-        expected = np.asarray(pipeline.predict(frame), dtype=np.float64).ravel()
-        got = np.asarray(labels, dtype=np.float64)
-        diff = float(np.max(np.abs(got - expected)))
-        bound = rtol * max(1.0, float(np.max(np.abs(expected))))
+    regression = is_regression(task)
+    diff, disagree, scale = 0.0, 0, 0.0
+    for start in range(0, n, CHECK_BATCH):
+        part = frame.iloc[start : start + CHECK_BATCH]
+        labels, proba = runner.predict(_columns(part, features))
+        if regression:
+            expected = np.asarray(pipeline.predict(part), dtype=np.float64).ravel()
+            got = np.asarray(labels, dtype=np.float64)
+            diff = _worst(diff, float(np.max(np.abs(got - expected))))
+            scale = max(scale, float(np.max(np.abs(expected))))
+        else:
+            expected_labels = np.asarray(pipeline.predict(part)).tolist()
+            disagree += sum(a != b for a, b in zip(labels, expected_labels, strict=True))
+            got_p = np.asarray(proba, dtype=np.float64)
+            expected_p = np.asarray(pipeline.predict_proba(part), dtype=np.float64)
+            diff = _worst(diff, float(np.max(np.abs(got_p - expected_p))))
+    if regression:
+        bound = rtol * max(1.0, scale)
         ok = bool(diff <= bound)
         reason = "" if ok else f"max |prediction difference| {diff:.3g} > {bound:.3g} ({rtol:g} of the scale)"
         return ExportResult(onnx_bytes, ok, reason, diff, None, n, tolerance=bound, **base)
-    expected_labels = pipeline.predict(frame).tolist()
-    agreement = float(np.mean([a == b for a, b in zip(labels, expected_labels, strict=True)]))
-    diff = float(np.max(np.abs(np.asarray(proba, dtype=np.float64) - pipeline.predict_proba(frame))))
+    agreement = 1.0 - disagree / n
     problems = []
-    if agreement < 1.0:
-        problems.append(f"{round((1.0 - agreement) * n)} of {n} labels differ")
+    if disagree:
+        problems.append(f"{disagree} of {n} labels differ")
     if not diff <= tolerance:
         problems.append(f"max |probability difference| {diff:.3g} > {tolerance:g}")
     return ExportResult(onnx_bytes, not problems, "; ".join(problems), diff, agreement, n, tolerance=tolerance, **base)
+
+
+def _worst(a: float, b: float) -> float:
+    """The larger difference, where NaN (a graph that gave no number) beats any number."""
+    return a if a != a else (b if b != b or b > a else a)
 
 
 def _columns(frame: Any, features: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -264,7 +283,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from mlopsctl.training.onnx_converters import custom_converters
+    from mlopsctl.bundle.onnx_converters import custom_converters
 
     pipeline, lowered = _lowercase_outside(pipeline, {f["name"] for f in features if f["kind"] == "text"})
     numeric_type = DoubleTensorType if dtype == "double" else FloatTensorType
@@ -274,7 +293,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
     ]
     options: dict[int, dict[str, Any]] = {}
     final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    if task != "regression":
+    if not is_regression(task):
         options[id(final)] = {"zipmap": False}
     for est in _walk(pipeline):
         if (
@@ -309,7 +328,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
     ]
     _numeric_matrix(model, spec)
     meta = {META_INPUTS: json.dumps(spec), META_TASK: task}
-    if task != "regression":
+    if not is_regression(task):
         meta[META_CLASSES] = json.dumps(_classes(pipeline))
     for key, value in meta.items():
         prop = model.metadata_props.add()

@@ -1,7 +1,7 @@
 """skl2onnx converters that close gaps in skl2onnx 1.20 for mlopsctl's pipelines.
 
 Passed to each conversion call (nothing is registered globally); why each exists is in the
-docstring of `mlopsctl.training.export`.
+docstring of `mlopsctl.bundle.export`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from mlopsctl.training.export import MISSING_STRING, ML_OPSET
+from mlopsctl.bundle.export import ML_OPSET
+from mlopsctl.bundle.keys import MISSING_STRING
 
 _TREE_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 _DOUBLE_ATTRS = ("nodes_values", "nodes_hitrates", "base_values", "class_weights", "target_weights")

@@ -1,28 +1,29 @@
-"""Model runners for the request hot path: an ONNX graph in onnxruntime, or the scikit-learn pipeline.
+"""The runners that predict with a model version: an ONNX graph in onnxruntime, or the fitted model itself.
 
 Both take validated columns (feature name → one value per row: float or None for numbers, str or None
 for categories and text) and return (predictions, probabilities). Predictions are Python scalars: the
 class labels as the caller gave them in `classes` (int or str), or floats for regression; probabilities
-are one list per row in the order of `classes`, or None for regression.
+are one row per prediction in the order of `classes`, or None for regression.
 
 This module imports only numpy at top level, and onnxruntime when an OnnxRunner is built: serving an
 ONNX model never loads scikit-learn, pandas or scipy. The graph's input plan (which feature feeds which
 input, or which column of the one numeric input, as which dtype, and what stands for a missing value)
-comes from the metadata that
-`mlopsctl.training.export` writes; without it, inputs are fed in feature order.
+comes from the metadata the export writes (`mlopsctl.bundle.keys`); without it, inputs are fed in
+feature order. The graph is checked before onnxruntime opens it (`safety.check_onnx`), and its metadata
+is read as JSON of the expected shape, nothing else.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-# must match mlopsctl.training.export (not imported: it pulls in scikit-learn)
-_META_INPUTS = "mlopsctl.inputs"
-_META_CLASSES = "mlopsctl.classes"
-_MISSING_STRING = "__missing__"
+from mlopsctl.bundle.keys import META_CLASSES, META_INPUTS, MISSING_STRING
+from mlopsctl.bundle.safety import check_onnx, metadata_json
+from mlopsctl.bundle.task import is_regression
+from mlopsctl.errors import UnsafeModel
+
 _DTYPES: dict[str, Any] = {"double": np.float64, "float": np.float32, "string": object}
 _ORT_DTYPES = {"tensor(double)": "double", "tensor(float)": "float", "tensor(string)": "string"}
 
@@ -30,25 +31,38 @@ _ORT_DTYPES = {"tensor(double)": "double", "tensor(float)": "float", "tensor(str
 class OnnxRunner:
     runtime_name = "onnx"
 
-    def __init__(self, onnx_bytes: bytes, features: list[dict[str, Any]], task: str, classes: list[Any] | None):
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        features: list[dict[str, Any]],
+        task: str,
+        classes: list[Any] | None,
+        *,
+        name: str = "model.onnx",
+    ):
         import onnxruntime as ort
+
+        check_onnx(onnx_bytes, name=name)
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own errors (Fail, InvalidGraph, …) share no base class
+            raise UnsafeModel(name, f"onnxruntime cannot open it ({_first_line(exc)})") from None
         # The Python wrapper keeps the model's bytes (3.8 MB for the wine forest) only to rebuild the session
         # when the providers change, which this runner never does: the C++ session has its own copy.
         if getattr(self._session, "_model_bytes", None) is not None:
             self._session._model_bytes = None
         self.task = task
-        self._regression = task == "regression"
+        self._regression = is_regression(task)
         meta = self._session.get_modelmeta().custom_metadata_map
         inputs = self._session.get_inputs()
-        if _META_INPUTS in meta:
-            spec = json.loads(meta[_META_INPUTS])
+        if META_INPUTS in meta:
+            spec = _input_plan(metadata_json(meta, META_INPUTS, name=name), name)
         else:
             if len(inputs) != len(features):
                 raise ValueError(f"the graph has {len(inputs)} inputs for {len(features)} features")
@@ -59,7 +73,7 @@ class OnnxRunner:
                     "type": _ORT_DTYPES.get(i.type, "float"),
                     "missing": None
                     if f["kind"] == "numeric"
-                    else (_MISSING_STRING if f["kind"] == "categorical" else ""),
+                    else (MISSING_STRING if f["kind"] == "categorical" else ""),
                     "lower": False,
                 }
                 for f, i in zip(features, inputs, strict=True)
@@ -94,7 +108,11 @@ class OnnxRunner:
         self._label_of: dict[Any, Any] = {}
         self._order: Any = None
         if not self._regression:
-            graph_classes = json.loads(meta[_META_CLASSES]) if _META_CLASSES in meta else list(classes or [])
+            graph_classes = (
+                metadata_json(meta, META_CLASSES, name=name) if META_CLASSES in meta else list(classes or [])
+            )
+            if not isinstance(graph_classes, list):
+                raise UnsafeModel(name, f"metadata {META_CLASSES!r} is not a list of class labels")
             self.classes = list(classes) if classes is not None else graph_classes
             self._label_of = {_label_key(c): c for c in self.classes}
             self._order = _reorder([_label_key(c) for c in graph_classes], [_label_key(c) for c in self.classes])
@@ -140,7 +158,7 @@ class SklearnRunner:
         self._pd = pd
         self._pipeline = pipeline
         self.task = task
-        self._regression = task == "regression"
+        self._regression = is_regression(task)
         self._plan = tuple((f["name"], f["kind"]) for f in features)
         self._names = [f["name"] for f in features]
         self.classes: list[Any] | None = None
@@ -176,6 +194,11 @@ class SklearnRunner:
         return [classes[i] for i in np.argmax(proba, axis=1).tolist()], proba
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 def _reorder(have: list[Any], want: list[Any]) -> Any:
     """Column indices that turn probabilities in the order `have` into the order `want` (None: same)."""
     if have == want:
@@ -193,3 +216,19 @@ def _label_key(label: Any) -> Any:
     if isinstance(label, (bool, int, np.integer)) or (isinstance(label, float) and label.is_integer()):
         return int(label)
     return str(label)
+
+
+_PLAN_KEYS = {"feature": str, "input": str, "type": str}
+
+
+def _input_plan(plan: Any, name: str) -> list[dict[str, Any]]:
+    """The export's input plan, checked entry by entry (a file that says otherwise is refused)."""
+    if not isinstance(plan, list) or not plan:
+        raise UnsafeModel(name, f"metadata {META_INPUTS!r} is not a list of inputs")
+    for entry in plan:
+        ok = isinstance(entry, dict) and all(isinstance(entry.get(k), t) for k, t in _PLAN_KEYS.items())
+        if not ok or entry["type"] not in _DTYPES or not isinstance(entry.get("missing"), str | None):
+            raise UnsafeModel(name, f"metadata {META_INPUTS!r} has an entry that is not an input: {str(entry)[:80]}")
+        if "column" in entry and not (isinstance(entry["column"], int) and entry["column"] >= 0):
+            raise UnsafeModel(name, f"metadata {META_INPUTS!r}: column {entry['column']!r} is not an index")
+    return plan

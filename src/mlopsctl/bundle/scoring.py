@@ -1,4 +1,5 @@
-"""Metrics per task, computed the same way for training, the gate and retraining."""
+"""A model scored on rows: the metrics of its task, computed the same way for training, publish, the gate,
+retraining and live performance."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlopsctl.config import LOWER_IS_BETTER
+from mlopsctl.bundle.task import is_regression
 
 
 def _clean(value: float) -> float | None:
@@ -57,27 +58,10 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float | None]:
     }
 
 
-def evaluate(pipeline: Any, task: str, X: Any, y: Any) -> dict[str, float | None]:
-    if task == "regression":
-        return regression_metrics(y, pipeline.predict(X))
-    classes = list(pipeline.classes_)
-    proba = pipeline.predict_proba(X) if hasattr(pipeline, "predict_proba") else None
-    return classification_metrics(y, pipeline.predict(X), proba, classes)
-
-
-def better(metric: str, a: float, b: float) -> float:
-    """How much better ``a`` is than ``b`` (positive: better), whatever the metric's direction."""
-    return (b - a) if metric in LOWER_IS_BETTER else (a - b)
-
-
-def scorer_name(metric: str) -> str:
-    """The scikit-learn scorer for a primary metric (for CV and tuning)."""
-    return {
-        "accuracy": "accuracy",
-        "f1_macro": "f1_macro",
-        "roc_auc": "roc_auc_ovr",
-        "log_loss": "neg_log_loss",
-        "rmse": "neg_root_mean_squared_error",
-        "mae": "neg_mean_absolute_error",
-        "r2": "r2",
-    }[metric]
+def evaluate(model: Any, task: str, X: Any, y: Any) -> dict[str, float | None]:
+    """The task's metrics of ``model`` (anything with predict, and predict_proba for probabilities) on X, y."""
+    if is_regression(task):
+        return regression_metrics(y, model.predict(X))
+    classes = list(model.classes_)
+    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
+    return classification_metrics(y, model.predict(X), proba, classes)

@@ -219,11 +219,11 @@ def conclude(
     as_json: bool = common.JsonOpt,
 ) -> None:
     """End the experiment with its final report; with --promote the candidate becomes the control alias."""
-    from mlopsctl import registry
-    from mlopsctl.cli.models import _holdout_evaluator
     from mlopsctl.errors import GateRefused
     from mlopsctl.experiments import deployment as dep
     from mlopsctl.experiments.report import build_report
+    from mlopsctl.registry.promotion import MirrorFailed, RegistrySettings
+    from mlopsctl.registry.promotion import promote as promote_version
 
     cfg, ecfg = _cfg()
     store = common.store(cfg)
@@ -232,30 +232,32 @@ def conclude(
         raise NotFound("experiment", name, "none is running")
     rec = dep.experiment_record(store, name, str(running.experiment["id"])) or {}
     report = build_report(store, name, rec, ecfg)
-    event = None
+    move, unmirrored = None, None
     if promote:
         if report["verdict"] != "candidate_better" and not force:
             raise GateRefused(
                 f"not promoting: the verdict is '{report['verdict'].replace('_', ' ')}' ({report['reason']}); "
                 "pass --force to promote anyway"
             )
-        event = registry.promote(
-            store,
-            name,
-            int(rec["candidate_version"]),
-            str(rec["environment"]),
-            reason=reason or f"A/B winner of {rec['id']}: {report['reason']}",
-            force=force,
-            tolerance=cfg.registry.gate_tolerance if cfg else 0.01,
-            require_approval=cfg.registry.require_approval if cfg else [],
-            evaluator=_holdout_evaluator(store, name, bool(cfg and cfg.registry.trusted)),
-        )
+        try:
+            move = promote_version(
+                store,
+                name,
+                int(rec["candidate_version"]),
+                str(rec["environment"]),
+                settings=RegistrySettings.from_config(cfg),
+                reason=reason or f"A/B winner of {rec['id']}: {report['reason']}",
+                force=force,
+            )
+        except MirrorFailed as exc:  # the alias moved: end the experiment, then say what is left to do
+            move, unmirrored = exc.move, exc
+    event = move.event if move is not None else None
     outcome = "promoted" if promote else "concluded"
     done = dep.end(store, name, outcome=outcome, reason=reason or report["reason"], report=report)
-    if event is not None:
-        from mlopsctl.cli.models import mirror_alias
-
-        mirror_alias(cfg, store, name, str(rec["environment"]), quiet=as_json)
+    if unmirrored is not None:
+        raise unmirrored
+    if move is not None and move.mirrored is not None and not as_json:
+        common.err_console().print(f"mirrored {move.model}@{move.alias} = v{move.version} to SSM {move.parameter}")
     if as_json:
         common.emit_json({"experiment": done, "promotion": event})
         return

@@ -128,10 +128,10 @@ def feedback(
 
     def info(n: str, v: int) -> tuple[str, list[Any] | None]:
         if v not in signatures:
-            from mlopsctl import registry
+            from mlopsctl.bundle.version import version_at
 
-            sig = json.loads(registry.read_files(store, n, v, ["signature.json"])["signature.json"])
-            signatures[v] = (sig["task"], sig.get("classes"))
+            mv = version_at(store, n, v)
+            signatures[v] = (mv.task, mv.classes)
         return signatures[v]
 
     items = []

@@ -89,11 +89,12 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def split_ref(text: str) -> tuple[str, str | None]:
-    """``NAME``, ``NAME@ALIAS`` or ``NAME@VERSION`` → (name, ref)."""
-    if "@" in text:
-        name, ref = text.split("@", 1)
-        return name, ref or None
-    return text, None
+    """``NAME``, ``NAME@ALIAS`` or ``NAME@VERSION`` → (name, what follows the @: an alias, digits or None for
+    the latest), by the one grammar of `mlopsctl.bundle.ref`; ``NAME@v3`` is refused with the fix."""
+    from mlopsctl.bundle.ref import ModelRef
+
+    ref = ModelRef.parse(text)
+    return ref.name, ref.selector
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")

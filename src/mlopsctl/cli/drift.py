@@ -54,7 +54,9 @@ def _current_from_captures(store: Any, name: str, version: int, since: str) -> t
     }
 
 
-def _predict(store: Any, name: str, version: int, frame: Any, reference: Any, trusted: bool, where: str) -> Any:
+def _predict(
+    store: Any, name: str, version: int, frame: Any, reference: Any, trusted: tuple[str, ...], where: str
+) -> Any:
     """The frame with the version's predictions in ``__prediction__`` (its model run locally)."""
     import numpy as np
 
@@ -72,7 +74,7 @@ def _predict(store: Any, name: str, version: int, frame: Any, reference: Any, tr
             columns[f["name"]] = [None if v is None or v != v else category_key(v) for v in values.tolist()]
         else:
             columns[f["name"]] = [None if v is None or v != v else str(v) for v in values.tolist()]
-    model = load(store, name, None, version=version, trusted=trusted)
+    model = load(store, name, None, version=version, trusted_types=trusted)
     preds, _ = model.runner.predict(columns)
     return frame.assign(**{PREDICTION: preds})
 
@@ -227,7 +229,7 @@ def _run(
     if current is not None:
         frame, source = _current_from_file(current)
         if predict and PREDICTION not in frame.columns and PREDICTION in reference.frame.columns:
-            trusted = bool(cfg and cfg.registry.trusted)
+            trusted = tuple(cfg.registry.trusted_types) if cfg else ()
             status = common.err_console().status(f"predicting {len(frame):,} rows with {name} v{v}…")
             with status if not quiet else contextlib.nullcontext():
                 try:

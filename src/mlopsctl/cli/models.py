@@ -11,9 +11,10 @@ from mlopsctl.cli import common
 models_app = typer.Typer(no_args_is_help=True, help="The registry: versions, aliases, history.")
 
 
-def _trusted() -> bool:
-    cfg = common.config(required=False)
-    return bool(cfg and cfg.registry.trusted)
+def _settings(cfg: Any) -> Any:
+    from mlopsctl.registry.promotion import RegistrySettings
+
+    return RegistrySettings.from_config(cfg)
 
 
 def publish(
@@ -23,76 +24,23 @@ def publish(
 ) -> None:
     """Write an immutable model version from a run: skops model, checked ONNX export, signature,
     baseline, metrics and a manifest of sha256s."""
-    from mlopsctl import registry
-    from mlopsctl.training.bundle import build_bundle
-    from mlopsctl.training.train import get_run
+    from mlopsctl.registry.publishing import publish_run
+    from mlopsctl.training.runs import get_run
 
-    store = common.store()
+    cfg = common.config(required=False)
+    store = common.store(cfg)
     run = get_run(store, run_id)
     with common.err_console().status(f"exporting run {run['run_id']} to ONNX and checking it on the holdout…"):
-        files, summary = build_bundle(store, run, trusted=_trusted())
-    model_name = name or run["model_name"]
-    version, created = registry.publish(store, model_name, files, summary)
-    out = {"model": model_name, "version": version, "created": created, **summary}
+        done = publish_run(store, run, name=name, trusted_types=_settings(cfg).trusted_types)
     if as_json:
-        common.emit_json(out)
+        common.emit_json(done.to_dict())
         return
-    ex = summary["export"]
-    if summary["runtime"] == "onnx":
-        check = (
-            f"ONNX export checked on {ex['n_rows_checked']} holdout rows (largest difference "
-            f"{ex['max_abs_diff']:.2e}): served with onnxruntime"
-        )
-    else:
-        check = f"no ONNX export ({ex['reason']}): served with scikit-learn"
-    state = "published" if created else "already published as"
-    common.console().print(f"{state} [bold]{model_name} v{version}[/bold] from run {run['run_id']}; {check}")
+    common.console().print(done.describe())
 
 
-def _holdout_evaluator(store: Any, name: str, trusted: bool) -> Any:
-    """Score both versions' models on the candidate's holdout, when their signatures agree."""
-    import json
-
-    from mlopsctl import registry
-    from mlopsctl.training.bundle import score_on_holdout
-
-    def evaluate(candidate: int, current: int) -> tuple[float, float, str] | None:
-        want = ["signature.json", "model.skops", "holdout.parquet", "metrics.json"]
-        cand = registry.read_files(store, name, candidate, want)
-        cur = registry.read_files(store, name, current, want)
-        s1, s2 = json.loads(cand["signature.json"]), json.loads(cur["signature.json"])
-        if [f["name"] for f in s1["inputs"]] != [f["name"] for f in s2["inputs"]] or s1["target"] != s2["target"]:
-            return None
-        metric = json.loads(cand["metrics.json"])["primary_metric"]
-        a = score_on_holdout(cand, cand["holdout.parquet"], metric, trusted=trusted)
-        b = score_on_holdout(cur, cand["holdout.parquet"], metric, trusted=trusted)
-        if a is None or b is None:
-            return None
-        return a, b, f"both scored on v{candidate}'s holdout"
-
-    return evaluate
-
-
-def mirror_alias(cfg: Any, store: Any, name: str, alias: str, *, quiet: bool = False) -> dict[str, Any] | None:
-    """After an alias moved: write its SSM mirror when [registry] ssm_parameter asks for one.
-    A failure says the alias did move, and how to write the mirror again."""
-    from mlopsctl.errors import MlopsError, StoreError
-    from mlopsctl.registry.mirror import from_config
-
-    mirror = from_config(cfg)
-    if mirror is None or not mirror.covers(alias):
-        return None
-    try:
-        value = mirror.sync(store, name, alias)
-    except StoreError as exc:
-        raise MlopsError(
-            f"{name}@{alias} moved in the store, but its SSM mirror was not written: {exc}; "
-            f"run `mlopsctl models mirror {name} --alias {alias}` to write it again"
-        ) from None
-    if value is not None and not quiet:
-        where = mirror.parameter(name, alias)
-        common.err_console().print(f"mirrored {name}@{alias} = v{value['version']} to SSM {where}")
-    return value
+def _said_mirror(move: Any, quiet: bool) -> None:
+    if move.mirrored is not None and not quiet:
+        common.err_console().print(f"mirrored {move.model}@{move.alias} = v{move.version} to SSM {move.parameter}")
 
 
 def promote(
@@ -105,26 +53,18 @@ def promote(
 ) -> None:
     """Move an alias to a version through the evaluation gate (compare-and-swap, recorded)."""
     from mlopsctl import registry
+    from mlopsctl.registry.promotion import promote as promote_version
 
     cfg = common.config(required=False)
     store = common.store(cfg)
     v = registry.resolve(store, name, version)
-    event = registry.promote(
-        store,
-        name,
-        v,
-        alias,
-        reason=reason,
-        force=force,
-        tolerance=cfg.registry.gate_tolerance if cfg else 0.01,
-        require_approval=cfg.registry.require_approval if cfg else [],
-        evaluator=_holdout_evaluator(store, name, bool(cfg and cfg.registry.trusted)),
-    )
-    mirrored = mirror_alias(cfg, store, name, alias, quiet=as_json)
+    move = promote_version(store, name, v, alias, settings=_settings(cfg), reason=reason, force=force)
+    _said_mirror(move, as_json)
     if as_json:
-        common.emit_json((event or {"model": name, "alias": alias, "to": v, "unchanged": True}) | {"ssm": mirrored})
+        common.emit_json(move.to_dict())
         return
     c = common.console()
+    event = move.event
     if event is None:
         c.print(f"{name}@{alias} already points to v{v}")
         return
@@ -140,14 +80,15 @@ def rollback(
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Point an alias back at the version it pointed to before its last promotion."""
-    from mlopsctl import registry
+    from mlopsctl.registry.promotion import rollback as rollback_alias
 
     cfg = common.config(required=False)
     store = common.store(cfg)
-    event = registry.rollback(store, name, alias, reason=reason)
-    mirrored = mirror_alias(cfg, store, name, alias, quiet=as_json)
+    move = rollback_alias(store, name, alias, settings=_settings(cfg), reason=reason)
+    _said_mirror(move, as_json)
+    event = move.event or {}
     if as_json:
-        common.emit_json(event | {"ssm": mirrored})
+        common.emit_json(event | {"ssm": move.mirrored})
         return
     common.console().print(f"{name}@{alias}: v{event['from']} → [bold]v{event['to']}[/bold] (rolled back)")
 

@@ -47,7 +47,7 @@ def serve(
 
     cfg = common.config(required=not model)
     sv = cfg.serving if cfg else None
-    refs = [common.split_ref(m) for m in model]
+    refs = [common.split_ref(m) for m in model]  # refused here when ambiguous (wine@v3)
     if not refs and cfg is not None:
         refs = [(cfg.model_name, cfg.serving.alias)]
     settings = ServeSettings(
@@ -57,7 +57,7 @@ def serve(
         reload_interval=reload_interval or (sv.reload_interval_seconds if sv else 2.0),
         max_body_bytes=sv.max_body_bytes if sv else 1_048_576,
         max_batch_rows=sv.max_batch_rows if sv else 10_000,
-        trusted=bool(cfg and cfg.registry.trusted),
+        trusted_types=list(cfg.registry.trusted_types) if cfg else [],
         capture=_capture_settings(cfg, capture, sample_rate),
         accuracy_window=cfg.monitoring.alerts.accuracy_window if cfg else 3600.0,
         guard=cfg.experiments.guard.model_dump() if cfg else {},
@@ -160,7 +160,7 @@ def predict(
             name, ref = cfg.model_name, cfg.serving.alias
         else:
             name, ref = common.split_ref(target)
-        model = load(common.store(cfg), name, ref, trusted=bool(cfg and cfg.registry.trusted))
+        model = load(common.store(cfg), name, ref, trusted_types=cfg.registry.trusted_types if cfg else ())
         rows = coerce_strings(rows, model.spec)
         preds, probas = predict_rows(model, rows, field_prefix="rows")
         body = native_response(model, preds, probas, single=False)

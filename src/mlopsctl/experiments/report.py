@@ -9,11 +9,10 @@ facts (id, environment, versions, weights, status, guard and ramp events) are ad
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from mlopsctl import registry
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.config import ExperimentsSection
 from mlopsctl.experiments.analysis import analyze
 from mlopsctl.experiments.deployment import CANDIDATE, CONTROL, SHADOW_PREFIX, read_deployment
@@ -51,8 +50,10 @@ def planned_rows(store: Store, name: str, control_version: int, cfg: Experiments
     from the holdout RMSE and MAE (Var|e| = RMSE² − MAE²), for an effect of ``min_effect`` × MAE.
     None when the version has no such metrics (the report then estimates the plan from live data).
     """
-    sig = json.loads(registry.read_files(store, name, control_version, ["signature.json"])["signature.json"])
-    return plan_from_metrics(sig["task"], registry.manifest(store, name, control_version).get("metrics", {}), cfg)
+    from mlopsctl.bundle.version import version_at
+
+    control = version_at(store, name, control_version)
+    return plan_from_metrics(control.task, control.metrics, cfg)
 
 
 def plan_from_metrics(task: str, metrics: dict[str, Any], cfg: ExperimentsSection) -> int | None:
@@ -60,7 +61,7 @@ def plan_from_metrics(task: str, metrics: dict[str, Any], cfg: ExperimentsSectio
 
     from mlopsctl.experiments.stats import sample_size_means, sample_size_proportions
 
-    if task == "regression":
+    if is_regression(task):
         rmse, mae = metrics.get("rmse"), metrics.get("mae")
         if not isinstance(rmse, int | float) or not isinstance(mae, int | float) or mae <= 0:
             return None
@@ -78,7 +79,9 @@ def build_report(store: Store, name: str, record: dict[str, Any], cfg: Experimen
     since = float(record["started_ts"])
     until = _parse_iso(record.get("ended_at"))
     control_version = int(record["control_version"])
-    sig = json.loads(registry.read_files(store, name, control_version, ["signature.json"])["signature.json"])
+    from mlopsctl.bundle.version import version_at
+
+    control = version_at(store, name, control_version)
     # the experiment's variants and the shadows: not a request answered before the route switched
     records = [
         r
@@ -87,8 +90,8 @@ def build_report(store: Store, name: str, record: dict[str, Any], cfg: Experimen
     ]
     report = analyze(
         records,
-        task=sig["task"],
-        classes=sig.get("classes"),
+        task=control.task,
+        classes=control.classes,
         model=name,
         experiment=str(record["id"]),
         alpha=cfg.alpha,

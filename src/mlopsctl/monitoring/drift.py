@@ -131,21 +131,14 @@ def _json_safe(obj: Any) -> Any:
 
 def load_reference(store: Store, name: str, version: int) -> Reference:
     """A version's reference from the registry (each file checked against the manifest's sha256)."""
-    import io
-    import json
+    from mlopsctl.bundle import keys
+    from mlopsctl.bundle.version import version_at
 
-    import pandas as pd
-
-    from mlopsctl import registry
-
-    files = registry.read_files(store, name, version, ["signature.json", "baseline.json", "reference.parquet"])
-    missing = [f for f in ("signature.json", "reference.parquet") if f not in files]
-    if missing:
-        raise DataError(f"{name}@{version}", f"the bundle has no {' or '.join(missing)}: republish it")
-    sig = json.loads(files["signature.json"])
-    baseline = json.loads(files["baseline.json"]) if "baseline.json" in files else {}
-    frame = pd.read_parquet(io.BytesIO(files["reference.parquet"]))
-    return Reference(sig["inputs"], frame, sig.get("task", "classification"), baseline, name, version)
+    mv = version_at(store, name, version)
+    if not mv.has(keys.REFERENCE):
+        raise DataError(f"{name}@{version}", f"the bundle has no {keys.REFERENCE}: republish it")
+    baseline = mv.json(keys.BASELINE, {}) or {}
+    return Reference(mv.signature.input_dicts(), mv.frame(keys.REFERENCE), mv.task, baseline, name, version)
 
 
 # -- checking the current data -----------------------------------------------------------------

@@ -9,18 +9,10 @@ minus its own holdout, matched by content (features and target). When fewer than
 
 from __future__ import annotations
 
-import io
-import json
+from collections.abc import Iterable
 from typing import Any
 
-from mlopsctl import registry
 from mlopsctl.store.base import Store
-
-
-def _frame(data: bytes) -> Any:
-    import pandas as pd
-
-    return pd.read_parquet(io.BytesIO(data))
 
 
 def row_hashes(df: Any, columns: list[str]) -> Any:
@@ -41,22 +33,25 @@ def fresh_holdout_scores(
     production: int | None,
     *,
     min_rows: int = 30,
-    trusted: bool = False,
+    trusted_types: Iterable[str] = (),
 ) -> dict[str, Any]:
     """``candidate_score``, ``current_score``, ``method``, ``holdout_rows``, ``fresh_rows``."""
+    from mlopsctl.bundle import keys
+    from mlopsctl.bundle.scoring import evaluate
+    from mlopsctl.bundle.signature import Signature
+    from mlopsctl.bundle.version import version_at
     from mlopsctl.data.snapshot import load_snapshot
-    from mlopsctl.training.bundle import load_skops
-    from mlopsctl.training.evaluate import evaluate
-    from mlopsctl.training.train import get_run
+    from mlopsctl.training.runs import get_run, run_frame, run_model
 
+    trusted = tuple(trusted_types)
     run = get_run(store, run_id)
-    sig, metric = run["signature"], run["primary_metric"]
-    names, target, task = [f["name"] for f in sig["inputs"]], sig["target"], sig["task"]
-    holdout = _frame(store.get(f"runs/{run['run_id']}/holdout.parquet"))
-    candidate = load_skops(store.get(f"runs/{run['run_id']}/model.skops"), trusted=trusted)
+    sig, metric = Signature.from_dict(run["signature"]), run["primary_metric"]
+    names, target, task = sig.names, sig.target, sig.task
+    holdout = run_frame(store, run, keys.HOLDOUT)
+    candidate = run_model(store, run, trusted_types=trusted)
 
-    def score(pipeline: Any, rows: Any, inputs: list[str]) -> float:
-        value = evaluate(pipeline, task, rows[inputs], rows[target]).get(metric)
+    def score(fitted: Any, rows: Any, inputs: list[str]) -> float:
+        value = evaluate(fitted, task, rows[inputs], rows[target]).get(metric)
         return float("nan") if value is None else float(value)
 
     if production is None:
@@ -67,11 +62,10 @@ def fresh_holdout_scores(
             "holdout_rows": len(holdout),
             "fresh_rows": len(holdout),
         }
-    files = registry.read_files(store, model, production, ["signature.json", "model.skops", "holdout.parquet"])
-    prod_sig = json.loads(files["signature.json"])
-    prod_names = [f["name"] for f in prod_sig["inputs"]]
-    if prod_sig["target"] != target or any(n not in holdout.columns for n in prod_names):
-        recorded = registry.manifest(store, model, production).get("metrics", {}).get(metric)
+    prod = version_at(store, model, production, trusted_types=trusted)
+    prod_names = prod.signature.names
+    if prod.signature.target != target or any(n not in holdout.columns for n in prod_names):
+        recorded = prod.metrics.get(metric)
         return {
             "candidate_score": float(run["metrics"]["holdout"][metric]),
             "current_score": None if recorded is None else float(recorded),
@@ -79,14 +73,16 @@ def fresh_holdout_scores(
             "holdout_rows": len(holdout),
             "fresh_rows": 0,
         }
-    current = load_skops(files["model.skops"], trusted=trusted)
+    current = prod.estimator()
     columns = [*prod_names, target]
-    sha = registry.manifest(store, model, production).get("data_sha256")
+    sha = prod.data_sha256
     trained = set()
     if sha:
         prod_data, _ = load_snapshot(store, sha, verify=False)
         if all(c in prod_data.columns for c in columns):
-            prod_hold = _frame(files["holdout.parquet"]) if "holdout.parquet" in files else prod_data.iloc[:0]
+            prod_hold = prod.holdout()
+            if prod_hold is None:
+                prod_hold = prod_data.iloc[:0]
             held_out = set(row_hashes(prod_hold, columns)) if all(c in prod_hold for c in columns) else set()
             trained = set(row_hashes(prod_data, columns)) - held_out
     fresh = holdout[~row_hashes(holdout, columns).isin(trained).to_numpy()]

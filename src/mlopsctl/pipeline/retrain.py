@@ -398,7 +398,7 @@ class Pipeline:
             outputs["run_id"],
             outputs.get("production_version"),
             min_rows=self.rcfg.min_fresh_rows,
-            trusted=self.cfg.registry.trusted,
+            trusted_types=self.cfg.registry.trusted_types,
         )
         return scores, None
 
@@ -420,19 +420,17 @@ class Pipeline:
         return {"gate": result.to_dict(), "summary": result.message}, None
 
     def _publish(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        from mlopsctl import registry
-        from mlopsctl.training.bundle import build_bundle
-        from mlopsctl.training.train import get_run
+        from mlopsctl.registry.publishing import publish_run
+        from mlopsctl.training.runs import get_run
 
         run = get_run(self.store, outputs["run_id"])
-        files, summary = build_bundle(self.store, run, trusted=self.cfg.registry.trusted)
-        version, created = registry.publish(self.store, self.model, files, summary)
-        said = "published" if created else "already published as"
-        return {"version": version, "summary": f"{said} {self.model} v{version}"}, None
+        done = publish_run(self.store, run, name=self.model, trusted_types=self.cfg.registry.trusted_types)
+        said = "published" if done.created else "already published as"
+        return {"version": done.version, "summary": f"{said} {self.model} v{done.version}"}, None
 
     def _rollout(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        from mlopsctl import registry
         from mlopsctl.errors import GateRefused
+        from mlopsctl.registry.promotion import RegistrySettings, promote
 
         version, alias = int(outputs["version"]), o.alias
         why = o.reason or f"retrain ({outputs.get('trigger_summary') or o.trigger})"
@@ -441,14 +439,13 @@ class Pipeline:
             cur_score = outputs.get("current_score")
             scores = (float(outputs["candidate_score"]), float(cur_score or 0.0), str(outputs["method"]))
             try:
-                event = registry.promote(
+                move = promote(
                     self.store,
                     self.model,
                     version,
                     alias,
+                    settings=RegistrySettings.from_config(self.cfg),
                     reason=reason,
-                    tolerance=self.cfg.registry.gate_tolerance,
-                    require_approval=self.cfg.registry.require_approval,
                     # the scores of the evaluate step, for the version they were computed against
                     evaluator=lambda cand, cur: (
                         scores if cur_score is not None and cur == outputs.get("production_version") else None
@@ -459,7 +456,7 @@ class Pipeline:
                     out = {"rollout": "awaiting_approval", "summary": f"v{version} waits for approval: {exc}"}
                     return out, "awaiting_approval"
                 raise
-            moved = "already served" if event is None else "promoted"
+            moved = "already served" if move.event is None else "promoted"
             return {"rollout": "direct", "summary": f"{self.model}@{alias} → v{version} ({moved})"}, None
         from mlopsctl.experiments import deployment as dep
         from mlopsctl.experiments.report import planned_rows

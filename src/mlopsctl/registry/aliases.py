@@ -9,22 +9,24 @@ only if the alias still holds what was read; otherwise it starts over.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from mlopsctl.bundle.ref import ALIAS_RE as BUNDLE_ALIAS_RE
+from mlopsctl.bundle.ref import alias_problem
 from mlopsctl.errors import Conflict, GateRefused, NotFound
 from mlopsctl.registry import history
 from mlopsctl.registry.gate import Evaluator, check
 from mlopsctl.registry.versions import approval, check_name, manifest
 from mlopsctl.store.base import Store, dumps
 
-ALIAS_RE = r"^[a-z][a-z0-9_-]{0,31}$"
+ALIAS_RE = BUNDLE_ALIAS_RE.pattern
 MAX_ATTEMPTS = 20
 
 
 def _key(name: str, alias: str) -> str:
-    if not re.match(ALIAS_RE, alias) or alias.isdigit() or alias == "latest":
-        raise NotFound("alias", alias, "aliases are lower-case words such as prod, staging, canary")
+    problem = alias_problem(alias)
+    if problem:
+        raise NotFound("alias", alias, problem)
     return f"models/{name}/aliases/{alias}.json"
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlopsctl.config import LOWER_IS_BETTER
+from mlopsctl.bundle.task import LOWER_IS_BETTER
 
 # (candidate version, current version) -> (candidate value, current value, method) or None
 Evaluator = Callable[[int, int], "tuple[float, float, str] | None"]

@@ -4,19 +4,22 @@ A version's number is claimed with put-if-absent on ``versions/{n}/claim.json``,
 publishes at once get two numbers. Files are written next, and ``manifest.json`` (the
 sha256 and size of every file) last: a version is complete iff its manifest exists.
 Nothing under ``versions/{n}/`` is written again. Approval state lives outside the bundle.
+A run becomes one version however often, and however concurrently, it is published: its
+``by-run/{run_id}.json`` record is claimed with put-if-absent before anything is written, and
+other publishes of the run wait for the claimer's version.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import json
+import time
 from typing import Any
 
+from mlopsctl.bundle.ref import NAME_RE, ModelRef
 from mlopsctl.errors import Conflict, IntegrityError, NotFound
 from mlopsctl.registry import history
 from mlopsctl.store.base import Store, dumps
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_name(name: str) -> str:
@@ -50,20 +53,114 @@ def manifest(store: Store, name: str, version: int) -> dict[str, Any]:
     return dict(m)
 
 
-def publish(store: Store, name: str, files: dict[str, bytes], summary: dict[str, Any]) -> tuple[int, bool]:
-    """Write a new version. Returns (version, created). Publishing a run twice returns its version."""
+RUN_CLAIM_STALE_AFTER = 600.0  # seconds: a run claim older than this, with no version, belongs to a dead publish
+RUN_CLAIM_WAIT = 900.0  # how long a publish waits for another one publishing the same run
+
+
+def _run_key(name: str, run_id: str) -> str:
+    return f"models/{name}/by-run/{run_id}.json"
+
+
+def version_of_run(store: Store, name: str, run_id: str) -> int | None:
+    """The version ``run_id`` was published as (None when it was not, or not completely)."""
+    done = store.get_json_or(_run_key(name, run_id))
+    if (
+        done
+        and done.get("version") is not None
+        and store.exists(_vprefix(name, int(done["version"])) + "manifest.json")
+    ):
+        return int(done["version"])
+    return None
+
+
+def claim_run(
+    store: Store, name: str, run_id: str, *, wait: float = RUN_CLAIM_WAIT, poll: float = 0.2
+) -> tuple[int | None, str | None]:
+    """Take the right to publish ``run_id`` as a version of ``name`` (put-if-absent on its by-run record).
+
+    Returns ``(version, None)`` when the run is published already (by an earlier or a concurrent publish,
+    which this waits for), or ``(None, etag)`` when this caller holds the claim and must publish."""
+    key = _run_key(name, run_id)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            raw, etag = store.get_with_etag(key)
+        except NotFound:
+            try:
+                return None, store.put_if_absent(key, _claim_doc())
+            except Conflict:
+                continue
+        doc = json.loads(raw)
+        if doc.get("version") is not None:
+            version = int(doc["version"])
+            if store.exists(_vprefix(name, version) + "manifest.json"):
+                return version, None
+        if time.time() - float(doc.get("claimed_at_epoch") or 0.0) > RUN_CLAIM_STALE_AFTER:
+            try:  # the claimer died: take it over
+                return None, store.compare_and_swap(key, etag, _claim_doc())
+            except Conflict:
+                continue
+        if time.monotonic() > deadline:
+            raise Conflict(
+                key,
+                f"run {run_id} is being published as {name} by {doc.get('by')} since {doc.get('at')}; "
+                f"try again later (a claim older than {RUN_CLAIM_STALE_AFTER:.0f} s is taken over)",
+            )
+        time.sleep(poll)
+
+
+def _claim_doc() -> bytes:
+    return dumps({"version": None, "by": history.actor(), "at": history.now(), "claimed_at_epoch": time.time()})
+
+
+def release_run_claim(store: Store, name: str, run_id: str, etag: str) -> None:
+    """Give up a claim that did not become a version (the publish failed), so another may publish the run."""
+    key = _run_key(name, run_id)
+    try:
+        raw, now = store.get_with_etag(key)
+    except NotFound:
+        return
+    if now == etag and json.loads(raw).get("version") is None:
+        store.delete(key)
+
+
+def publish(
+    store: Store, name: str, files: dict[str, bytes], summary: dict[str, Any], *, run_claim: str | None = None
+) -> tuple[int, bool]:
+    """Write a new version. Returns (version, created). A run publishes as one version: a run already
+    published returns its version, and concurrent publishes of one run wait for the one that claimed it.
+    ``run_claim`` is the etag of a claim the caller took with `claim_run`."""
     check_name(name)
     run_id = summary.get("run_id")
-    if run_id:
-        done = store.get_json_or(f"models/{name}/by-run/{run_id}.json")
-        if done and store.exists(_vprefix(name, done["version"]) + "manifest.json"):
-            return int(done["version"]), False
+    if run_id and run_claim is None:
+        done, run_claim = claim_run(store, name, run_id)
+        if done is not None:
+            return done, False
+    try:
+        version = _write_version(store, name, files, summary)
+    except BaseException:
+        if run_id and run_claim is not None:
+            release_run_claim(store, name, run_id, run_claim)
+        raise
+    if run_id and run_claim is not None:
+        record = dumps({"version": version, "by": history.actor(), "at": history.now()})
+        try:
+            store.compare_and_swap(_run_key(name, run_id), run_claim, record)
+        except Conflict:
+            pass  # taken over as stale while this publish ran long: both versions stand, theirs is the run's
+    history.record(store, name, "publish", version=version, run_id=run_id, actor=history.actor())
+    return version, True
+
+
+def _write_version(store: Store, name: str, files: dict[str, bytes], summary: dict[str, Any]) -> int:
     who, at = history.actor(), history.now()
     existing = version_numbers(store, name, complete_only=False)
     version = (existing[-1] if existing else 0) + 1
     while True:
         try:
-            store.put_json_if_absent(_vprefix(name, version) + "claim.json", {"run_id": run_id, "by": who, "at": at})
+            store.put_json_if_absent(
+                _vprefix(name, version) + "claim.json", {"run_id": summary.get("run_id"), "by": who, "at": at}
+            )
             break
         except Conflict:
             version += 1
@@ -74,13 +171,7 @@ def publish(store: Store, name: str, files: dict[str, bytes], summary: dict[str,
         entries[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     man = {"name": name, "version": version, "created_at": at, "created_by": who, "files": entries, **summary}
     store.put_json_if_absent(prefix + "manifest.json", man)
-    if run_id:
-        try:
-            store.put_json_if_absent(f"models/{name}/by-run/{run_id}.json", {"version": version})
-        except Conflict:
-            pass  # the same run published concurrently: both versions stand, the first is the run's
-    history.record(store, name, "publish", version=version, run_id=run_id, actor=who)
-    return version, True
+    return version
 
 
 def read_files(store: Store, name: str, version: int, only: list[str] | None = None) -> dict[str, bytes]:
@@ -133,20 +224,25 @@ def set_approval(store: Store, name: str, version: int, state: str, reason: str 
 
 
 def resolve(store: Store, name: str, ref: str | int | None) -> int:
-    """A version number from ``3``, ``"3"``, ``"v3"``, an alias name, ``"latest"`` or None (latest)."""
-    check_name(name)
-    if ref is None or ref == "latest":
+    """A version number from ``3``, ``"3"``, an alias name, ``"latest"`` or None (latest); ``"v3"`` is
+    refused with the fix (`mlopsctl.bundle.ref`)."""
+    return resolve_ref(store, ModelRef.of(name, ref))
+
+
+def resolve_ref(store: Store, ref: ModelRef) -> int:
+    """The version number a reference names now (NotFound lists what exists)."""
+    name = check_name(ref.name)
+    if ref.version is not None:
+        manifest(store, name, ref.version)
+        return ref.version
+    if ref.alias is None:
         nums = version_numbers(store, name)
         if not nums:
             raise NotFound("model", name, "publish a run first: `mlopsctl publish`")
         return nums[-1]
-    if isinstance(ref, int) or str(ref).isdigit() or re.fullmatch(r"v\d+", str(ref)):
-        v = int(str(ref).lstrip("v"))
-        manifest(store, name, v)
-        return v
     from mlopsctl.registry.aliases import get_alias
 
-    state = get_alias(store, name, str(ref))
+    state = get_alias(store, name, ref.alias)
     if state is None:
-        raise NotFound("alias", f"{name}@{ref}", "see `mlopsctl models show " + name + "`")
+        raise NotFound("alias", str(ref), "see `mlopsctl models show " + name + "`")
     return int(state["version"])

@@ -47,7 +47,7 @@ class ServeSettings:
     reload_interval: float = 2.0
     max_body_bytes: int = 1_048_576
     max_batch_rows: int = 10_000
-    trusted: bool = False
+    trusted_types: list[str] = field(default_factory=list)  # [registry] trusted_types
     # [monitoring.capture] settings (CaptureSection fields); None turns capture off
     capture: dict[str, Any] | None = field(default_factory=dict)
     accuracy_window: float = 3600.0
@@ -79,8 +79,12 @@ def _error(status: int, error: str, problems: list[tuple[str, str]]) -> Response
 
 def create_app(settings: ServeSettings) -> PredictRoutes:
     """The service: the FastAPI app (``.app``) behind the lean prediction routes."""
-    store = open_store(settings.store_uri)
+    from mlopsctl.bundle.ref import ModelRef
     from mlopsctl.serving.metrics import ServerMetrics
+
+    for name, ref in settings.models:
+        ModelRef.of(name, ref)  # a reference that names nothing, or is ambiguous (wine@v3), is refused at start
+    store = open_store(settings.store_uri)
 
     metrics = ServerMetrics()
     slots = [Slot(name, ref) for name, ref in settings.models]
@@ -94,7 +98,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         metrics,
         interval=settings.reload_interval,
         runtime=settings.runtime,
-        trusted=settings.trusted,
+        trusted_types=tuple(settings.trusted_types),
     )
     limit, max_rows = settings.max_body_bytes, settings.max_batch_rows
     capture = None
@@ -249,10 +253,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
             cur = by_name[name].current
             if cur is not None and cur[0].version == version:
                 return cur[0].task, cur[0].classes
-            from mlopsctl import registry
+            from mlopsctl.bundle.version import version_at
 
-            sig = json.loads(registry.read_files(store, name, version, ["signature.json"])["signature.json"])
-            return sig["task"], sig.get("classes")
+            mv = version_at(store, name, version)
+            return mv.task, mv.classes
 
         result = await run_in_threadpool(check_items, items, capture.lookup, info, source="api")
         if result.accepted:

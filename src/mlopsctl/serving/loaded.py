@@ -7,13 +7,14 @@ imports scikit-learn. Everything here runs off the request path (start-up or rel
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlopsctl import registry
-from mlopsctl.errors import NotFound
+from mlopsctl.bundle import keys
+from mlopsctl.bundle.ref import ModelRef
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.serving.inputs import InputSpec
 from mlopsctl.store.base import Store
 
@@ -55,46 +56,39 @@ def load(
     ref: str | int | None,
     *,
     runtime: str = "auto",
-    trusted: bool = False,
+    trusted_types: Iterable[str] = (),
     version: int | None = None,
 ) -> LoadedModel:
-    """Resolve ``ref`` (alias, version or latest), verify the bundle's files and build the runner."""
-    from mlopsctl.serving.runtime import OnnxRunner
+    """Open the version ``ref`` names (alias, version or latest), every file checked, and build its runner."""
+    from mlopsctl.bundle.version import open_version, version_at
 
-    v = version if version is not None else registry.resolve(store, name, ref)
-    man = registry.manifest(store, name, v)
-    have = set(man["files"])
-    use_onnx = runtime in ("auto", "onnx") and "model.onnx" in have
-    if runtime == "onnx" and not use_onnx:
-        reason = json.loads(registry.read_files(store, name, v, ["export.json"])["export.json"]).get("reason")
-        raise NotFound("ONNX export", f"{name}@{v}", reason or "the bundle has none")
-    files = registry.read_files(store, name, v)  # every file is checked, not only the ones served
-    sig = json.loads(files["signature.json"])
-    task, classes = sig["task"], sig.get("classes")
-    if use_onnx:
-        runner: Any = OnnxRunner(files["model.onnx"], sig["inputs"], task, classes)
-    else:
-        from mlopsctl.serving.runtime import SklearnRunner
-        from mlopsctl.training.bundle import load_skops
-
-        runner = SklearnRunner(load_skops(files["model.skops"], trusted=trusted), sig["inputs"], task, classes)
+    target = ModelRef.of(name, ref)
+    mv = (
+        version_at(store, name, version, trusted_types=trusted_types)
+        if version is not None
+        else open_version(store, target, trusted_types=trusted_types)
+    )
+    mv.verify()  # every file is checked, not only the ones served
+    runner = mv.runner(runtime)
+    sig = mv.signature
+    task, classes = sig.task, mv.classes
     edges: list[float] = []
-    if task == "regression":
-        baseline = json.loads(files["baseline.json"])
+    if is_regression(task):
+        baseline = mv.json(keys.BASELINE, {}) or {}
         q = baseline.get("predictions", {}).get("quantiles", {})
         edges = sorted({round(float(x), 6) for x in q.values() if x is not None})
-    alias = None if (ref is None or isinstance(ref, int) or str(ref).isdigit() or ref == "latest") else str(ref)
+    signature = sig.to_dict()
     model = LoadedModel(
         name=name,
-        version=v,
-        alias=alias,
-        signature=sig,
-        spec=InputSpec(sig),
+        version=mv.number,
+        alias=target.alias,
+        signature=signature,
+        spec=InputSpec(signature),
         runner=runner,
         runtime=runner.runtime_name,
         task=task,
         classes=classes,
-        manifest=man,
+        manifest=dict(mv.manifest),
         bucket_edges=edges,
         class_keys=[str(c) for c in classes or []],
     )

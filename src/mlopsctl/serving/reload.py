@@ -181,11 +181,11 @@ class Reloader:
         *,
         interval: float,
         runtime: str,
-        trusted: bool,
+        trusted_types: tuple[str, ...] = (),
     ) -> None:
         self.store, self.served, self.metrics = store, served, metrics
         self.slots = [s.default for s in served]
-        self.interval, self.runtime, self.trusted = interval, runtime, trusted
+        self.interval, self.runtime, self.trusted_types = interval, runtime, trusted_types
         self._every = Every("mlops-reload", interval, self.check_all)
         self._route_lock = threading.Lock()
         self._trimmed = time.monotonic()
@@ -234,7 +234,7 @@ class Reloader:
                         slot.name,
                         slot.ref,
                         runtime=self.runtime,
-                        trusted=self.trusted,
+                        trusted_types=self.trusted_types,
                         version=target,
                     )
                 except Exception as exc:

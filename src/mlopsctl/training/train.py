@@ -8,55 +8,27 @@ safe format), ``holdout.parquet`` (for the ONNX parity check and the gate) and
 
 from __future__ import annotations
 
-import getpass
-import io
-import platform
-import secrets
-import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlopsctl import __version__
 from mlopsctl.config import Config
-from mlopsctl.errors import DataError, NotFound
+from mlopsctl.errors import DataError
 from mlopsctl.store.base import Store
+from mlopsctl.training.runs import (
+    get_run,
+    git_info,
+    list_runs,
+    new_run_id,
+    now_iso,
+    package_versions,
+    parquet,
+    save_run,
+    user,
+)
 
 Reporter = Callable[[str, int, int], None]  # (step, done, total)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def git_info(folder: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "mlopsctl": __version__}
-    for pkg in ("scikit-learn", "numpy", "pandas", "skops", "skl2onnx", "onnxruntime"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def load_training_data(config: Config, path: str | Path | None = None) -> tuple[Any, str]:
@@ -84,21 +56,9 @@ def select_features(df: Any, config: Config, source: str) -> list[str]:
 
 
 def signature_of(schema: Any, features: list[str], task: str, target: str, classes: list[Any] | None) -> dict[str, Any]:
-    cols = []
-    for name in features:
-        c = schema.column(name)
-        cols.append(
-            {
-                "name": c.name,
-                "kind": c.kind,
-                "dtype": c.dtype,
-                "nullable": bool(c.nullable),
-                "min": c.min,
-                "max": c.max,
-                "categories": c.categories,
-            }
-        )
-    return {"inputs": cols, "target": target, "task": task, "classes": classes}
+    from mlopsctl.bundle.signature import Signature
+
+    return Signature.from_schema(schema, features, task, target, classes).to_dict()
 
 
 def train_project(
@@ -117,12 +77,13 @@ def train_project(
     import pandas as pd
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
 
+    from mlopsctl.bundle.scoring import evaluate
     from mlopsctl.data.schema import infer_schema
     from mlopsctl.data.snapshot import ingest
     from mlopsctl.data.validate import validate
     from mlopsctl.monitoring.baseline import build_baseline, reference_sample
-    from mlopsctl.training.evaluate import evaluate, scorer_name
     from mlopsctl.training.tasks import build_pipeline
+    from mlopsctl.training.tune import scorer_name
     from mlopsctl.training.tune import tune as run_tune
 
     report = reporter or (lambda step, done, total: None)
@@ -275,24 +236,11 @@ def train_project(
         "git": git_info(config.root),
         "packages": package_versions(),
         "timings": timings,
-        "created_at": _now(),
-        "user": _user(),
+        "created_at": now_iso(),
+        "user": user(),
     }
     _save_run(store, run, pipeline, X_hold.assign(**{target: y_hold.to_numpy()}), reference, baseline)
     return run
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _parquet(df: Any) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
 
 
 def _save_run(
@@ -300,27 +248,16 @@ def _save_run(
 ) -> None:
     import skops.io as sio
 
-    prefix = f"runs/{run['run_id']}/"
-    store.put_if_absent(prefix + "model.skops", sio.dumps(pipeline))
-    store.put_if_absent(prefix + "holdout.parquet", _parquet(holdout))
-    store.put_if_absent(prefix + "reference.parquet", _parquet(reference))
-    store.put_json_if_absent(prefix + "baseline.json", baseline)
-    store.put_json_if_absent(prefix + "run.json", run)  # last: a run is complete iff run.json exists
+    from mlopsctl.bundle import keys
+    from mlopsctl.store.base import dumps
+
+    files = {
+        keys.MODEL_SKOPS: sio.dumps(pipeline),
+        keys.HOLDOUT: parquet(holdout),
+        keys.REFERENCE: parquet(reference),
+        keys.BASELINE: dumps(baseline),
+    }
+    save_run(store, run, files)
 
 
-def list_runs(store: Store) -> list[dict[str, Any]]:
-    runs = [store.get_json_or(f"runs/{rid}/run.json") for rid in store.list_dirs("runs/")]
-    return sorted((r for r in runs if r), key=lambda r: r["run_id"], reverse=True)
-
-
-def get_run(store: Store, run_id: str | None = None) -> dict[str, Any]:
-    """A run by id (or unique prefix); None means the newest."""
-    runs = list_runs(store)
-    if not runs:
-        raise NotFound("run", run_id or "(any)", "train one with `mlopsctl train`")
-    if run_id is None:
-        return runs[0]
-    hits = [r for r in runs if r["run_id"].startswith(run_id)]
-    if len(hits) != 1:
-        raise NotFound("run", run_id, "ambiguous prefix" if hits else "see `mlopsctl runs list`")
-    return hits[0]
+__all__ = ["get_run", "git_info", "list_runs", "new_run_id", "package_versions", "train_project"]

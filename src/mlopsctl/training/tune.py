@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlopsctl.training.evaluate import scorer_name
 from mlopsctl.training.tasks import SEARCH_SPACES, build_pipeline
 
 
@@ -65,3 +64,16 @@ def tune(
         "stopped_by": "time" if len(results) < len(candidates) else "trials",
         "seconds": round(time.monotonic() - start, 3),
     }
+
+
+def scorer_name(metric: str) -> str:
+    """The scikit-learn scorer for a primary metric (for CV and tuning)."""
+    return {
+        "accuracy": "accuracy",
+        "f1_macro": "f1_macro",
+        "roc_auc": "roc_auc_ovr",
+        "log_loss": "neg_log_loss",
+        "rmse": "neg_root_mean_squared_error",
+        "mae": "neg_mean_absolute_error",
+        "r2": "r2",
+    }[metric]

@@ -308,6 +308,13 @@ def test_the_external_data_scan_agrees_with_onnx_on_real_graphs(project: Path) -
     model = helper.make_model(helper.make_graph([node], "g", [cond], [y]), opset_imports=[helper.make_opsetid("", 18)])
     assert uses_external_data(model.graph.node[0].attribute[0].g.node[0].attribute[0].t)
     assert onnx_external_tensors(model.SerializeToString()) == ["inner", "inner"]
+    # a feature named "location" puts the key's bytes in a clean graph: the full walk runs and finds nothing
+    x = helper.make_tensor_value_info("location", TensorProto.FLOAT, [1])
+    clean = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["location"], ["y"])], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    ).SerializeToString()
+    assert b"\x0a\x08location" in clean and onnx_external_tensors(clean) == []
     assert onnx.load_from_string(real) is not None
 
 

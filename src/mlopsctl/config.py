@@ -357,6 +357,12 @@ class Config(_Section):
         """The name deploy gives the service's resources (lower case, dashes)."""
         return self.deploy.name or service_slug(self.project.name)
 
+    def allow_project_code(self) -> None:
+        """Make the project folder importable when ``[registry] trusted_types`` names code of the project's own
+        (``features.add_ratio`` lives in ``features.py`` beside mlops.toml). Called by the commands and the
+        server at start, never on import."""
+        allow_code_from(self.root if self.registry.trusted_types else None)
+
     def data_path(self) -> Path:
         p = Path(self.data.path).expanduser()
         return p if p.is_absolute() else self.root / p
@@ -366,6 +372,17 @@ class Config(_Section):
         if "://" in uri or Path(uri).is_absolute():
             return uri
         return str(self.root / uri)
+
+
+def allow_code_from(folder: str | os.PathLike[str] | None) -> None:
+    """Put ``folder`` first on ``sys.path`` (once): where a model's trusted functions are imported from."""
+    import sys
+
+    if folder is None:
+        return
+    path = str(Path(folder).resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def load_config(path: str | os.PathLike[str] = CONFIG_FILE) -> Config:

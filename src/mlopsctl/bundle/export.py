@@ -285,6 +285,7 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
 
     from mlopsctl.bundle.onnx_converters import custom_converters
 
+    pipeline = _conversion_form(pipeline, features, dtype)
     pipeline, lowered = _lowercase_outside(pipeline, {f["name"] for f in features if f["kind"] == "text"})
     numeric_type = DoubleTensorType if dtype == "double" else FloatTensorType
     initial_types = [
@@ -334,6 +335,97 @@ def _convert(pipeline: Any, features: list[dict[str, Any]], task: str, dtype: st
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return model
+
+
+def _conversion_form(model: Any, features: list[dict[str, Any]], dtype: str) -> Any:
+    """The model as skl2onnx can take it (the served model is never changed):
+
+    - a bare estimator (no Pipeline around it) fed numeric features gets a passthrough ColumnTransformer in
+      front, so the graph has one input per feature like every other export;
+    - an XGBoost or LightGBM estimator gets onnxmltools' converters and, when numbers are fed as doubles, a
+      cast to float32 in front of it: the libraries compare features in float32 (XGBoost) or keep float32
+      trees in the graph, so the graph casts where the library does and the steps before it stay double."""
+    import copy
+
+    from mlopsctl.bundle.onnx_converters import booster_types, register_booster_converters
+
+    boosters = booster_types()
+    model = _nan_category_as_missing(model)
+    if not hasattr(model, "steps") and not hasattr(model, "transformers_"):
+        if not all(f["kind"] == "numeric" for f in features):
+            return model  # skl2onnx says why it cannot convert it
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import Pipeline
+
+        names = [f["name"] for f in features]
+        front = ColumnTransformer([("features", "passthrough", names)])
+        front.fit(_empty_frame(names))
+        model = Pipeline([("features", front), ("model", model)])
+    if not boosters or not hasattr(model, "steps") or not any(isinstance(e, boosters) for e in _walk(model)):
+        return model
+    register_booster_converters()
+    if dtype != "double":
+        out = copy.copy(model)
+        out.steps = [(n, _unnamed_features(e) if isinstance(e, boosters) else e) for n, e in model.steps]
+        return out
+    from skl2onnx.sklapi import CastTransformer
+
+    steps: list[tuple[str, Any]] = []
+    for name, step in model.steps:
+        if isinstance(step, boosters):
+            steps.append((f"{name}_float32", CastTransformer(dtype=np.float32).fit(np.zeros((1, 1)))))
+            step = _unnamed_features(step)
+        steps.append((name, step))
+    out = copy.copy(model)
+    out.steps = steps
+    return out
+
+
+def _nan_category_as_missing(model: Any) -> Any:
+    """A OneHotEncoder fitted on data with missing values keeps NaN as a category of its own (scikit-learn's
+    default). The graph is fed `MISSING_STRING` for a missing category, so a copy of the model whose
+    encoders name that category `MISSING_STRING` converts to a graph that one-hot encodes it the same way."""
+    import copy
+
+    from sklearn.preprocessing import OneHotEncoder
+
+    def nan_in(enc: Any) -> bool:
+        return isinstance(enc, OneHotEncoder) and any(
+            c.dtype == object and any(isinstance(v, float) and v != v for v in c)
+            for c in getattr(enc, "categories_", [])
+        )
+
+    if not any(nan_in(e) for e in _walk(model)):
+        return model
+    twin = copy.deepcopy(model)
+    for enc in _walk(twin):
+        if nan_in(enc):
+            enc.categories_ = [
+                np.array([MISSING_STRING if isinstance(v, float) and v != v else v for v in c], dtype=object)
+                if c.dtype == object
+                else c
+                for c in enc.categories_
+            ]
+    return twin
+
+
+def _unnamed_features(estimator: Any) -> Any:
+    """An XGBoost model fitted on a DataFrame names its features; onnxmltools' converter reads only f0, f1, ….
+    A copy without the names converts (the features are the same columns in the same order)."""
+    import copy
+
+    booster = getattr(estimator, "get_booster", None)
+    if booster is None or not getattr(booster(), "feature_names", None):
+        return estimator
+    twin = copy.deepcopy(estimator)
+    twin.get_booster().feature_names = None
+    return twin
+
+
+def _empty_frame(names: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({n: np.zeros(1) for n in names})
 
 
 def _numeric_matrix(model: Any, spec: list[dict[str, Any]]) -> None:

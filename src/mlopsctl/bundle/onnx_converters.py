@@ -243,3 +243,81 @@ def _convert_tfidf_weights(scope: Any, operator: Any, container: Any) -> None:
     container.add_node(
         "Identity", [x], [operator.outputs[0].full_name], name=scope.get_unique_operator_name("Identity")
     )
+
+
+# XGBoost and LightGBM estimators in scikit-learn pipelines, converted with onnxmltools' converters. These
+# are registered with skl2onnx once per process (skl2onnx has no per-call hook for a new type's allowed
+# options, such as zipmap); only the two libraries' own classes are registered, nothing of scikit-learn's.
+_BOOSTERS_REGISTERED = False
+
+
+def booster_types() -> tuple[type, ...]:
+    """The XGBoost and LightGBM estimator classes that are importable here (none when neither is installed)."""
+    found: list[type] = []
+    try:
+        from xgboost import XGBClassifier, XGBRegressor
+
+        found += [XGBClassifier, XGBRegressor]
+    except ImportError:
+        pass
+    try:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
+        found += [LGBMClassifier, LGBMRegressor]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def register_booster_converters() -> None:
+    """Teach skl2onnx the XGBoost and LightGBM estimators (onnxmltools' converters); a no-op the second time.
+    Raises ImportError when onnxmltools is missing (the export then reports it and serving uses the model)."""
+    global _BOOSTERS_REGISTERED
+    if _BOOSTERS_REGISTERED:
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    try:
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBClassifier, XGBRegressor
+
+        update_registered_converter(
+            XGBClassifier,
+            "XGBoostXGBClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_xgboost,
+            options=classifier_options,
+        )
+        update_registered_converter(
+            XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost
+        )
+    except ImportError as exc:
+        if "onnxmltools" in str(exc):
+            raise
+    try:
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(
+            LGBMClassifier,
+            "LightGbmLGBMClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_lightgbm,
+            options=classifier_options,
+        )
+        update_registered_converter(
+            LGBMRegressor,
+            "LightGbmLGBMRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_lightgbm,
+            options={"split": None},
+        )
+    except ImportError as exc:
+        if "onnxmltools" in str(exc):
+            raise
+    _BOOSTERS_REGISTERED = True

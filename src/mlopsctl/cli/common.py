@@ -35,7 +35,9 @@ def config(required: bool = True) -> Config | None:
                 "no project here or above: run `mlopsctl init NAME` or pass --project DIR",
             )
         return None
-    return load_config(folder)
+    cfg = load_config(folder)
+    cfg.allow_project_code()
+    return cfg
 
 
 def require_config() -> Config:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from mlopsctl.cli import common
+from mlopsctl.errors import DataError, ValidationError
 
 models_app = typer.Typer(no_args_is_help=True, help="The registry: versions, aliases, history.")
 
@@ -19,23 +21,108 @@ def _settings(cfg: Any) -> Any:
 
 def publish(
     run_id: str | None = typer.Argument(None, help="Run id or prefix (default: the newest run)."),
-    name: str | None = typer.Option(None, "--name", help="Model name (default: the run's)."),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: the run's, or the project's)."),
+    model_file: Path | None = typer.Option(
+        None, "--model", help="Publish a model trained elsewhere: a .skops file (or .joblib/.pkl with --unsafe-pickle)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="With --model: rows it did not train on (CSV, Parquet, JSON lines), for its signature, "
+        "drift baseline and, with the target column, holdout metrics.",
+    ),
+    target: str | None = typer.Option(None, "--target", help="With --model: the target column of --data."),
+    unsafe_pickle: bool = typer.Option(
+        False, "--unsafe-pickle", help="Allow a joblib/pickle --model file: opening it runs the code it holds."
+    ),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Write an immutable model version from a run: skops model, checked ONNX export, signature,
-    baseline, metrics and a manifest of sha256s."""
+    """Write an immutable model version from a run (or a model file): skops model, checked ONNX export,
+    signature, baseline, metrics and a manifest of sha256s."""
     from mlopsctl.registry.publishing import publish_run
     from mlopsctl.training.runs import get_run
 
     cfg = common.config(required=False)
     store = common.store(cfg)
-    run = get_run(store, run_id)
+    settings = _settings(cfg)
+    if model_file is not None:
+        if run_id is not None:
+            raise ValidationError("give a run id or --model FILE, not both", [("run_id", "with --model")])
+        run = _record_model_file(cfg, store, model_file, data, target, name, unsafe_pickle, settings)
+    elif data is not None or target is not None or unsafe_pickle:
+        raise ValidationError("--data, --target and --unsafe-pickle go with --model FILE", [("model", "missing")])
+    else:
+        run = get_run(store, run_id)
     with common.err_console().status(f"exporting run {run['run_id']} to ONNX and checking it on the holdout…"):
-        done = publish_run(store, run, name=name, trusted_types=_settings(cfg).trusted_types)
+        done = publish_run(store, run, name=name, trusted_types=settings.trusted_types)
     if as_json:
         common.emit_json(done.to_dict())
         return
     common.console().print(done.describe())
+
+
+def _record_model_file(
+    cfg: Any,
+    store: Any,
+    path: Path,
+    data: Path | None,
+    target: str | None,
+    name: str | None,
+    unsafe_pickle: bool,
+    settings: Any,
+) -> dict[str, Any]:
+    """A model file and rows, recorded as a run (`training.external`)."""
+    from mlopsctl.data.read import read_table
+    from mlopsctl.training.external import read_model_file, record_model
+
+    model_name = name or (cfg.model_name if cfg else None)
+    if not model_name:
+        raise ValidationError("name the model: --name NAME (or run it in a project)", [("name", "required")])
+    if data is None:
+        raise ValidationError(
+            "--model needs --data ROWS: the rows give the signature, the drift baseline and the metrics",
+            [("data", "required with --model")],
+        )
+    model = read_model_file(path, unsafe_pickle=unsafe_pickle, trusted_types=settings.trusted_types)
+    d = cfg.data if cfg and data.resolve() == cfg.data_path().resolve() else None
+    frame = read_table(
+        data, sep=d.separator if d else None, header=d.header if d else None, names=d.columns if d else None
+    )
+    target = target or (cfg.data.target if cfg and cfg.data.target in frame.columns else None)
+    y = None
+    if target is not None:
+        if target not in frame.columns:
+            raise DataError(
+                str(data), f"target column not found; columns are: {', '.join(frame.columns)}", column=target
+            )
+        y = frame.pop(target)
+    expected = getattr(model, "feature_names_in_", None)
+    if expected is not None:
+        missing = [str(c) for c in expected if str(c) not in frame.columns]
+        if missing:
+            raise DataError(
+                str(data), f"the model takes column(s) the file lacks: {', '.join(missing[:5])}", column=missing[0]
+            )
+        frame = frame[[str(c) for c in expected]]
+    return record_model(
+        store,
+        model,
+        frame,
+        y,
+        name=model_name,
+        target=target,
+        primary_metric=cfg.training.primary_metric if cfg else None,
+        source=f"file: {path.name} with rows from {data}",
+        trusted_types=settings.trusted_types,
+        root=cfg.root if cfg else None,
+        lineage={"model_file": str(path.resolve()), "model_file_sha256": _sha256(path), "unsafe_pickle": unsafe_pickle},
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _said_mirror(move: Any, quiet: bool) -> None:

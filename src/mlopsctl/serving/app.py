@@ -84,6 +84,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
 
     for name, ref in settings.models:
         ModelRef.of(name, ref)  # a reference that names nothing, or is ambiguous (wine@v3), is refused at start
+    if settings.trusted_types:
+        from mlopsctl.config import allow_code_from
+
+        allow_code_from(settings.project)  # the project's own model code, named in [registry] trusted_types
     store = open_store(settings.store_uri)
 
     metrics = ServerMetrics()

@@ -51,6 +51,17 @@ class DataSection(_Section):
 class TuneSection(_Section):
     trials: int = Field(default=20, ge=1, le=10_000)
     timeout_seconds: float = Field(default=300, gt=0)
+    # parameter name → values to try; default: the family's own space (training/tasks.py). An entrypoint's
+    # search needs one, e.g. { "model__n_estimators" = [100, 200, 400] }
+    space: dict[str, list[Any]] = {}
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"space: {empty[0]!r} has no values to try")
+        return v
 
 
 class TrainingSection(_Section):
@@ -62,6 +73,18 @@ class TrainingSection(_Section):
     cv_folds: int = Field(default=5, ge=0, le=20)
     seed: int = 42
     tune: TuneSection = TuneSection()
+    # your own code: "train.py:build", a function returning an estimator (then `model` is not used)
+    entrypoint: str = ""
+    # threads for BLAS, OpenMP and n_jobs while training; 0 = every core. One is the default: on a shared
+    # or busy machine more threads than free cores make training much slower, not faster
+    threads: int = Field(default=1, ge=0, le=512)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[\w./-]+:[A-Za-z_]\w*", v):
+            raise ValueError(f"got {v!r}: expected FILE.py:FUNCTION or MODULE:FUNCTION, e.g. train.py:build")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> TrainingSection:
@@ -462,6 +485,8 @@ primary_metric = "{metric}"   # the evaluation gate compares this on the holdout
 test_size = 0.2
 cv_folds = 5
 seed = 42
+threads = 1                    # BLAS, OpenMP and n_jobs while training; 0 = every core
+# entrypoint = "train.py:build"  # your own code: a function returning an estimator (docs/byo.md)
 
 [training.tune]
 trials = 20

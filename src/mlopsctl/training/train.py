@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlopsctl.config import Config
-from mlopsctl.errors import DataError
+from mlopsctl.errors import DataError, ValidationError
 from mlopsctl.store.base import Store
 from mlopsctl.training.runs import (
     get_run,
@@ -61,7 +61,59 @@ def signature_of(schema: Any, features: list[str], task: str, target: str, class
     return Signature.from_schema(schema, features, task, target, classes).to_dict()
 
 
+class ModelMaker:
+    """Makes the estimator a run trains: the project's own entrypoint, or a built-in family's pipeline."""
+
+    def __init__(self, config: Config, features: list[dict[str, Any]]) -> None:
+        self.config, self.features = config, features
+        t = config.training
+        self.entrypoint: Any = None
+        if t.entrypoint:
+            from mlopsctl.training.entrypoint import load_entrypoint
+
+            self.entrypoint = load_entrypoint(t.entrypoint, config.root)
+        from mlopsctl.training.tasks import SEARCH_SPACES
+
+        self.space: dict[str, list[Any]] = dict(t.tune.space) or (
+            {} if self.entrypoint is not None else dict(SEARCH_SPACES.get(t.model, {}))
+        )
+        self.family = f"entrypoint {t.entrypoint}" if self.entrypoint is not None else t.model
+
+    @classmethod
+    def from_config(cls, config: Config, features: list[dict[str, Any]]) -> ModelMaker:
+        return cls(config, features)
+
+    def make(self, params: dict[str, Any]) -> Any:
+        if self.entrypoint is not None:
+            return self.entrypoint.estimator(params)
+        from mlopsctl.training.tasks import build_pipeline
+
+        t = self.config.training
+        if t.model == "random_forest" and "n_jobs" not in params:
+            params = {**params, "n_jobs": t.threads or -1}
+        return build_pipeline(t.task, t.model, params, self.features, t.seed)
+
+
 def train_project(
+    config: Config,
+    store: Store,
+    *,
+    data_path: str | Path | None = None,
+    tune: bool = False,
+    reporter: Reporter | None = None,
+    frame: tuple[Any, str] | None = None,
+) -> dict[str, Any]:
+    """Train the project's model and store the run. Returns the run record.
+
+    ``frame`` (a DataFrame and where it came from) replaces reading the data file. BLAS, OpenMP and
+    ``n_jobs`` use ``[training] threads`` (0: every core) for the whole run, restored after it."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=config.training.threads or None):
+        return _train_project(config, store, data_path=data_path, tune=tune, reporter=reporter, frame=frame)
+
+
+def _train_project(
     config: Config,
     store: Store,
     *,
@@ -82,7 +134,8 @@ def train_project(
     from mlopsctl.data.snapshot import ingest
     from mlopsctl.data.validate import validate
     from mlopsctl.monitoring.baseline import build_baseline, reference_sample
-    from mlopsctl.training.tasks import build_pipeline
+    from mlopsctl.training.entrypoint import is_fitted
+    from mlopsctl.training.external import flavor_of
     from mlopsctl.training.tune import scorer_name
     from mlopsctl.training.tune import tune as run_tune
 
@@ -144,16 +197,22 @@ def train_project(
         if min_class < 2:
             cv = KFold(n_splits=max(tcfg.cv_folds, 2), shuffle=True, random_state=tcfg.seed)
 
+    maker = ModelMaker.from_config(config, feat_sig)
     params = dict(tcfg.params)
     timings: dict[str, float] = {}
     tuning: dict[str, Any] | None = None
     if tune:
+        if not maker.space:
+            raise ValidationError(
+                "--tune needs a search space for your entrypoint: set [training.tune] space, "
+                'e.g. { "model__n_estimators" = [100, 200, 400] }',
+                [("training.tune.space", "empty")],
+            )
         t0 = time.monotonic()
         tuning = run_tune(
-            task,
-            tcfg.model,
+            maker.make,
+            maker.space,
             params,
-            feat_sig,
             X_train,
             y_train,
             metric=tcfg.primary_metric,
@@ -166,9 +225,10 @@ def train_project(
         params = tuning["best_params"]
         timings["tune_s"] = round(time.monotonic() - t0, 3)
 
-    pipeline = build_pipeline(task, tcfg.model, params, feat_sig, tcfg.seed)
+    pipeline = maker.make(params)
+    prefitted = maker.entrypoint is not None and is_fitted(pipeline)
     cv_summary: dict[str, Any] = {}
-    if tcfg.cv_folds >= 2:
+    if tcfg.cv_folds >= 2 and not prefitted:
         report("cross-validate", 0, 1)
         t0 = time.monotonic()
         scoring = (
@@ -198,9 +258,14 @@ def train_project(
 
     report("fit", 0, 1)
     t0 = time.monotonic()
-    pipeline.fit(X_train, y_train)
+    if not prefitted:
+        pipeline.fit(X_train, y_train)
     timings["fit_s"] = round(time.monotonic() - t0, 3)
     report("fit", 1, 1)
+    if maker.entrypoint is not None:  # your code's model must come back from the store as it is
+        from mlopsctl.training.external import round_trip
+
+        round_trip(pipeline, X_hold, config.registry.trusted_types)
 
     report("evaluate", 0, 1)
     holdout_metrics = evaluate(pipeline, task, X_hold, y_hold)
@@ -218,8 +283,10 @@ def train_project(
         "model_name": config.model_name,
         "project": config.project.name,
         "task": task,
-        "model": tcfg.model,
+        "model": maker.family,
+        "flavor": flavor_of(pipeline),
         "params": {k: v for k, v in params.items()},
+        "threads": tcfg.threads,
         "primary_metric": tcfg.primary_metric,
         "metrics": {"holdout": holdout_metrics, "cv": cv_summary},
         "data": {
@@ -234,7 +301,12 @@ def train_project(
         "signature": signature,
         "tuning": tuning,
         "git": git_info(config.root),
-        "packages": package_versions(),
+        **(
+            {"entrypoint": maker.entrypoint.lineage(), "fitted_by": "entrypoint" if prefitted else "mlopsctl"}
+            if maker.entrypoint is not None
+            else {}
+        ),
+        "packages": package_versions(extra=[flavor_of(pipeline)] if flavor_of(pipeline) != "sklearn" else []),
         "timings": timings,
         "created_at": now_iso(),
         "user": user(),

@@ -6,14 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlopsctl.training.tasks import SEARCH_SPACES, build_pipeline
-
 
 def tune(
-    task: str,
-    family: str,
+    make: Callable[[dict[str, Any]], Any],
+    space: dict[str, list[Any]],
     base_params: dict[str, Any],
-    features: list[dict[str, Any]],
     X: Any,
     y: Any,
     *,
@@ -24,14 +21,14 @@ def tune(
     seed: int,
     on_trial: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Try up to ``trials`` parameter sets (stopping once ``timeout_seconds`` is spent).
+    """Try up to ``trials`` parameter sets drawn from ``space`` (stopping once ``timeout_seconds`` is spent);
+    ``make(params)`` builds each candidate.
 
     Returns the best parameters and every trial's mean CV score (higher is better: scikit-learn's
     scorer convention, so losses are negated).
     """
     from sklearn.model_selection import ParameterSampler, cross_val_score
 
-    space = SEARCH_SPACES.get(family, {})
     n_grid = 1
     for values in space.values():
         n_grid *= len(values)
@@ -42,7 +39,7 @@ def tune(
         if results and time.monotonic() - start > timeout_seconds:
             break
         params = {**base_params, **cand}
-        pipe = build_pipeline(task, family, params, features, seed)
+        pipe = make(params)
         t0 = time.monotonic()
         scores = cross_val_score(pipe, X, y, cv=cv, scoring=scorer_name(metric), n_jobs=1)
         results.append(

@@ -62,3 +62,45 @@ def test_every_cli_command_is_documented() -> None:
     names = [c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands]
     names += [g.name or "" for g in app.registered_groups]
     assert names and all(f"`{n}" in text for n in names), names
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_the_bring_your_own_model_notebook_runs(tmp_path: Path) -> None:
+    """docs/examples/byo_lightgbm_adult.py: a LightGBM pipeline on adult, published with the Python API,
+    promoted and served; the served answers are the model's own."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SHARED, free_port
+
+    pytest.importorskip("lightgbm", reason="the [dev] extra installs lightgbm")
+    adult = SHARED / "adult" / "adult.csv"
+    if not adult.is_file():
+        pytest.skip(f"needs {adult}")
+    script = DOCS / "examples" / "byo_lightgbm_adult.py"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--data",
+            str(adult),
+            "--workdir",
+            str(tmp_path / "adult"),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = {line.split(":", 1)[0]: line for line in out.stdout.splitlines()}
+    assert "published adult v1: runtime onnx" in out.stdout
+    import ast
+
+    served = ast.literal_eval("(" + lines["served"].split(":", 1)[1].replace("] [", "], [") + ")")
+    yours = ast.literal_eval("(" + lines["yours"].split(":", 1)[1].replace("] [", "], [") + ")")
+    assert served[0] == yours[0]  # the labels
+    assert served[1] == pytest.approx(yours[1], abs=2e-4)  # probabilities, as printed to 4 places
+    assert (tmp_path / "adult" / ".mlops" / "models" / "adult" / "versions" / "1" / "manifest.json").is_file()

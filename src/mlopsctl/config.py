@@ -460,7 +460,7 @@ def render_config(
 ) -> str:
     """The mlops.toml that `init` writes, commented for a person to edit."""
     model = model or FAMILIES_BY_TASK[task][0]
-    metric = "rmse" if task == "regression" else "f1_macro"
+    metric = default_metric(task)
     params = "{ n_estimators = 100, max_depth = 12 }" if model == "random_forest" else "{}"
     extra = ""
     if text_columns:

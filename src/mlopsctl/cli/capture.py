@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.cli import common
 from mlopsctl.errors import DataError
 
@@ -186,7 +187,7 @@ def performance(
         common.console().print(f"no captured predictions of {model} in the last {since}")
         return
     for v in report["versions"]:
-        keys = ["rmse", "mae"] if v["task"] == "regression" else ["accuracy", "f1_macro"]
+        keys = ["rmse", "mae"] if is_regression(v["task"]) else ["accuracy", "f1_macro"]
         rows = [
             [_iso(w["start"]), w["predictions"], w["labelled"], *(_fmt(w.get(k)) for k in keys)] for w in v["windows"]
         ]

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mlopsctl.bundle.task import is_classification
 from mlopsctl.experiments import stats
 
 MIN_PILOT = 30  # labelled control rows needed before its accuracy / error spread sets the sample size
-CLASSIFICATION_TASKS = ("classification", "text-classification")
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -296,7 +296,7 @@ def analyze(
     0.5 before ``MIN_PILOT`` labels; the spread of absolute errors) unless ``planned_per_variant``
     fixes them, as a plan made when the experiment started would.
     """
-    regression = task not in CLASSIFICATION_TASKS
+    regression = not is_classification(task)
     cols = _columns(records, control)
     code = {name: i for i, name in enumerate(cols.names)}
     shadows = sorted(n for n in code if n not in (control, candidate))

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from mlopsctl.bundle.task import is_regression
+
 SAMPLE_ROWS = 5000
 BINS = 20
 
@@ -82,7 +84,7 @@ def build_baseline(X: Any, features: list[dict[str, Any]], predictions: Any, tas
             feats[f["name"]] = {"kind": "text", **text_summary(col)}
     preds = (
         {"kind": "numeric", **numeric_summary(predictions)}
-        if task == "regression"
+        if is_regression(task)
         else {"kind": "categorical", **categorical_summary(list(map(str, predictions)))}
     )
     return {"n_rows": len(X), "features": feats, "predictions": preds}

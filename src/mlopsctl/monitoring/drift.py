@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.errors import Conflict, DataError
 from mlopsctl.monitoring.captured import PREDICTION
 from mlopsctl.monitoring.kinds import (
@@ -213,7 +214,7 @@ def _prediction(reference: Reference, current: Any, settings: DriftSettings) -> 
     if PREDICTION not in reference.frame.columns or PREDICTION not in current.columns:
         return None
     ref_col, cur_col = reference.frame[PREDICTION], current[PREDICTION]
-    if reference.task == "regression":
+    if is_regression(reference.task):
         cur_values, wrong = _numbers(cur_col)
         if wrong:
             return None
@@ -221,7 +222,7 @@ def _prediction(reference: Reference, current: Any, settings: DriftSettings) -> 
     else:
         result = categorical_drift(PREDICTION, ref_col, cur_col, None, "prediction")
     if result is not None:
-        result.details["prediction_kind"] = "numeric" if reference.task == "regression" else "categorical"
+        result.details["prediction_kind"] = "numeric" if is_regression(reference.task) else "categorical"
         judge(result, settings.p_value, settings.psi_threshold)
     return result
 

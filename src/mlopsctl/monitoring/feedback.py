@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.monitoring.captured import encode_lines, feedback_key
 from mlopsctl.store.base import Store
 
@@ -47,7 +48,7 @@ def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[An
     one of another type ("excellent" among numbers) is refused as a likely mistake."""
     if label is None:
         return None, "a label is required"
-    if task == "regression":
+    if is_regression(task):
         if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
             return None, f"expected a finite number, got {label!r}"
         return float(label), None

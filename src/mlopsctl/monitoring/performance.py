@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from mlopsctl import registry
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.monitoring.captured import load_captures, load_feedback
 from mlopsctl.store.base import Store
 
@@ -49,7 +50,7 @@ def labelled_predictions(
 def _metrics(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float | None]:
     if not y_true:
         return {}
-    if task == "regression":
+    if is_regression(task):
         import numpy as np
 
         err = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)

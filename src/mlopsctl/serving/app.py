@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from mlopsctl import __version__
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.asgi import PredictRoutes
 from mlopsctl.serving.predict import error_body
@@ -270,7 +271,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
             for rec in result.accepted:
                 predicted = capture.prediction(rec["request_id"], rec["row"])
                 serving = by_name[rec["model"]].current
-                if serving is not None and serving[0].task != "regression":
+                if serving is not None and not is_regression(serving[0].task):
                     outcomes.setdefault(rec["model"], []).append((rec["time"], str(predicted) == str(rec["label"])))
                 metrics.feedback.labels(rec["model"], "accepted").inc()
             for name, got in outcomes.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlopsctl.bundle.task import is_regression
 from mlopsctl.errors import ValidationError
 
 MISSING_CATEGORY = "__missing__"
@@ -59,7 +60,7 @@ def estimator(task: str, family: str, params: dict[str, Any], seed: int) -> Any:
         ("regression", "ridge"): Ridge,
         ("regression", "linear_regression"): LinearRegression,
     }
-    kind = "regression" if task == "regression" else "classification"
+    kind = "regression" if is_regression(task) else "classification"
     cls = classes.get((kind, family))
     if cls is None:
         raise ValidationError(f"model family {family!r} does not fit task {task!r}")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlopsctl.bundle.task import is_regression, is_text
 from mlopsctl.config import Config
 from mlopsctl.errors import DataError, ValidationError
 from mlopsctl.store.base import Store
@@ -149,7 +150,7 @@ def _train_project(
     schema = infer_schema(
         df, target, text_columns=config.data.text_columns, categorical_columns=config.data.categorical_columns
     )
-    if task == "text-classification" and not any(c.kind == "text" for c in schema.features):
+    if is_text(task) and not any(c.kind == "text" for c in schema.features):
         raise DataError(
             source,
             "task is text-classification but no column looks like text: set [data] text_columns",
@@ -167,7 +168,7 @@ def _train_project(
     report("read data", 1, 1)
 
     y_all = df[target]
-    if task == "regression":
+    if is_regression(task):
         if not pd.api.types.is_numeric_dtype(y_all):
             raise DataError(source, "regression needs a numeric target", column=target)
         y_all = y_all.astype(float)
@@ -178,14 +179,14 @@ def _train_project(
             X_all = X_all.assign(**{f["name"]: X_all[f["name"]].astype(float)})
 
     stratify = None
-    if task != "regression":
+    if not is_regression(task):
         counts = y_all.value_counts()
         stratify = y_all if counts.min() >= 2 else None
     X_train, X_hold, y_train, y_hold = train_test_split(
         X_all, y_all, test_size=tcfg.test_size, random_state=tcfg.seed, stratify=stratify
     )
 
-    if task == "regression":
+    if is_regression(task):
         cv: Any = KFold(n_splits=max(tcfg.cv_folds, 2), shuffle=True, random_state=tcfg.seed)
     else:
         min_class = int(y_train.value_counts().min())
@@ -233,7 +234,7 @@ def _train_project(
         t0 = time.monotonic()
         scoring = (
             ["r2", "neg_root_mean_squared_error", "neg_mean_absolute_error"]
-            if task == "regression"
+            if is_regression(task)
             else ["accuracy", "f1_macro"]
         )
         if scorer_name(tcfg.primary_metric) not in scoring:
@@ -269,7 +270,7 @@ def _train_project(
 
     report("evaluate", 0, 1)
     holdout_metrics = evaluate(pipeline, task, X_hold, y_hold)
-    classes = None if task == "regression" else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
+    classes = None if is_regression(task) else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
     signature = signature_of(schema, features, task, target, classes)
     train_pred = pipeline.predict(X_train)
     baseline = build_baseline(X_train, feat_sig, train_pred, task)

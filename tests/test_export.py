@@ -542,3 +542,25 @@ def test_numeric_inputs_used_apart_are_split_back_from_the_one_matrix() -> None:
     x = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]])
     (out,) = session.run(None, {MATRIX_INPUT: x, "word": np.array([["a"], ["b"], ["c"]], dtype=object)})
     np.testing.assert_allclose(out.ravel(), (x[:, 0] + x[:, 1]) * x[:, 0])
+
+
+def test_a_text_model_runs_big_batches_in_chunks_with_the_same_answers() -> None:
+    """A TF-IDF graph makes one dense row per document over the whole vocabulary, so the runner runs a text
+    model TEXT_CHUNK rows at a time: 1,000 rows at once give what scikit-learn gives."""
+    from mlopsctl.bundle.runners import TEXT_CHUNK
+    from mlopsctl.training.tasks import build_pipeline
+
+    path = DATA / "sentiment" / "amazon_cells_labelled.txt"
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    frame = pd.read_csv(path, sep="\t", header=None, names=["text", "label"], quoting=3)
+    features = [{"name": "text", "kind": "text"}]
+    pipe = build_pipeline("text-classification", "logistic_regression", {}, features, 0)
+    pipe.fit(frame[["text"]], frame["label"])
+    result = export_onnx(pipe, features, "text-classification", frame[["text"]])
+    assert result.ok and result.onnx is not None
+    runner = OnnxRunner(result.onnx, features, "text-classification", [0, 1])
+    assert len(frame) > 10 * TEXT_CHUNK
+    labels, proba = runner.predict({"text": frame["text"].tolist()})
+    assert labels == pipe.predict(frame[["text"]]).tolist()
+    np.testing.assert_allclose(proba, pipe.predict_proba(frame[["text"]]), atol=1e-6)

@@ -56,7 +56,7 @@ ML_OPSET = 3
 # the parity check scores at most this many rows (a random sample of the holdout beyond it), this many at a
 # time: a text model's ONNX graph makes one dense row per document over its whole vocabulary
 CHECK_ROWS = 2_000
-CHECK_BATCH = 256
+CHECK_BATCH = 256  # the runner itself runs a text model 64 rows at a time (runners.TEXT_CHUNK)
 
 _SKLEARN_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _RE2_TOKEN_PATTERN = r"[\p{L}\p{N}_]{2,}"

@@ -25,6 +25,7 @@ from mlopsctl.bundle.task import is_regression
 from mlopsctl.errors import UnsafeModel
 
 _DTYPES: dict[str, Any] = {"double": np.float64, "float": np.float32, "string": object}
+TEXT_CHUNK = 64  # rows per onnxruntime call for a model with a text feature
 _ORT_DTYPES = {"tensor(double)": "double", "tensor(float)": "float", "tensor(string)": "string"}
 
 
@@ -98,6 +99,9 @@ class OnnxRunner:
             for s in spec
             if "column" not in s
         )
+        # a text feature's graph makes one dense row per document over the whole vocabulary (~1.5 MB a row for
+        # SST-2's 78,867 terms): big batches are run TEXT_CHUNK rows at a time, so memory stays bounded
+        self._chunk = TEXT_CHUNK if any(f["kind"] == "text" for f in features) else 0
         self._outputs = [o.name for o in self._session.get_outputs()][: 1 if self._regression else 2]
         # the C++ session's run, without the Python wrapper's per-call check of the feed's names (the plan
         # above always feeds every input)
@@ -117,7 +121,21 @@ class OnnxRunner:
             self._label_of = {_label_key(c): c for c in self.classes}
             self._order = _reorder([_label_key(c) for c in graph_classes], [_label_key(c) for c in self.classes])
 
-    def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], list[list[float]] | None]:
+    def predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], Any]:
+        """Labels (or values) and probabilities: a (rows, classes) float32 array, or None for regression."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        if not self._chunk or n <= self._chunk:
+            return self._predict(columns)
+        labels: list[Any] = []
+        parts = []
+        for start in range(0, n, self._chunk):
+            part = {k: v[start : start + self._chunk] for k, v in columns.items()}
+            got, proba = self._predict(part)
+            labels.extend(got)
+            parts.append(proba)
+        return labels, (None if self._regression else np.concatenate(parts))
+
+    def _predict(self, columns: dict[str, list[Any]]) -> tuple[list[Any], Any]:
         feeds = {}
         for name, dtype, features in self._matrices:
             # None becomes NaN in a float array, which is what the graph's imputer replaces

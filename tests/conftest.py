@@ -155,6 +155,28 @@ def wine_store_copy(wine_registry: dict[str, Any], tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def two_models_store(wine_store_copy: Path, tmp_path: Path) -> Path:
+    """The wine store plus `wine-alcohol`, a regression (Ridge) of alcohol, and `wine-sk`, v1's bundle
+    published without its ONNX export (as when a pipeline does not convert)."""
+    from mlopsctl import registry
+    from mlopsctl.registry.publishing import bundle_files
+    from mlopsctl.training.train import get_run
+
+    folder = write_project(tmp_path / "reg", name="wine-alcohol", model="ridge", params="{}", store=wine_store_copy)
+    toml = (folder / "mlops.toml").read_text()
+    toml = toml.replace('target = "quality"', 'target = "alcohol"').replace('"classification"', '"regression"')
+    (folder / "mlops.toml").write_text(toml)
+    assert WINE_RED.is_file()
+    _, store, _, version = train_and_publish(folder)
+    registry.promote(store, "wine-alcohol", version, "prod")
+    run = get_run(store, registry.manifest(store, "wine", 1)["run_id"])
+    files, summary = bundle_files(store, run)
+    del files["model.onnx"]
+    registry.publish(store, "wine-sk", files, {**summary, "runtime": "sklearn", "run_id": "no-onnx"})
+    return wine_store_copy
+
+
 def wine_rows(n: int = 5, path: Path = WINE_RED) -> list[dict[str, float]]:
     import pandas as pd
 

@@ -255,28 +255,6 @@ def test_sklearn_runtime_serves_the_same_answers(wine_store_copy: Path) -> None:
     assert answers["onnx"] == answers["sklearn"]
 
 
-@pytest.fixture
-def two_models_store(wine_store_copy: Path, tmp_path: Path) -> Path:
-    """The wine store plus `wine-alcohol`, a regression (Ridge) of alcohol, and `wine-sk`, v1's bundle
-    published without its ONNX export (as when a pipeline does not convert)."""
-    from mlopsctl.registry.publishing import bundle_files
-    from mlopsctl.training.train import get_run
-    from tests.conftest import WINE_RED, train_and_publish, write_project
-
-    folder = write_project(tmp_path / "reg", name="wine-alcohol", model="ridge", params="{}", store=wine_store_copy)
-    toml = (folder / "mlops.toml").read_text()
-    toml = toml.replace('target = "quality"', 'target = "alcohol"').replace('"classification"', '"regression"')
-    (folder / "mlops.toml").write_text(toml)
-    assert WINE_RED.is_file()
-    _, store, _, version = train_and_publish(folder)
-    registry.promote(store, "wine-alcohol", version, "prod")
-    run = get_run(store, registry.manifest(store, "wine", 1)["run_id"])
-    files, summary = bundle_files(store, run)
-    del files["model.onnx"]
-    registry.publish(store, "wine-sk", files, {**summary, "runtime": "sklearn", "run_id": "no-onnx"})
-    return wine_store_copy
-
-
 def test_regression_and_classification_served_together(two_models_store: Path) -> None:
     app = create_app(
         ServeSettings(store_uri=str(two_models_store), models=[("wine-alcohol", "prod"), ("wine", "prod")])

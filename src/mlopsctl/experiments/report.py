@@ -16,7 +16,7 @@ from mlopsctl.bundle.task import is_regression
 from mlopsctl.config import ExperimentsSection
 from mlopsctl.experiments.analysis import analyze
 from mlopsctl.experiments.deployment import CANDIDATE, CONTROL, SHADOW_PREFIX, read_deployment
-from mlopsctl.monitoring.captured import load_captures, load_feedback
+from mlopsctl.monitoring.captured import latest_labels, load_captures
 from mlopsctl.monitoring.performance import FEEDBACK_LAG
 from mlopsctl.store.base import Store
 
@@ -32,10 +32,7 @@ def _parse_iso(text: str | None) -> float | None:
 def experiment_rows(store: Store, name: str, since: float, until: float | None) -> list[dict[str, Any]]:
     """Capture records of ``name`` in [since, until], each with ``label`` (None without feedback)."""
     records = load_captures(store, name, since, until)
-    labels: dict[tuple[str, int], Any] = {}
-    for f in load_feedback(store, since, None if until is None else until + FEEDBACK_LAG):
-        if f.get("model") in (None, name):
-            labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
+    labels, _ = latest_labels(store, name, since, None if until is None else until + FEEDBACK_LAG)
     for r in records:
         r["label"] = labels.get((r["request_id"], int(r.get("row", 0))))
     return records

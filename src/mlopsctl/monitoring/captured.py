@@ -100,6 +100,21 @@ def load_feedback(store: Store, since: float | None = None, until: float | None 
     return _read(store, FEEDBACK, since, until)
 
 
+def latest_labels(
+    store: Store, name: str, since: float | None = None, until: float | None = None
+) -> tuple[dict[tuple[str, int], Any], int]:
+    """The ground truth for ``name``'s predictions, one label per (request_id, row): a later label replaces
+    an earlier one (feedback is read oldest first), as the server's live accuracy counts it. Also the
+    number of labels read (repeats included)."""
+    labels: dict[tuple[str, int], Any] = {}
+    n = 0
+    for f in load_feedback(store, since, until):
+        if f.get("model") in (None, name):
+            n += 1
+            labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
+    return labels, n
+
+
 def captured_frame(records: list[dict[str, Any]], feature_names: list[str] | None = None) -> Any:
     """The answered rows as a DataFrame: one column per feature, ``__prediction__`` and the metadata."""
     import pandas as pd

@@ -36,6 +36,11 @@ class FeedbackResult:
         return out
 
 
+MAX_REQUEST_ID = 128  # characters: the server keeps at most this much of an X-Request-Id
+MAX_LABEL_CHARS = 256
+MAX_EXACT_INT = 2**53  # beyond it a JSON number is not an exact integer (and not a class label anyone means)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -48,6 +53,10 @@ def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[An
     one of another type ("excellent" among numbers) is refused as a likely mistake."""
     if label is None:
         return None, "a label is required"
+    if isinstance(label, str) and len(label) > MAX_LABEL_CHARS:
+        return None, f"a label of {len(label)} characters: at most {MAX_LABEL_CHARS}"
+    if not isinstance(label, str | int | float) or isinstance(label, bool):
+        return None, f"expected a class (a string or a number) or a value, got {type(label).__name__}"
     if is_regression(task):
         if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
             return None, f"expected a finite number, got {label!r}"
@@ -58,6 +67,8 @@ def _label_problem(label: Any, task: str, classes: list[Any] | None) -> tuple[An
             return by_key[str(label)], None
         numeric = all(_is_number(c) for c in classes)
         if numeric and _is_number(label):
+            if abs(float(label)) >= MAX_EXACT_INT:
+                return None, f"{label!r} is out of range for a class label (|label| < 2^53)"
             return (int(label) if float(label).is_integer() else label), None
         if not numeric and isinstance(label, str) and label:
             return label, None
@@ -91,11 +102,11 @@ def check_items(
             reject(sorted(extra)[0], 'unknown field: expected "request_id", "label" and optionally "row"')
             continue
         rid = item.get("request_id")
-        if not isinstance(rid, str) or not rid:
-            reject("request_id", "expected the request id of a prediction (a non-empty string)")
+        if not isinstance(rid, str) or not rid or len(rid) > MAX_REQUEST_ID:
+            reject("request_id", f"expected the request id of a prediction (1 to {MAX_REQUEST_ID} characters)")
             continue
         row = item.get("row", 0)
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < MAX_EXACT_INT:
             reject("row", f"expected a row index (an integer ≥ 0), got {row!r}")
             continue
         known = lookup(rid)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlopsctl import registry
 from mlopsctl.bundle.task import is_regression
-from mlopsctl.monitoring.captured import load_captures, load_feedback
+from mlopsctl.monitoring.captured import latest_labels, load_captures
 from mlopsctl.store.base import Store
 
 # labels arrive after the predictions: look for feedback up to this long after the window ends
@@ -31,13 +31,7 @@ def labelled_predictions(
     """
     records = load_captures(store, name, since, until, ok_only=True)
     fb_until = None if until is None else until + FEEDBACK_LAG
-    labels: dict[tuple[str, int], Any] = {}
-    n_feedback = 0
-    for f in load_feedback(store, since, fb_until):
-        if f.get("model") not in (None, name):
-            continue
-        n_feedback += 1
-        labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
+    labels, n_feedback = latest_labels(store, name, since, fb_until)
     seen = set()
     for r in records:
         key = (r["request_id"], int(r.get("row", 0)))

@@ -186,9 +186,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     app.state.shadows = shadows
 
     first = slots[0]
-    from mlopsctl.serving.management import add_routes
+    from mlopsctl.serving.management import add_routes, authorised, management_key
 
     add_routes(app, store, settings.project, first.name)
+    management = management_key(settings.project)
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
     @app.post(
@@ -244,6 +245,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     async def feedback(request: Request) -> Response:
         from mlopsctl.monitoring.feedback import check_items, store_feedback
 
+        if management:  # with a management key set, labels need it too: they move live accuracy and retraining
+            denied = authorised(request, management)
+            if denied is not None:
+                return denied
         if capture is None:
             return _error(409, "capture_off", [("capture", "capture is off on this server: no prediction to join")])
         try:
@@ -253,6 +258,9 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         items = payload if isinstance(payload, list) else [payload]
         if not items:
             return _error(422, "invalid_input", [("body", "an empty list: send at least one label")])
+        if len(items) > max_rows:
+            problem = f"{len(items)} labels: at most {max_rows} a request ([serving] max_batch_rows)"
+            return _error(413, "too_many_labels", [("body", problem)])
 
         def info(name: str, version: int) -> tuple[str, list[Any] | None]:
             cur = by_name[name].current
@@ -267,12 +275,15 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         if result.accepted:
             feedback_seq[0] += 1
             await run_in_threadpool(store_feedback, store, result.accepted, capture.writer, feedback_seq[0])
-            outcomes: dict[str, list[tuple[float, bool]]] = {}
+            outcomes: dict[str, list[tuple[tuple[str, int], float, bool]]] = {}
             for rec in result.accepted:
                 predicted = capture.prediction(rec["request_id"], rec["row"])
                 serving = by_name[rec["model"]].current
                 if serving is not None and not is_regression(serving[0].task):
-                    outcomes.setdefault(rec["model"], []).append((rec["time"], str(predicted) == str(rec["label"])))
+                    key = (rec["request_id"], rec["row"])
+                    outcomes.setdefault(rec["model"], []).append(
+                        (key, rec["time"], str(predicted) == str(rec["label"]))
+                    )
                 metrics.feedback.labels(rec["model"], "accepted").inc()
             for name, got in outcomes.items():
                 live.add_labels(name, got)
@@ -280,7 +291,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
             metrics.feedback.labels(first.name, "rejected").inc(len(result.rejected))
         body = result.to_dict()
         if not result.accepted:
-            status = 404 if all(r["field"] == "request_id" for r in result.rejected) else 422
+            status = 404 if all(r["problem"].startswith("unknown request id") for r in result.rejected) else 422
             return _json({"error": "no_label_accepted", "detail": result.rejected, **body}, status)
         return _json(body)
 

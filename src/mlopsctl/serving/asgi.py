@@ -19,6 +19,7 @@ from mlopsctl.serving.reload import Served
 from mlopsctl.serving.shadow import ShadowRunner
 
 Scope = dict[str, Any]
+_WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class PredictRoutes:
@@ -43,7 +44,10 @@ class PredictRoutes:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None:
-            await self.app(scope, receive, send)
+            if scope["type"] == "http" and scope["method"] in _WITH_BODY:
+                await self._bounded(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
         served, endpoint = route
@@ -88,6 +92,29 @@ class PredictRoutes:
                 result.after()
         if plan.shadows and result.status == 200 and self.shadows is not None and body:
             self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
+
+    async def _bounded(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Any other request with a body (`/feedback`, `/retrain`, …): read up to the limit, then handed on;
+        over it, 413 before the app sees a byte."""
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        body = await self._body(receive, declared)
+        if body is None:
+            problem = [("body", f"larger than {self.limit} bytes ([serving] max_body_bytes)")]
+            data = error_body("body_too_large", problem)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # the app waits for a disconnect, if it waits at all
+
+        await self.app(scope, replay, send)
 
     async def _body(self, receive: Any, declared: bytes | None) -> bytes | None:
         """The request body, or None once it is over the limit (declared or streamed)."""

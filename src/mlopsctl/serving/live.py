@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from mlopsctl.serving.reload import Every
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlopsctl.serving")
 RATE_WINDOW = 60.0
 KEEP_SECONDS = 900.0
+MAX_LABELS = 200_000  # labels remembered per model for live accuracy (the window usually holds fewer)
 
 
 def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
@@ -113,7 +114,11 @@ class LiveStats:
         self.store, self.metrics, self.slots, self.capture = store, metrics, slots, capture
         self.accuracy_window, self.interval, self.registry_every = accuracy_window, interval, registry_every
         self.snapshots: deque[tuple[float, dict[str, dict[str, Any]]]] = deque()
-        self.labelled: dict[str, deque[tuple[float, bool]]] = {s.name: deque() for s in slots}
+        # per model: (request_id, row) → (time, correct), oldest first; a later label for the same prediction
+        # replaces the earlier one, so a prediction counts once however often it is labelled
+        self.labelled: dict[str, OrderedDict[tuple[str, int], tuple[float, bool]]] = {
+            s.name: OrderedDict() for s in slots
+        }
         self.registry_view: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
         self.started = time.time()
@@ -189,19 +194,25 @@ class LiveStats:
         return out
 
     # -- live accuracy ------------------------------------------------------------------------------
-    def add_labels(self, name: str, outcomes: list[tuple[float, bool]]) -> None:
+    def add_labels(self, name: str, outcomes: list[tuple[tuple[str, int], float, bool]]) -> None:
+        """((request_id, row), time, correct) for each label: the latest label of a prediction is the one counted."""
         with self._lock:
-            self.labelled.setdefault(name, deque()).extend(outcomes)
+            q = self.labelled.setdefault(name, OrderedDict())
+            for key, t, ok in outcomes:
+                q.pop(key, None)
+                q[key] = (t, ok)
+            while len(q) > MAX_LABELS:
+                q.popitem(last=False)
         self._refresh_accuracy(time.time())
 
     def _refresh_accuracy(self, now: float) -> None:
         with self._lock:
             for name, q in self.labelled.items():
-                while q and now - q[0][0] > self.accuracy_window:
-                    q.popleft()
+                while q and now - next(iter(q.values()))[0] > self.accuracy_window:
+                    q.popitem(last=False)
                 self.metrics.live_labelled.labels(name).set(len(q))
                 if q:
-                    self.metrics.live_accuracy.labels(name).set(sum(ok for _, ok in q) / len(q))
+                    self.metrics.live_accuracy.labels(name).set(sum(ok for _, ok in q.values()) / len(q))
 
     # -- the dashboard's data -----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -210,7 +221,7 @@ class LiveStats:
         with self._lock:
             older = [s for s in self.snapshots if now - s[0] >= RATE_WINDOW - 1e-9]
             base_t, base = older[-1] if older else (self.snapshots[0] if self.snapshots else (self.started, {}))
-            labelled = {n: (len(q), sum(ok for _, ok in q)) for n, q in self.labelled.items()}
+            labelled = {n: (len(q), sum(ok for _, ok in q.values())) for n, q in self.labelled.items()}
         span = max(now - base_t, 1e-3)
         models = []
         for s in self.slots:

@@ -47,7 +47,7 @@ def _refuse(status: int, error: str, field: str, problem: str) -> Response:
     return _error(status, error, [(field, problem)])
 
 
-def _authorised(request: Request, key: str) -> Response | None:
+def authorised(request: Request, key: str) -> Response | None:
     """None when the request carries the key; else the 401 answer (which never echoes what was sent)."""
     if not key:
         return _refuse(
@@ -70,7 +70,7 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
 
     @app.post("/retrain", tags=["management"], summary="Start a retraining pipeline run (needs the management key)")
     async def retrain(request: Request) -> Response:
-        denied = _authorised(request, key)
+        denied = authorised(request, key)
         if denied is not None:
             return denied
         if project is None:
@@ -100,11 +100,13 @@ def add_routes(app: FastAPI, store: Any, project: str | None, model: str) -> Non
 
     @app.get("/retrain/{run_id}", tags=["management"], summary="A pipeline run's record (needs the management key)")
     async def retrain_status(run_id: str, request: Request) -> Response:
-        denied = _authorised(request, key)
+        denied = authorised(request, key)
         if denied is not None:
             return denied
         from mlopsctl.pipeline import runs
 
+        if len(run_id) > 120 or not all(c.isalnum() or c in "_.-" for c in run_id):
+            return _refuse(404, "not_found", "run_id", "a run id is at most 120 letters, digits, '_', '.', '-'")
         try:
             record = await run_in_threadpool(runs.get_run, store, model, run_id)
         except MlopsError as exc:

@@ -43,6 +43,11 @@ def rows_from_json(payload: Any, max_rows: int) -> tuple[list[Any], str]:
         ):
             raise ValidationError("body", [(key, 'expected {"columns": [...], "data": [[...], ...]}')])
         cols = value["columns"]
+        bad = next((i for i, c in enumerate(cols) if not isinstance(c, str)), None)
+        if bad is not None:
+            raise ValidationError(
+                "body", [(f"{key}.columns[{bad}]", f"expected a column name (a string), got {cols[bad]!r}"[:200])]
+            )
         rows = []
         for i, rec in enumerate(value["data"]):
             if not isinstance(rec, list) or len(rec) != len(cols):
@@ -74,12 +79,15 @@ def rows_from_csv(body: bytes, spec: InputSpec, max_rows: int) -> list[dict[str,
     if not reader.fieldnames:
         raise ValidationError("body", [("body", "empty CSV: expected a header row and data rows")])
     rows = []
-    for i, row in enumerate(reader):
-        if None in row:
-            raise ValidationError("body", [(f"row {i + 1}", "more values than header columns")])
-        rows.append(row)
-        if len(rows) > max_rows:
-            raise ValidationError("body", [("body", f"more than {max_rows} rows per request")])
+    try:
+        for i, row in enumerate(reader):
+            if None in row:
+                raise ValidationError("body", [(f"row {i + 1}", "more values than header columns")])
+            rows.append(row)
+            if len(rows) > max_rows:
+                raise ValidationError("body", [("body", f"more than {max_rows} rows per request")])
+    except csv.Error as exc:  # a field over the csv module's limit (128 KiB), a NUL byte, …
+        raise ValidationError("body", [(f"row {len(rows) + 1}", f"not CSV the server can read: {exc}")]) from None
     if not rows:
         raise ValidationError("body", [("body", "CSV has a header but no rows")])
     return coerce_strings(rows, spec)

@@ -76,7 +76,7 @@ def variant_of(client: httpx.Client, row: dict[str, float], headers: dict[str, s
     r = client.post("/predict", json={"features": row}, headers=headers or {})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert r.headers["x-variant"] == body["variant"]
+    assert "x-variant" not in r.headers  # off unless [serving] variant_header asks for it
     return str(body["variant"])
 
 
@@ -236,6 +236,8 @@ stdout = false
 webhook_url = "{receiver.url}"
 """,
     )
+    toml = (folder / "mlops.toml").read_text()
+    (folder / "mlops.toml").write_text(toml.replace("[serving]\n", "[serving]\nvariant_header = true\n", 1))
     server = start_server(["serve", "--model", "wine@prod", "--reload-interval", "0.25"], cwd=folder)
     cli(ab_store, "ab", "start", "wine", "--candidate", "3", "--split", "50/50", cwd=folder)
     client = httpx.Client(base_url=server.url, timeout=10)
@@ -362,3 +364,49 @@ def test_bad_commands_are_refused_with_a_clear_message(ab_store: Path, tmp_path:
     assert dep.running(s, "wine") is None
     records = dep.experiment_records(s, "wine")
     assert [r["status"] for r in records] == ["stopped"]
+
+
+def test_callers_cannot_sink_a_canary_with_bad_requests(ab_store: Path) -> None:
+    """300 requests with no features from users the candidate serves: both variants refuse them, so they are
+    the callers' errors, not the candidate's, and the guard holds. v3 refusing inputs v1 answers (it needs a
+    `lot` column) is the candidate's, and the guard counts it."""
+    from fastapi.testclient import TestClient
+
+    from mlopsctl.config import GuardSection
+    from mlopsctl.experiments import deployment as dep
+    from mlopsctl.experiments.guard import judge
+    from mlopsctl.serving.app import ServeSettings, create_app
+    from mlopsctl.store import open_store
+
+    store = open_store(str(ab_store))
+    dep.start(store, "wine", control="prod", candidate="2", split="50/50", sticky="X-User-Id", reason="attack")
+    app = create_app(ServeSettings(store_uri=str(ab_store), models=[("wine", "prod")], reload_interval=0.1))
+    cfg = GuardSection(min_requests=30)
+    with TestClient(app) as c:
+        wait_for(lambda: app.app.state.served[0].route.experiment is not None)
+        seen: Counter[str] = Counter()
+        for i in range(600):
+            r = c.post("/predict", json={"features": {}}, headers={"X-User-Id": f"user-{i}"})
+            assert r.status_code == 422 and "x-variant" not in r.headers
+        for i in range(100):
+            seen[variant_of(c, wine_rows(1)[0], {"X-User-Id": f"user-{i}"})] += 1  # type: ignore[arg-type]
+        live = app.app.state.live
+        stats = live.variant_window("wine", time.time() - 120, time.time())
+        control, candidate = stats["control"], stats["candidate"]
+        assert candidate.refused > 200 and candidate.errors == 0 and candidate.candidate_only == 0
+        assert judge(control, candidate, cfg, 120).action == "hold", judge(control, candidate, cfg, 120)
+
+    # the candidate itself refusing what the control answers is its regression: counted, judged
+    dep.end(store, "wine", outcome="stopped", reason="next")
+    dep.start(store, "wine", control="prod", candidate="3", split="50/50", sticky="X-User-Id", reason="real")
+    app = create_app(ServeSettings(store_uri=str(ab_store), models=[("wine", "prod")], reload_interval=0.1))
+    with TestClient(app) as c:
+        wait_for(lambda: app.app.state.served[0].route.experiment is not None)
+        for i in range(200):
+            c.post("/predict", json={"features": wine_rows(1)[0]}, headers={"X-User-Id": f"user-{i}"})
+        stats = app.app.state.live.variant_window("wine", time.time() - 120, time.time())
+        candidate = stats["candidate"]
+        assert candidate.candidate_only > 30 and candidate.errors == candidate.candidate_only
+        assert judge(stats["control"], candidate, cfg, 120).action == "pull_back"
+        assert 'mlops_candidate_refusals_total{model="wine",variant="candidate"}' in c.get("/metrics").text
+    assert sum(seen.values()) == 100

@@ -143,6 +143,8 @@ class ServingSection(_Section):
     max_batch_rows: int = Field(default=10_000, ge=1)
     runtime: Literal["auto", "onnx", "sklearn"] = "auto"
     api_key: str = ""  # the management key (POST /retrain); MLOPS_API_KEY overrides; "" keeps them shut
+    # answer with an X-Variant header naming the variant (off: a caller need not know it is in a canary)
+    variant_header: bool = False
 
 
 class StoreSection(_Section):

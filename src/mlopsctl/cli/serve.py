@@ -63,6 +63,7 @@ def serve(
         guard=cfg.experiments.guard.model_dump() if cfg else {},
         notify=cfg.monitoring.notify.model_dump() if cfg else {},
         project=str(cfg.root.resolve()) if cfg else None,
+        variant_header=bool(sv and sv.variant_header),
     )
     if settings.runtime not in ("auto", "onnx", "sklearn"):
         raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")

@@ -1,7 +1,8 @@
 """The canary guard and the progressive ramp.
 
 ``judge`` compares the candidate with the control over one window: the candidate is pulled
-back when its error rate is above the control's by more than ``error_rate_margin`` *and*
+back when its error rate (its own failures, and requests only it refuses; never the callers' bad
+requests, see `WindowStats`) is above the control's by more than ``error_rate_margin`` *and*
 significantly so (a one-sided 99 % bound on the difference is above zero, so a handful of
 unlucky requests does not end an experiment), or when its p95 latency is above the control's
 times ``latency_p95_ratio`` and by more than ``latency_p95_margin_ms``. Nothing is decided
@@ -39,9 +40,16 @@ Z_99 = 2.3263478740408408  # one-sided 99 %
 
 @dataclass(frozen=True)
 class WindowStats:
+    """One variant over a window. ``errors`` are what the guard judges: the server's failures (5xx: the model
+    raised, not ready) and, for a candidate, requests it refused that the control answers
+    (``candidate_only``). Requests every variant refuses (``refused``: the caller's bad input) are not errors
+    of anyone's, so callers cannot sink a canary by sending junk to it."""
+
     requests: float
     errors: float
     p95_ms: float | None
+    refused: float = 0.0  # 4xx of any kind (the callers'), for the record
+    candidate_only: float = 0.0  # of those, the ones the control would have answered (counted in errors)
 
     @property
     def error_rate(self) -> float:
@@ -59,11 +67,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def _side(w: WindowStats) -> dict[str, Any]:
+    return {
+        "requests": w.requests,
+        "errors": w.errors,
+        "p95_ms": w.p95_ms,
+        "refused": w.refused,
+        "candidate_only": w.candidate_only,
+    }
+
+
 def judge(control: WindowStats, candidate: WindowStats, cfg: GuardSection, window: float) -> Decision:
     details = {
         "window_seconds": round(window, 1),
-        "control": {"requests": control.requests, "errors": control.errors, "p95_ms": control.p95_ms},
-        "candidate": {"requests": candidate.requests, "errors": candidate.errors, "p95_ms": candidate.p95_ms},
+        "control": _side(control),
+        "candidate": _side(candidate),
     }
     need = cfg.min_requests
     if control.requests < need or candidate.requests < need:

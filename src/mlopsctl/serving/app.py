@@ -55,6 +55,7 @@ class ServeSettings:
     guard: dict[str, Any] = field(default_factory=dict)  # [experiments.guard] (GuardSection fields)
     notify: dict[str, Any] = field(default_factory=dict)  # [monitoring.notify] (NotifySection fields)
     project: str | None = None  # the folder of mlops.toml, for POST /retrain
+    variant_header: bool = False  # [serving] variant_header: answer with X-Variant
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -385,7 +386,16 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     routes = {"/predict": (served[0], "predict"), "/invocations": (served[0], "invocations")}
     routes.update({f"/models/{s.name}/predict": (s, "predict") for s in served})
     # in front of FastAPI, not inside it as a middleware: its middleware stack costs ~20 µs a request
-    return PredictRoutes(app, routes=routes, max_body_bytes=limit, max_rows=max_rows, capture=capture, shadows=shadows)
+    return PredictRoutes(
+        app,
+        routes=routes,
+        max_body_bytes=limit,
+        max_rows=max_rows,
+        capture=capture,
+        shadows=shadows,
+        metrics=metrics,
+        variant_header=settings.variant_header,
+    )
 
 
 def app_from_env() -> PredictRoutes:

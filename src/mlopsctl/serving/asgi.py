@@ -13,9 +13,11 @@ import secrets
 import time
 from typing import Any
 
+from mlopsctl.experiments.deployment import CONTROL
 from mlopsctl.serving.capture import CaptureWriter
-from mlopsctl.serving.predict import Answer, answer, error_body, refusal_bookkeeping
-from mlopsctl.serving.reload import Served
+from mlopsctl.serving.metrics import ServerMetrics
+from mlopsctl.serving.predict import Answer, answer, error_body, parse, refusal_bookkeeping
+from mlopsctl.serving.reload import Route, Served, Slot
 from mlopsctl.serving.shadow import ShadowRunner
 
 Scope = dict[str, Any]
@@ -33,6 +35,8 @@ class PredictRoutes:
         max_rows: int,
         capture: CaptureWriter | None = None,
         shadows: ShadowRunner | None = None,
+        metrics: ServerMetrics | None = None,
+        variant_header: bool = False,
     ) -> None:
         self.app = app
         self.capture = capture
@@ -40,6 +44,8 @@ class PredictRoutes:
         self.routes = routes
         self.limit = max_body_bytes
         self.max_rows = max_rows
+        self.metrics = metrics
+        self.variant_header = variant_header  # X-Variant tells a caller its variant: only when asked
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -82,7 +88,7 @@ class PredictRoutes:
         ]
         if result.version is not None:
             headers.append((b"x-model-version", str(result.version).encode()))
-        if result.variant is not None:
+        if result.variant is not None and self.variant_header:
             headers.append((b"x-variant", result.variant.encode("latin-1")))
         try:
             await send({"type": "http.response.start", "status": result.status, "headers": headers})
@@ -90,8 +96,28 @@ class PredictRoutes:
         finally:  # counted and captured even when the client has gone
             if result.after is not None:
                 result.after()
+            if plan.experiment and 400 <= result.status < 500 and result.status != 413 and body:
+                self._refused_by_candidate(plan, slot, endpoint, content_type, body)
         if plan.shadows and result.status == 200 and self.shadows is not None and body:
             self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
+
+    def _refused_by_candidate(self, plan: Route, slot: Slot, endpoint: str, content_type: str, body: bytes) -> None:
+        """A variant other than the control refused a request: if the control accepts the same input, count it
+        as the candidate's regression (the canary guard judges it); if the control refuses it too, it was the
+        caller's bad request and counts against nobody."""
+        if self.metrics is None or slot.variant == CONTROL:
+            return
+        control = next((v for v in plan.variants if v.variant == CONTROL), None)
+        current = control.current if control is not None else None
+        if current is None:
+            return
+        model = current[0]
+        try:
+            rows, prefix, _ = parse(model, endpoint, content_type, body, self.max_rows)
+            model.spec.columns(rows, field_prefix=prefix)
+        except Exception:  # the control refuses it too (or cannot tell): the caller's, not the candidate's
+            return
+        self.metrics.candidate_refusals.labels(slot.name, slot.variant or "").inc()
 
     async def _bounded(self, scope: Scope, receive: Any, send: Any) -> None:
         """Any other request with a body (`/feedback`, `/retrain`, …): read up to the limit, then handed on;

@@ -38,7 +38,8 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
         return out.setdefault(model, {"requests": 0.0, "errors": 0.0, "buckets": {}, "classes": {}, "variants": {}})
 
     def variant(model: str, name: str) -> dict[str, Any]:
-        return entry(model)["variants"].setdefault(name, {"requests": 0.0, "errors": 0.0, "buckets": {}})
+        blank = {"requests": 0.0, "errors": 0.0, "failures": 0.0, "refused": 0.0, "only": 0.0, "buckets": {}}
+        return entry(model)["variants"].setdefault(name, blank)
 
     for family in metrics.registry.collect():
         for s in family.samples:
@@ -46,11 +47,19 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
             if model is None:
                 continue
             if s.name == "mlops_requests_total":
-                error = s.labels["status"] != "200"
+                status = s.labels["status"]
+                error = status != "200"
                 for e in (entry(model), variant(model, s.labels["variant"])):
                     e["requests"] += s.value
                     if error:
                         e["errors"] += s.value
+                v = variant(model, s.labels["variant"])
+                if status.startswith("5"):  # the server's own failures: the model raised, not ready, …
+                    v["failures"] += s.value
+                elif status.startswith("4"):
+                    v["refused"] += s.value
+            elif s.name == "mlops_candidate_refusals_total":
+                variant(model, s.labels["variant"])["only"] += s.value
             elif s.name == "mlops_request_duration_seconds_bucket":
                 le = float(s.labels["le"])
                 for b in (entry(model)["buckets"], variant(model, s.labels["variant"])["buckets"]):
@@ -188,9 +197,20 @@ class LiveStats:
         base = base_all.get(name, {}).get("variants", {})
         out = {}
         for variant, cur in current.items():
-            requests, errors, delta = _delta(cur, base.get(variant, {}))
+            old = base.get(variant, {})
+            requests, _, delta = _delta(cur, old)
             p95 = quantile_from_buckets(0.95, delta)
-            out[variant] = WindowStats(requests, errors, None if p95 is None else p95 * 1000)
+
+            def window(key: str, cur: dict[str, Any] = cur, old: dict[str, Any] = old) -> float:
+                return float(cur.get(key, 0.0) - old.get(key, 0.0))
+
+            out[variant] = WindowStats(
+                requests,
+                window("failures") + window("only"),  # what the guard judges: never a caller's own 4xx
+                None if p95 is None else p95 * 1000,
+                refused=window("refused"),
+                candidate_only=window("only"),
+            )
         return out
 
     # -- live accuracy ------------------------------------------------------------------------------

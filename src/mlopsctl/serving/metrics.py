@@ -116,6 +116,13 @@ class ServerMetrics:
         self.shadow_dropped = Counter(
             "mlops_shadow_dropped", "Copies not sent to shadows because their queue was full.", ["model"], registry=r
         )
+        self.candidate_refusals = Counter(
+            "mlops_candidate_refusals",
+            "Requests a variant refused (4xx) that the control answers: a regression of the candidate, which the "
+            "canary guard counts with its failures (a caller's own bad requests are refused by both and not counted).",
+            ["model", "variant"],
+            registry=r,
+        )
         self.guard_actions = Counter(
             "mlops_guard_actions",
             "Canary guard decisions this server made: pulled_back, ramp.",

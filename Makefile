@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov airflow
+.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov airflow mlflow
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,24 @@ $(AIRFLOW_VENV)/.installed-stamp:
 
 airflow: $(AIRFLOW_VENV)/.installed-stamp
 
+# MLflow: the tests save models with the real mlflow, import them (a directory, runs:/ and models:/ URIs) and serve
+# what `mlopsctl export --format mlflow` writes with `mlflow models serve`. mlopsctl goes in too (editable), so
+# `import runs:/...` runs where mlflow is importable; scikit-learn, skops, XGBoost, LightGBM and numpy are held at
+# the main venv's versions, so a model saved by one venv is read by the other as it was written.
+MLFLOW_VENV ?= .venv-mlflow
+# 3.17.2: mlflow 3.18.0 pins mlflow-tracing==3.18.0, which the package index reachable here does not have yet.
+MLFLOW_VERSION ?= 3.17.2
+$(MLFLOW_VENV)/.installed-stamp: $(STAMP)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip list --format=freeze --exclude-editable \
+		| grep -iE '^(scikit-learn|skops|xgboost-cpu|lightgbm|numpy)==' > $(MLFLOW_VENV)/same-as-main.txt
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet -c $(MLFLOW_VENV)/same-as-main.txt \
+		"mlflow==$(MLFLOW_VERSION)" xgboost-cpu lightgbm scikit-learn skops -e .
+	touch $@
+
+mlflow: $(MLFLOW_VENV)/.installed-stamp
+
 demo: $(STAMP)  ## the whole loop on a dataset that ships with scikit-learn, in ./demo-workspace
 	$(BIN)/python scripts/demo.py
 
@@ -56,8 +74,9 @@ system-tools:
 
 # two pytest-xdist workers (worksteal: one that runs out of tests takes some of the other's); a test marked `alone`
 # runs with no other test beside it (tests/conftest.py). One file: $(BIN)/python -m pytest tests/test_x.py
-test: $(STAMP) system-tools checkov airflow  ## every test, slow ones included
+test: $(STAMP) system-tools checkov airflow mlflow  ## every test, slow ones included
 	MLOPS_CHECKOV=$(CHECKOV_VENV)/bin/checkov MLOPS_AIRFLOW_PYTHON=$(AIRFLOW_VENV)/bin/python \
+		MLOPS_MLFLOW_PYTHON=$(MLFLOW_VENV)/bin/python \
 		$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test-fast: $(STAMP)
@@ -80,4 +99,4 @@ bench-drift: $(STAMP)  ## drift engine vs a plain scipy loop on 1M rows; Evident
 	$(BIN)/python bench/drift_bench.py $(if $(EVIDENTLY_PYTHON),--evidently-python $(EVIDENTLY_PYTHON))
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(AIRFLOW_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AIRFLOW_VENV) $(MLFLOW_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

@@ -51,11 +51,13 @@ def main_options(
 
 def _register() -> None:
     from mlopsctl.cli import ab, capture, cost, data, deploy, drift, models, monitor, pipeline, project, serve, train
+    from mlopsctl.cli.transfer import register as register_transfer
 
     project.register(app)
     app.add_typer(data.app, name="data", help="Validate and ingest data (content-addressed snapshots).")
     train.register(app)
     models.register(app)
+    register_transfer(app)
     serve.register(app)
     capture.register(app)
     drift.register(app)

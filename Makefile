@@ -86,6 +86,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/python scripts/check_tests.py  # a test without an assertion or an expected raise cannot fail
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench scripts

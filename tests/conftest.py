@@ -220,13 +220,10 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=self.cwd,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(self.env or {})},
-        )
+        with self.log.open("w") as out:  # the child keeps its own descriptor of the log
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}
+            )
 
     def wait_ready(self, timeout: float = 30) -> float:
         start = time.monotonic()

@@ -8,10 +8,8 @@ unseen category, or an odd text.
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -458,31 +456,6 @@ def test_non_convertible_pipeline_is_reported(wine: Any) -> None:
     assert result.reason.startswith("FunctionTransformer: ")
     assert "\n" not in result.reason
     assert result.to_dict()["reason"] == result.reason
-
-
-@uses_shared_data
-def test_single_row_cost(exported: Any) -> None:
-    """Printed, not asserted: the median cost of one wine row through each runtime."""
-    (pipe, features, task, holdout, _), result = exported("wine-forest-clf")
-    runner = OnnxRunner(result.onnx, features, task, pipe.classes_.tolist())
-    row = columns_of(holdout.iloc[:1], features)
-    frame = holdout[[f["name"] for f in features]].iloc[:1]
-
-    def median_us(fn: Callable[[], Any], n: int) -> float:
-        fn()
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e6
-
-    onnx_us = median_us(lambda: runner.predict(row), 2000)
-    sklearn_us = median_us(lambda: pipe.predict_proba(frame), 100)
-    print(
-        f"\none wine row, RandomForest(100): OnnxRunner.predict {onnx_us:.0f} µs, "
-        f"sklearn pipeline.predict_proba {sklearn_us:.0f} µs ({sklearn_us / onnx_us:.0f}x)"
-    )
 
 
 def test_onnx_runner_imports_no_sklearn_or_pandas() -> None:

@@ -173,6 +173,11 @@ def load_skops(data: bytes, *, name: str = "model.skops", trusted_types: Iterabl
         model = sio.loads(data, trusted=list(found))
     except UnsafeModel:
         raise
+    except ImportError as exc:  # a trusted type whose library is not installed here
+        missing = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+        raise UnsafeModel(
+            name, f"needs the {missing} package to rebuild it: pip install 'mlopsctl[{missing}]' (or {missing})"
+        ) from None
     except Exception as exc:  # e.g. an object array stored as a pickle: numpy refuses it (allow_pickle=False)
         raise UnsafeModel(name, f"skops could not rebuild it ({type(exc).__name__}: {_first_line(exc)})") from None
     if not callable(getattr(model, "predict", None)):

@@ -196,6 +196,10 @@ class CaptureSection(_Section):
     recent_rows: int = Field(default=100_000, ge=0)  # ...holding at most this many predictions in all
     # POST /feedback for an id another replica answered: look in the store's capture this far back; 0 = off
     feedback_lookback: float = Field(default=6 * 3600, ge=0)
+    # a local folder for a write-ahead file of the buffer ("" = none): then a server that is killed loses no
+    # answered request (the next one started with the folder on the host writes them); without it, a kill
+    # loses at most the records queued since the last flush (flush_interval_seconds or batch_rows)
+    wal_dir: str = ""
 
     @field_validator("feedback_lookback", mode="before")
     @classmethod

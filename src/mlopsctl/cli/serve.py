@@ -92,6 +92,8 @@ def _capture_settings(cfg: Any, on: bool, sample_rate: float | None) -> dict[str
     from mlopsctl.config import CaptureSection
 
     section = cfg.monitoring.capture.model_dump() if cfg else CaptureSection().model_dump()
+    if cfg and section["wal_dir"] and not Path(section["wal_dir"]).expanduser().is_absolute():
+        section["wal_dir"] = str(cfg.root.resolve() / section["wal_dir"])  # relative to mlops.toml
     if sample_rate is not None:
         section["sample_rate"] = sample_rate
     return section if on and section["enabled"] else None

@@ -129,6 +129,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
                 recent_requests=cs.recent_requests,
                 recent_rows=cs.recent_rows,
                 others=others,
+                wal_dir=cs.wal_dir or None,
             )
     from mlopsctl.config import GuardSection, NotifySection
     from mlopsctl.experiments.guard import Guard

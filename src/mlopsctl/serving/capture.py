@@ -27,11 +27,16 @@ ids, and other replicas' ones, are looked up in the store's capture (``CapturedI
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from mlopsctl.monitoring.captured import CapturedIndex, capture_key, encode_lines, writer_id
 from mlopsctl.store.base import Store
@@ -56,6 +61,7 @@ class CaptureWriter:
         recent_requests: int = 10_000,
         recent_rows: int = 100_000,
         others: CapturedIndex | None = None,
+        wal_dir: str | None = None,
     ) -> None:
         self.store, self.metrics = store, metrics
         self.sample_rate = sample_rate
@@ -81,6 +87,10 @@ class CaptureWriter:
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self._retry: list[tuple[str, str, bytes, int]] = []  # (model, key, data, records) not yet written
+        self.wal_dir = wal_dir
+        self._wal: WriteAhead | None = None
+        self._wal_done: list[Path] = []  # write-ahead files whose records are all taken by a flush
+        self.recovered = 0  # records dead processes left in wal_dir, written at start
 
     # -- the request path ---------------------------------------------------------------------
     def offer(
@@ -120,6 +130,8 @@ class CaptureWriter:
         )
         where = (model.name, int(t // 3600))
         with self._batch_lock:
+            if self._wal is not None:
+                self._wal.append(data)  # one write, no fsync: a dead process's lines stay with the kernel
             batch = self._batches.get(where)
             if batch is None:
                 self._batches[where] = [t, [data], n]
@@ -202,6 +214,9 @@ class CaptureWriter:
 
     # -- the background writer ------------------------------------------------------------------
     def start(self) -> None:
+        if self.wal_dir and self._wal is None:
+            self.recovered = recover_write_ahead(self.wal_dir, self.store)
+            self._wal = WriteAhead(self.wal_dir, self.writer)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="mlops-capture", daemon=True)
             self._thread.start()
@@ -221,6 +236,8 @@ class CaptureWriter:
             done = self._write_retries()  # earlier batches first, in their order
             with self._batch_lock:
                 batches, self._batches = self._batches, {}
+                if self._wal is not None and batches:
+                    self._wal_done.append(self._wal.rotate())
             for (name, _), (first_time, chunks, n) in sorted(batches.items(), key=lambda kv: kv[1][0]):
                 self.drained += n
                 self._seq += 1
@@ -237,6 +254,10 @@ class CaptureWriter:
                 done += n
                 self.metrics.capture_written.labels(name).inc(n)
             self.written += done
+            if not self._retry:  # every record of the closed write-ahead files is in the store
+                for path in self._wal_done:
+                    path.unlink(missing_ok=True)
+                self._wal_done.clear()
             return done
 
     def _write_retries(self) -> int:
@@ -267,6 +288,9 @@ class CaptureWriter:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
+        if self._wal is not None and not self._retry:
+            self._wal.close()  # empty once flushed: removed
+            self._wal = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -276,4 +300,113 @@ class CaptureWriter:
             "dropped": self.dropped,
             "failed_writes": self.failed_writes,
             "sample_rate": self.sample_rate,
+            "write_ahead": self.wal_dir or None,
+            "recovered": self.recovered,
         }
+
+
+# -- the write-ahead file -----------------------------------------------------------------------------------
+
+
+class WriteAhead:
+    """The capture buffer's optional write-ahead file (``[monitoring.capture] wal_dir``).
+
+    Each request's lines are appended to a local file as they are queued: one ``write`` on the request's
+    bookkeeping path, no fsync. A flush starts a new file and deletes the old one once its records are in
+    the store. A process that dies (kill -9, the OOM killer) leaves its file behind, and the kernel still
+    holds what it wrote; the next server started with the same ``wal_dir`` on the same host writes those
+    records to the store (`recover_write_ahead`). It protects against the process dying, not the machine:
+    a power cut loses what the page cache held.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], writer: str) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.writer = writer
+        self._seq = 0
+        self._file: Any = None
+        self.path = self._open()
+
+    def _open(self) -> Path:
+        self._seq += 1
+        path = self.folder / f"{self.writer}.{self._seq:06d}.wal"
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 (held open until rotate or close)
+        return path
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def rotate(self) -> Path:
+        """Start a new file; returns the closed one (to delete once its records are in the store)."""
+        done = self.path
+        self._file.close()
+        self.path = self._open()
+        return done
+
+    def close(self) -> None:
+        self._file.close()
+        if self.path.exists() and self.path.stat().st_size == 0:
+            self.path.unlink()
+
+
+def _alive(writer: str) -> bool:
+    """Whether the process that owns a write-ahead file still runs (it is then not ours to replay)."""
+    host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname())[:40] or "host"
+    rest = writer[len(host) + 1 :] if writer.startswith(host + "-") else None
+    if rest is None:
+        return True  # another host's file (a shared folder): leave it to that host
+    pid_text = rest.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # our pid, another writer name: a process before us (pid 1 in a container) that died
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a live pid may have been reused by something else (an empty command line: starting, keep it)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not command or b"mlopsctl" in command
+
+
+def recover_write_ahead(folder: str | os.PathLike[str], store: Store) -> int:
+    """Write the records dead processes left in ``folder`` to the store, then delete their files.
+
+    Keys are made from the file's name and the record group (model and hour), and written with
+    put-if-absent, so a recovery that stops half-way and runs again writes nothing twice. A torn last
+    line (the process died inside a write) is skipped. Returns the number of records written."""
+    from mlopsctl.errors import Conflict
+
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    total = 0
+    for path in sorted(root.glob("*.wal")):
+        writer, _, seq = path.name.removesuffix(".wal").rpartition(".")
+        if not writer or _alive(writer):
+            continue
+        groups: dict[tuple[str, int], list[bytes]] = {}
+        firsts: dict[tuple[str, int], float] = {}
+        for line in path.read_bytes().splitlines():
+            try:
+                rec = orjson.loads(line)
+                where = (str(rec["model"]), int(float(rec["time"]) // 3600))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            groups.setdefault(where, []).append(line + b"\n")
+            firsts.setdefault(where, float(rec["time"]))
+        for i, (where, lines) in enumerate(sorted(groups.items())):
+            key = capture_key(where[0], firsts[where], f"{writer}-wal{seq}", i + 1)
+            try:
+                store.put_if_absent(key, b"".join(lines))
+            except Conflict:
+                continue  # written by a recovery that stopped before deleting the file
+            total += len(lines)
+        log.warning("capture: wrote %d records a stopped process left in %s", sum(map(len, groups.values())), path)
+        path.unlink(missing_ok=True)
+    return total

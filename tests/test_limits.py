@@ -145,3 +145,16 @@ def test_requests_that_used_to_answer_500_are_4xx_naming_the_field(
             r = c.get(f"/retrain/{run_id}", headers=auth)
             assert r.status_code == 404 and r.json()["detail"][0]["field"] == "run_id", (run_id, r.text)
         assert c.post("/predict", json={"features": wine_rows(1)[0]}).status_code == 200
+
+
+def test_a_number_far_outside_the_training_range_is_refused_by_field(wine_store_copy: Path) -> None:
+    """A million times the range's scale beyond it is accepted (extrapolation); beyond, a scaler in a model
+    would overflow float32 and scikit-learn's trees refuse infinity: 422 naming the field, on every runtime."""
+    with TestClient(_app(wine_store_copy)) as c:
+        row = wine_rows(1)[0]
+        assert c.post("/predict", json={"features": {**row, "alcohol": 1e6}}).status_code == 200
+        r = c.post("/predict", json={"features": {**row, "alcohol": 1e16}})
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "features.alcohol"
+        assert "far outside the training range [8.4, 14.9]" in r.json()["detail"][0]["problem"]
+        r = c.post("/predict", json={"features": {**row, "density": 10**400}})  # JSON's big integers too
+        assert r.status_code in (400, 422)

@@ -276,10 +276,14 @@ def test_regression_and_classification_served_together(two_models_store: Path) -
         names = {m["name"]: m for m in c.get("/models").json()["models"]}
         assert names["wine-alcohol"]["task"] == "regression" and names["wine"]["runtime"] == "onnx"
         spec = c.get("/openapi.json").json()
-        assert (
-            "oneOf"
-            in spec["paths"]["/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        )
+        # one path per served model, each with its own body (a templated path could not pair them)
+        bodies = {
+            name: spec["paths"][f"/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]
+            for name in ("wine", "wine-alcohol")
+        }
+        rows_of = {n: b["schema"]["oneOf"][0]["properties"]["features"]["properties"] for n, b in bodies.items()}
+        assert "alcohol" in rows_of["wine"] and "alcohol" not in rows_of["wine-alcohol"]
+        assert "/models/{name}/predict" not in spec["paths"]
 
 
 def test_a_bundle_without_onnx_is_served_by_scikit_learn(two_models_store: Path) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from mlopsctl.bundle.keys import META_CLASSES, META_INPUTS, MISSING_STRING
 from mlopsctl.bundle.safety import check_onnx, metadata_json
 from mlopsctl.bundle.task import is_regression
-from mlopsctl.errors import UnsafeModel
+from mlopsctl.errors import UnsafeModel, ValidationError
 
 _DTYPES: dict[str, Any] = {"double": np.float64, "float": np.float32, "string": object}
 TEXT_CHUNK = 64  # rows per onnxruntime call for a model with a text feature
@@ -201,9 +201,16 @@ class SklearnRunner:
                 # keeps the object dtype (pandas 3 would infer its `str` dtype from a list or an array)
                 data[name] = pd.Series([np.nan if v is None else v for v in values], dtype=object)
         frame = pd.DataFrame(data, columns=self._names, copy=False)
-        if self._regression:
-            return np.asarray(self._pipeline.predict(frame), dtype=np.float64).ravel().tolist(), None
-        proba = self._pipeline.predict_proba(frame)
+        try:
+            if self._regression:
+                return np.asarray(self._pipeline.predict(frame), dtype=np.float64).ravel().tolist(), None
+            proba = self._pipeline.predict_proba(frame)
+        except ValueError as exc:
+            if "infinity" not in str(exc) and "too large" not in str(exc):
+                raise
+            # a scaler in the model took a huge input past float32 (scikit-learn's trees cast to it)
+            problem = "a value overflows inside the model (scaled past float32): send values nearer the training range"
+            raise ValidationError(problem, [("rows", problem)]) from None
         if self._order is not None:
             proba = proba[:, self._order]
         # the model's own rule (argmax of the probabilities), without a second pass through the pipeline

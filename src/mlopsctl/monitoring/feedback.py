@@ -106,6 +106,8 @@ def check_items(
             reject("request_id", f"expected the request id of a prediction (1 to {MAX_REQUEST_ID} characters)")
             continue
         row = item.get("row", 0)
+        if isinstance(row, float) and row.is_integer():
+            row = int(row)  # 3.0 is the integer 3 in JSON
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < MAX_EXACT_INT:
             reject("row", f"expected a row index (an integer ≥ 0), got {row!r}")
             continue

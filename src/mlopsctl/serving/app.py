@@ -347,7 +347,9 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(exc.status_code, "http_error", [("path", f"{request.url.path}: {exc.detail}")])
+        answer = _error(exc.status_code, "http_error", [("path", f"{request.url.path}: {exc.detail}")])
+        answer.headers.update(exc.headers or {})  # 405 names the allowed methods (Allow), as HTTP asks
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> Response:
@@ -356,32 +358,13 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
 
     def openapi() -> dict[str, Any]:
         # regenerated on each call: the request schemas follow the versions being served
+        from mlopsctl.serving.openapi import document
+
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-
-        def body(path: str, request: dict[str, Any]) -> None:
-            op = schema["paths"][path]["post"]
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
-
-        loaded = [s.current[0].spec for s in slots if s.current is not None]
-        if first.current is not None:
-            spec = first.current[0].spec
-            body("/predict", spec.request_schema())
-            records = {"type": "array", "items": spec.row_schema()}
-            body("/invocations", {"type": "object", "properties": {"dataframe_records": records}})
-        if loaded:
-            requests = [spec.request_schema() for spec in loaded]
-            body("/models/{name}/predict", requests[0] if len(requests) == 1 else {"oneOf": requests})
-        schema.setdefault("components", {}).setdefault("schemas", {})["FeedbackItem"] = {
-            "type": "object",
-            "properties": {
-                "request_id": {"type": "string", "description": "the request_id of a prediction"},
-                "label": {"description": "the true class (classification) or value (regression)"},
-                "row": {"type": "integer", "minimum": 0, "default": 0, "description": "row of a batch request"},
-            },
-            "required": ["request_id", "label"],
-            "additionalProperties": False,
-        }
-        return schema
+        specs = [s.current[0].spec if s.current is not None else None for s in slots]
+        spec = first.current[0].spec if first.current is not None else None
+        tasks = [s.current[0].task for s in slots if s.current is not None]
+        return document(schema, first=spec, specs=specs, max_rows=max_rows, tasks=tasks, names=list(by_name))
 
     app.openapi = openapi  # type: ignore[method-assign]
     routes = {"/predict": (served[0], "predict"), "/invocations": (served[0], "invocations")}

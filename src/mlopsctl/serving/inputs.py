@@ -18,6 +18,22 @@ from mlopsctl.errors import ValidationError
 MAX_PROBLEMS = 50
 _REQUIRED = "a value is required (the training data had none missing)"
 _INFINITIES = (math.inf, -math.inf)
+# numbers are fed to models that compute in float32 (trees, onnxruntime's graphs): beyond it a value is infinity
+_LIMIT = 3.4028234663852886e38
+
+
+_REACH = 1e6  # a number may lie this many times the training range's scale beyond it
+
+
+def accepted_range(feature: dict[str, Any]) -> tuple[float, float]:
+    """The values a numeric feature accepts: the training range widened by a million times its scale (the
+    span, or the size of its ends, at least 1), within float32. Far enough for any real extrapolation, near
+    enough that no scaler in a model overflows float32, which scikit-learn's trees then refuse."""
+    lo, hi = feature.get("min"), feature.get("max")
+    if lo is None or hi is None:
+        return -_LIMIT, _LIMIT
+    scale = max(float(hi) - float(lo), abs(float(lo)), abs(float(hi)), 1.0)
+    return max(-_LIMIT, float(lo) - _REACH * scale), min(_LIMIT, float(hi) + _REACH * scale)
 
 
 def snake(name: str) -> str:
@@ -40,8 +56,12 @@ class InputSpec:
                 lookup[a] = n
         self.lookup = lookup
         self.numeric = [n for n in self.names if self.kinds[n] == "numeric"]
-        # key as sent → (feature, numeric?, nullable?, an alias?): one dict lookup per value on the hot path
-        self._keys = {k: (n, self.kinds[n] == "numeric", self.nullable[n], k != n) for k, n in lookup.items()}
+        self.bounds = {f["name"]: accepted_range(f) for f in self.features if f["kind"] == "numeric"}
+        # key as sent → (feature, numeric?, nullable?, an alias?, low, high): one dict lookup per value on the hot path
+        self._keys = {
+            k: (n, self.kinds[n] == "numeric", self.nullable[n], k != n, *self.bounds.get(n, (-_LIMIT, _LIMIT)))
+            for k, n in lookup.items()
+        }
 
     # -- the hot path ---------------------------------------------------------------------
     def columns(self, rows: list[Any], *, field_prefix: str = "") -> dict[str, list[Any]]:
@@ -64,7 +84,7 @@ class InputSpec:
                 if info is None:
                     bad(i, str(key), "unknown field: " + self._suggest(str(key)))
                     continue
-                name, numeric, nullable, alias = info
+                name, numeric, nullable, alias, low, high = info
                 seen += 1
                 aliased = aliased or alias
                 if numeric:
@@ -74,11 +94,14 @@ class InputSpec:
                             if not nullable:
                                 bad(i, key, _REQUIRED)
                                 continue
-                        elif value in _INFINITIES:
-                            bad(i, key, "expected a finite number, got infinity")
+                        elif not low <= value <= high:
+                            bad(i, key, self._out_of_range(name, value))
                             continue
                     elif kind is int:
                         value = float(value)
+                        if not low <= value <= high:
+                            bad(i, key, self._out_of_range(name, value))
+                            continue
                     elif value is None:
                         if not nullable:
                             bad(i, key, _REQUIRED)
@@ -104,6 +127,19 @@ class InputSpec:
             shown = "; ".join(f"{f}: {p}" for f, p in problems[:3]) + ("; …" if len(problems) > 3 else "")
             raise ValidationError(f"{len(problems)} problem(s) in the input: {shown}", problems[:MAX_PROBLEMS])
         return cols
+
+    def _out_of_range(self, name: str, value: float) -> str:
+        if value in _INFINITIES:
+            return "expected a finite number, got infinity"
+        low, high = self.bounds.get(name, (-_LIMIT, _LIMIT))
+        f = next(f for f in self.features if f["name"] == name)
+        if f.get("min") is None or f.get("max") is None:
+            return f"{value:.3g} is out of range: numbers are at most ±3.4e38 (the models compute in float32)"
+        return (
+            f"{value:.6g} is far outside the training range [{f['min']:.6g}, {f['max']:.6g}]: accepted are "
+            f"[{low:.3g}, {high:.3g}] (a million times the range's scale around it; beyond, a model's arithmetic "
+            "overflows)"
+        )
 
     @staticmethod
     def _where(i: int, many: bool, field_prefix: str) -> str:
@@ -133,7 +169,8 @@ class InputSpec:
         props: dict[str, Any] = {}
         for f in self.features:
             if f["kind"] == "numeric":
-                p: dict[str, Any] = {"type": "number"}
+                low, high = accepted_range(f)
+                p: dict[str, Any] = {"type": "number", "minimum": low, "maximum": high}
                 if f.get("min") is not None:
                     p["description"] = f"training range [{f['min']}, {f['max']}]"
                     p["example"] = f["min"] if f["max"] is None else round((f["min"] + f["max"]) / 2, 4)
@@ -145,12 +182,15 @@ class InputSpec:
                 elif f["kind"] == "text":
                     p["example"] = "great product, loved it"
             if f.get("nullable"):
-                p = {**p, "nullable": True}
+                p = {**p, "type": [p["type"], "null"]}  # OpenAPI 3.1: JSON Schema's own null
             props[f["name"]] = p
         return {"type": "object", "properties": props, "required": self.names, "additionalProperties": False}
 
-    def request_schema(self) -> dict[str, Any]:
+    def request_schema(self, max_rows: int | None = None) -> dict[str, Any]:
         row = self.row_schema()
+        many: dict[str, Any] = {"type": "array", "items": row, "minItems": 1}
+        if max_rows is not None:
+            many["maxItems"] = max_rows
         return {
             "oneOf": [
                 {
@@ -158,12 +198,14 @@ class InputSpec:
                     "title": "one row",
                     "properties": {"features": row},
                     "required": ["features"],
+                    "additionalProperties": False,
                 },
                 {
                     "type": "object",
                     "title": "many rows",
-                    "properties": {"instances": {"type": "array", "items": row, "minItems": 1}},
+                    "properties": {"instances": many},
                     "required": ["instances"],
+                    "additionalProperties": False,
                 },
             ]
         }

@@ -42,6 +42,11 @@ def rows_from_json(payload: Any, max_rows: int) -> tuple[list[Any], str]:
             or not isinstance(value.get("data"), list)
         ):
             raise ValidationError("body", [(key, 'expected {"columns": [...], "data": [[...], ...]}')])
+        extra = sorted(set(value) - {"columns", "data", "index"})
+        if extra:
+            raise ValidationError("body", [(f"{key}.{extra[0]}", "unknown field: expected columns, data and index")])
+        if "index" in value and not isinstance(value["index"], list):
+            raise ValidationError("body", [(f"{key}.index", "expected an array of row labels")])
         cols = value["columns"]
         bad = next((i for i, c in enumerate(cols) if not isinstance(c, str)), None)
         if bad is not None:

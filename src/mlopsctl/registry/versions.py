@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from mlopsctl.bundle.ref import NAME_RE, ModelRef
-from mlopsctl.errors import Conflict, IntegrityError, NotFound
+from mlopsctl.errors import Conflict, NotFound
 from mlopsctl.registry import history
-from mlopsctl.store.base import Store, dumps
+from mlopsctl.store.base import Store, dumps, get_checked
 
 
 def check_name(name: str) -> str:
@@ -183,15 +183,7 @@ def read_files(store: Store, name: str, version: int, only: list[str] | None = N
         entry = man["files"].get(fname)
         if entry is None:
             continue
-        path = _vprefix(name, version) + fname
-        try:
-            data = store.get(path)
-        except NotFound:
-            raise IntegrityError(path, entry["sha256"], "missing file") from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != entry["sha256"]:
-            raise IntegrityError(path, entry["sha256"], actual)
-        out[fname] = data
+        out[fname] = get_checked(store, _vprefix(name, version) + fname, entry["sha256"])
     return out
 
 

@@ -83,6 +83,22 @@ class Store(ABC):
         return sorted(seen)
 
 
+def get_checked(store: Store, key: str, sha256: str) -> bytes:
+    """The object's bytes, refused (IntegrityError naming the key) when missing or not of that sha256."""
+    import hashlib
+
+    from mlopsctl.errors import IntegrityError
+
+    try:
+        data = store.get(key)
+    except NotFound:
+        raise IntegrityError(key, sha256, "missing file") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise IntegrityError(key, sha256, actual)
+    return data
+
+
 def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
@@ -109,4 +125,4 @@ def open_store(uri: str) -> Store:
     return LocalStore(uri.removeprefix("file://"))
 
 
-__all__ = ["Conflict", "NotFound", "Store", "check_key", "dumps", "open_store"]
+__all__ = ["Conflict", "NotFound", "Store", "check_key", "dumps", "get_checked", "open_store"]

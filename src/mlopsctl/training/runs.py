@@ -25,7 +25,7 @@ from typing import Any
 from mlopsctl import __version__
 from mlopsctl.bundle import keys
 from mlopsctl.errors import IntegrityError, NotFound
-from mlopsctl.store.base import Store
+from mlopsctl.store.base import Store, get_checked
 
 RUN_ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -95,14 +95,7 @@ def read_run_file(store: Store, run: dict[str, Any], fname: str) -> bytes:
         if run.get("files") is None:
             raise IntegrityError(path, problem="its run predates file hashes: train it again to publish it")
         raise NotFound("file", path, f"run {run['run_id']} has no {fname}")
-    try:
-        data = store.get(path)
-    except NotFound:
-        raise IntegrityError(path, entry["sha256"], "missing file") from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry["sha256"]:
-        raise IntegrityError(path, entry["sha256"], actual)
-    return data
+    return get_checked(store, path, entry["sha256"])
 
 
 def run_model(store: Store, run: dict[str, Any], *, trusted_types: Iterable[str] = ()) -> Any:

@@ -8,10 +8,11 @@ safe format), ``holdout.parquet`` (for the ONNX parity check and the gate) and
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from mlopsctl.bundle.task import is_regression, is_text
 from mlopsctl.config import Config
@@ -30,6 +31,8 @@ from mlopsctl.training.runs import (
 )
 
 Reporter = Callable[[str, int, int], None]  # (step, done, total)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def load_training_data(config: Config, path: str | Path | None = None) -> tuple[Any, str]:
@@ -95,6 +98,22 @@ class ModelMaker:
         return build_pipeline(t.task, t.model, params, self.features, t.seed)
 
 
+def _thread_limited(train: Callable[P, R]) -> Callable[P, R]:
+    """Run ``train`` with BLAS, OpenMP and ``n_jobs`` limited to ``[training] threads`` (0: every core);
+    the limits are restored after it, error or not."""
+
+    @functools.wraps(train)
+    def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+        from threadpoolctl import threadpool_limits
+
+        config = args[0] if args else kwargs["config"]
+        with threadpool_limits(limits=config.training.threads or None):  # type: ignore[attr-defined]
+            return train(*args, **kwargs)
+
+    return limited
+
+
+@_thread_limited
 def train_project(
     config: Config,
     store: Store,
@@ -106,26 +125,8 @@ def train_project(
 ) -> dict[str, Any]:
     """Train the project's model and store the run. Returns the run record.
 
-    ``frame`` (a DataFrame and where it came from) replaces reading the data file. BLAS, OpenMP and
-    ``n_jobs`` use ``[training] threads`` (0: every core) for the whole run, restored after it."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=config.training.threads or None):
-        return _train_project(config, store, data_path=data_path, tune=tune, reporter=reporter, frame=frame)
-
-
-def _train_project(
-    config: Config,
-    store: Store,
-    *,
-    data_path: str | Path | None = None,
-    tune: bool = False,
-    reporter: Reporter | None = None,
-    frame: tuple[Any, str] | None = None,
-) -> dict[str, Any]:
-    """Train the project's model and store the run. Returns the run record.
-
-    ``frame`` (a DataFrame and where it came from) replaces reading the data file."""
+    ``frame`` (a DataFrame and where it came from) replaces reading the data file. Training uses
+    ``[training] threads`` threads (`_thread_limited`)."""
     import numpy as np
     import pandas as pd
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split

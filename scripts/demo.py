@@ -206,7 +206,28 @@ def main() -> None:
     mlopsctl("pipeline", "schedule", "--cron", "0 3 * * 1", "--if", "drift")
     print("(that line, with --install, runs the same check every Monday at 03:00)")
 
-    say("15. Deployment files and the monthly bill")
+    say("15. Your own model: a pipeline trained in your own code, published with the Python API")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import train_test_split
+
+    import mlopsctl as api  # the Python API (the `mlopsctl` function here runs the CLI)
+
+    X, y = data.drop(columns=["target"]), data["target"]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    own = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(X_train, y_train)
+    print("model = HistGradientBoostingClassifier(max_iter=100).fit(X_train, y_train)   # your code")
+    print("version = mlopsctl.publish(model, X=X_test, y=y_test, project='demo')")
+    version = api.publish(own, X=X_test, y=y_test, project=PROJECT)
+    check = version.manifest["export"]
+    print(
+        f"→ {version.name} v{version.number}: runtime {version.runtime} (ONNX checked on {check['n_rows_checked']} "
+        f"rows, largest difference {check['max_abs_diff']:.1e}), holdout accuracy {version.metrics['accuracy']:.3f}"
+    )
+    local = api.load(f"demo@{version.number}", project=PROJECT)
+    print(f"mlopsctl.load('demo@{version.number}').predict(X_test[:5]) = {local.predict(X_test.iloc[:5])}")
+    mlopsctl("models", "show", f"demo@{version.number}")
+
+    say("16. Deployment files and the monthly bill")
     mlopsctl("deploy", "docker", "--out", "deploy/docker")
     mlopsctl("deploy", "aws", "--out", "deploy/aws")
     mlopsctl("cost")

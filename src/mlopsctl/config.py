@@ -46,6 +46,9 @@ class DataSection(_Section):
     drop: list[str] = []
     text_columns: list[str] | None = None
     categorical_columns: list[str] | None = None
+    # a categorical feature with more distinct values is refused by `data validate` and `train` (one-hot
+    # encoding makes a column per value: hist_gradient_boosting holds them dense, ~8 KB a row at 1000)
+    max_categories: int = Field(default=1000, ge=2)
 
 
 class TuneSection(_Section):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,17 @@ def _name(name: str | None) -> str:
     return cfg.model_name
 
 
+def _known(store: Any, model: str) -> None:
+    """A NotFound listing the store's models when ``model`` is not one of them."""
+    from mlopsctl import registry
+    from mlopsctl.errors import NotFound
+
+    names = registry.model_names(store)
+    if model not in names:
+        hint = f"models there: {', '.join(names)}" if names else "the store has no models yet"
+        raise NotFound("model", f"{model} in store {store.uri}", hint)
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
@@ -59,8 +72,15 @@ def export(
         raise DataError("--format", f"got {fmt!r}: use csv, parquet or jsonl")
     if fmt == "parquet" and out is None:
         raise DataError("--out", "parquet is binary: give --out FILE")
+    if out is not None:
+        from mlopsctl.cli.deploy import output_file
+
+        output_file(out)
+    start = _since(since)
     model = _name(name)
-    records = load_captures(common.store(), model, _since(since), version=version, ok_only=not errors)
+    store = common.store()
+    _known(store, model)
+    records = load_captures(store, model, start, version=version, ok_only=not errors)
     if fmt == "jsonl":
         text = "".join(json.dumps(r, default=str) + "\n" for r in records)
         _write_text(text, out)
@@ -88,16 +108,27 @@ def export(
             _write_text(frame.to_csv(index=False), out)
         else:
             assert out is not None
-            frame.to_parquet(out, index=False)
+            with _writing(out):
+                frame.to_parquet(out, index=False)
     if out is not None:
-        common.err_console().print(f"{len(records)} record(s) of {model} since {_iso(_since(since))} → {out}")
+        common.err_console().print(f"{len(records)} record(s) of {model} since {_iso(start)} → {out}")
 
 
 def _write_text(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
-    else:
+        return
+    with _writing(out):
         out.write_text(text)
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    from mlopsctl.cli.deploy import writing
+
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        yield
 
 
 def feedback(
@@ -117,9 +148,11 @@ def feedback(
     frame = read_table(file)
     missing = [c for c in ("request_id", label_column) if c not in frame.columns]
     if missing:
-        raise DataError(str(file), f"missing column(s) {', '.join(missing)}", missing[0])
+        found = ", ".join(map(str, frame.columns))
+        raise DataError(str(file), f"missing column(s) {', '.join(missing)}; columns are: {found}", missing[0])
     name = _name(model)
     store = common.store()
+    _known(store, name)
     known: dict[str, tuple[str, int, int]] = {}
     for r in load_captures(store, name, _since(since), ok_only=True):
         rid = r["request_id"]
@@ -145,17 +178,28 @@ def feedback(
         items.append(item)
     result = check_items(items, known.get, info, source=f"file:{file.name}")
     key = store_feedback(store, result.accepted, f"cli-{secrets.token_hex(4)}", 1)
+
+    def where(rej: dict[str, Any]) -> str:
+        line = rej["index"] + 2 if file.suffix.lower() in (".csv", ".tsv", ".txt") else rej["index"] + 1
+        return f"line {line}: {rej['field']}: {rej['problem']}"
+
     if as_json:
         common.emit_json({**result.to_dict(), "key": key})
     else:
-        common.console().print(f"{len(result.accepted)} label(s) stored for {name}" + (f" ({key})" if key else ""))
+        from rich.markup import escape
+
+        c = common.console()
+        c.print(f"{len(result.accepted)} label(s) stored for {name}" + (f" ({key})" if key else ""))
         for rej in result.rejected[:20]:
-            line = rej["index"] + 2 if file.suffix.lower() in (".csv", ".tsv", ".txt") else rej["index"] + 1
-            common.err_console().print(f"{file}: line {line}: {rej['field']}: {rej['problem']}")
+            c.print(escape(f"{file}: {where(rej)}"))
         if len(result.rejected) > 20:
-            common.err_console().print(f"… and {len(result.rejected) - 20} more")
+            c.print(f"… and {len(result.rejected) - 20} more")
     if result.rejected:
-        raise typer.Exit(1)
+        n, total = len(result.rejected), len(items)
+        listed = " (listed above)" if n > 1 and not as_json else ""
+        raise DataError(
+            str(file), f"{n} of {total} label(s) rejected{listed}, the first at {where(result.rejected[0])}"
+        )
 
 
 def _missing(v: Any) -> bool:
@@ -178,8 +222,11 @@ def performance(
         raise DataError("--window", str(exc)) from None
     if width <= 0:
         raise DataError("--window", "must be longer than 0")
+    start = _since(since)
     model = _name(name)
-    report = compute(common.store(), model, since=_since(since), window=width)
+    store = common.store()
+    _known(store, model)
+    report = compute(store, model, since=start, window=width)
     if as_json:
         common.emit_json(report)
         return

@@ -26,6 +26,45 @@ def _read(path: Path) -> tuple[Any, str | None, Any]:
     return df, (cfg.data.target if cfg is not None else None), cfg
 
 
+def training_view(df: Any, target: str | None, cfg: Any, source: str) -> tuple[Any, Any, list[str]]:
+    """What `train` would see of ``df`` and the rules it would hold it to: (frame, rules, ignored columns).
+
+    In a project with its target in the data: the configured features and the target, under the project's
+    [training] and [data] settings. Outside a project, with a target: every column, under the settings
+    `init` would write (task inferred from the target). Without a target: ``df``, no rules."""
+    from mlopsctl.data.validate import TrainingRules
+
+    if target is None or target not in df.columns:
+        return df, None, []
+    if cfg is not None:
+        if target != cfg.data.target:
+            return df, TrainingRules.of(cfg), []
+        from mlopsctl.training.train import select_features
+
+        features = select_features(df, cfg, source)
+        ignored = [c for c in df.columns if c not in features and c != target]
+        return df[[*features, target]], TrainingRules.of(cfg), ignored
+    return df, default_rules(df, target), []
+
+
+def default_rules(df: Any, target: str) -> Any:
+    """The rules of the project `mlopsctl init` would write for this data and target."""
+    from mlopsctl.cli.project import infer_task
+    from mlopsctl.config import FAMILIES_BY_TASK, DataSection, TrainingSection
+    from mlopsctl.data.schema import infer_schema
+    from mlopsctl.data.validate import TrainingRules
+
+    task = infer_task(df, target, infer_schema(df, target))
+    fields, data_fields = TrainingSection.model_fields, DataSection.model_fields
+    return TrainingRules(
+        task=task,
+        cv_folds=fields["cv_folds"].default,
+        test_size=fields["test_size"].default,
+        max_categories=data_fields["max_categories"].default,
+        model=FAMILIES_BY_TASK[task][0],
+    )
+
+
 def _reference(against: str | None) -> Any:
     from mlopsctl.data.snapshot import list_snapshots, load_snapshot
 
@@ -36,6 +75,15 @@ def _reference(against: str | None) -> Any:
         snaps = list_snapshots(store)
         return snaps[0].schema if snaps else None
     return load_snapshot(store, against)[1].schema
+
+
+def _refusal(report: Any, path: Path, how: str) -> Any:
+    """The one line a failed check ends with: the first error, naming the column, and how many more."""
+    from mlopsctl.errors import DataError
+
+    first, more = report.errors[0], len(report.errors) - 1
+    tail = f" (and {more} more error(s) {how})" if more else ""
+    return DataError(str(path), first.detail + tail, column=first.column or None)
 
 
 @app.command("validate")
@@ -50,31 +98,35 @@ def validate_cmd(
     target: str | None = typer.Option(None, "--target", help="Target column (default: the project's)."),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Check columns, types, null rates, value ranges and categories; report every problem."""
+    """Check columns, types, null rates, value ranges and categories; with a target, also what `train` needs
+    (two classes or more, rows per class for the holdout and CV folds, categorical levels up to
+    \\[data] max_categories). Report every problem, one a line; exit 1 on errors."""
+    from rich.markup import escape
+
     from mlopsctl.data.validate import validate
 
-    df, cfg_target, _ = _read(path)
+    df, cfg_target, cfg = _read(path)
     target = target or (cfg_target if cfg_target in df.columns else None)
+    frame, rules, ignored = training_view(df, target, cfg, str(path))
     schema = _reference(against)
-    report = validate(df, schema, target=target)
+    report = validate(frame, schema, target=target, rules=rules)
     if as_json:
-        common.emit_json({"path": str(path), "against": against or ("latest" if schema else None), **report.to_dict()})
+        where = against or ("latest" if schema else None)
+        common.emit_json({"path": str(path), "against": where, "ignored_columns": ignored, **report.to_dict()})
     else:
         c = common.console()
         verdict = "[green]ok[/green]" if report.ok else "[red]failed[/red]"
         ref = " against the latest snapshot's schema" if schema is not None and against is None else ""
         c.print(
-            f"{path}: {report.n_rows} rows × {report.n_columns} columns{ref}: {verdict} "
+            f"{escape(str(path))}: {report.n_rows} rows × {report.n_columns} columns{ref}: {verdict} "
             f"({len(report.errors)} error(s), {len(report.warnings)} warning(s))"
         )
-        if report.problems:
-            common.table(
-                None,
-                ["severity", "column", "check", "rows", "detail"],
-                [[p.severity, p.column, p.check, p.rows, p.detail] for p in report.problems],
-            )
+        if ignored:
+            c.print(f"[dim]not checked: {escape(', '.join(ignored))} (train does not use them: \\[data])[/dim]")
+        for p in report.problems:
+            c.print(escape(str(p)))
     if not report.ok:
-        raise typer.Exit(1)
+        raise _refusal(report, path, "listed above" if not as_json else "in the JSON")
 
 
 @app.command("ingest")
@@ -83,23 +135,18 @@ def ingest_cmd(
     target: str | None = typer.Option(None, "--target", help="Target column (default: the project's)."),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Validate, then store a content-addressed snapshot (sha256) with its schema and profile."""
+    """Validate (as `data validate` does), then store a content-addressed snapshot (sha256) with its schema and
+    profile."""
     from mlopsctl.data.schema import infer_schema
     from mlopsctl.data.snapshot import ingest
     from mlopsctl.data.validate import validate
 
     df, cfg_target, cfg = _read(path)
     target = target or (cfg_target if cfg_target in df.columns else None)
-    report = validate(df, target=target)
+    frame, rules, _ = training_view(df, target, cfg, str(path))
+    report = validate(frame, target=target, rules=rules)
     if not report.ok:
-        first = report.errors[0]
-        from mlopsctl.errors import DataError
-
-        raise DataError(
-            str(path),
-            f"{first.check}: {first.detail} ({len(report.errors)} error(s); see `mlopsctl data validate`)",
-            column=first.column,
-        )
+        raise _refusal(report, path, f"`mlopsctl data validate {path}` lists")
     schema = infer_schema(
         df,
         target,

@@ -24,10 +24,13 @@ def aws(
     `terraform fmt -check` and checkov, then `terraform init` and `apply` (docs/deploy-aws.md)."""
     from rich.markup import escape
 
+    from mlopsctl.cli.deploy import output_folder, writing
     from mlopsctl.deploy.aws import values_from_config, write
 
     cfg = common.config(required=False)
-    result = write(out, values_from_config(cfg, model=model, alias=alias), force=force)
+    values = values_from_config(cfg, model=model, alias=alias)
+    with writing(output_folder(out)):
+        result = write(out, values, force=force)
     if as_json:
         common.emit_json(result)
         return

@@ -42,16 +42,20 @@ def docker(
     name = model or (cfg.model_name if cfg else None)
     if not name:
         raise ValidationError("--model: no mlops.toml here, so name the model to serve", [("--model", "required")])
-    result = write_docker(
-        out if out is not None else (cfg.root if cfg else Path(".")) / "deploy" / "docker",
-        model=name,
-        alias=alias or (cfg.serving.alias if cfg else "prod"),
-        store_uri=store or common.store_uri(cfg),
-        bake=bake,
-        force=force,
-        strict=store is not None,
-        cfg=cfg,
-    )
+    from mlopsctl.cli.deploy import output_folder, writing
+
+    folder = output_folder(out if out is not None else (cfg.root if cfg else Path(".")) / "deploy" / "docker")
+    with writing(folder):
+        result = write_docker(
+            folder,
+            model=name,
+            alias=alias or (cfg.serving.alias if cfg else "prod"),
+            store_uri=store or common.store_uri(cfg),
+            bake=bake,
+            force=force,
+            strict=store is not None,
+            cfg=cfg,
+        )
     if print_files(result, as_json):
         return
     from rich.markup import escape

@@ -21,10 +21,14 @@ def github(
 ) -> None:
     """Write ci.yml (every push), train.yml (train, publish, gate on main) and deploy.yml (build, push to ECR,
     roll out on ECS), using GitHub's OIDC token for AWS (docs/deploy-github.md)."""
+    from mlopsctl.cli.deploy import output_folder, writing
     from mlopsctl.cli.deploy_docker import print_files
     from mlopsctl.deploy.github import write_workflows
 
-    result = write_workflows(common.require_config(), out, force=force)
+    cfg = common.require_config()
+    folder = output_folder(out) if out is not None else None
+    with writing(folder or cfg.root):
+        result = write_workflows(cfg, folder, force=force)
     if print_files(result, as_json):
         return
     c = common.console()

@@ -183,7 +183,8 @@ def drift(
     except (MlopsError, OSError) as exc:
         if common.STATE.debug:
             raise
-        common.error_line(str(exc))
+        said = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        common.error_line(said)
         raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         common.emit_json({**report.to_dict(), "saved": saved, "html": str(html) if html else None})
@@ -214,6 +215,10 @@ def _run(
         raise DataError("--since/--current", "give one source of current data, not both")
     if alias is not None and version is not None:
         raise DataError("--alias/--version", "give an alias or a version, not both")
+    if html is not None:
+        from mlopsctl.cli.deploy import output_file
+
+        output_file(html, "--html")
     cfg = common.config(required=False)
     if name is None:
         if cfg is None:
@@ -246,9 +251,11 @@ def _run(
     if save if save is not None else source["kind"] == "captured":
         saved = save_report(store, name, report)
     if html is not None:
+        from mlopsctl.cli.deploy import writing
         from mlopsctl.monitoring.report import render_html
 
-        html.write_text(render_html(report.to_dict()), encoding="utf-8")
+        with writing(html, "--html"):
+            html.write_text(render_html(report.to_dict()), encoding="utf-8")
     return report, saved
 
 

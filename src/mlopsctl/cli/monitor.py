@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,8 +49,11 @@ def rules(
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    from mlopsctl.cli.deploy import output_file, writing
+
+    with writing(output_file(out)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     n = text.count("- alert:")
     common.err_console().print(f"wrote {n} alerting rule(s) to {out}")
 
@@ -101,7 +105,9 @@ def check(
 
     if once and every:
         raise ValidationError("--once and --every: choose one", [("--every", "not with --once")])
-    interval = parse_duration(every) if every else None
+    interval = _duration("--every", every) if every else None
+    for u in url:
+        _check_url(u)
     if interval is not None and interval <= 0:
         raise ValidationError("--every: must be more than 0s", [("--every", "must be positive")])
     cfg = common.config(required=False)
@@ -140,17 +146,23 @@ def stack(
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Write prometheus.yml, its alerting rules, a Grafana dashboard and Grafana provisioning files."""
+    from mlopsctl.cli.deploy import output_folder, writing
     from mlopsctl.monitoring.stack import write_stack
 
+    for flag, values in (("--target", target), ("--alertmanager", alertmanager)):
+        for value in values:
+            _check_host_port(flag, value)
+    _check_url(prometheus_url, "--prometheus-url")
     cfg = common.config(required=False)
-    written = write_stack(
-        out,
-        _alerts(cfg),
-        targets=target or [_default_target(cfg)],
-        model_names=model or ([cfg.model_name] if cfg else []),
-        alertmanagers=alertmanager,
-        prometheus_url=prometheus_url,
-    )
+    with writing(output_folder(out)):
+        written = write_stack(
+            out,
+            _alerts(cfg),
+            targets=target or [_default_target(cfg)],
+            model_names=model or ([cfg.model_name] if cfg else []),
+            alertmanagers=alertmanager,
+            prometheus_url=prometheus_url,
+        )
     if as_json:
         common.emit_json({"written": [str(p) for p in written]})
         return
@@ -158,6 +170,35 @@ def stack(
     for p in written:
         c.print(f"wrote {p}")
     c.print(f"check with: promtool check config {out / 'prometheus.yml'}")
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValidationError(f"{flag}: {exc}", [(flag, str(exc))]) from None
+
+
+def _check_url(url: str, flag: str = "--url") -> None:
+    """A server's address: http(s)://HOST[:PORT][/path]."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port that is not a number, or out of range
+        ok = False
+    if not ok:
+        raise ValidationError(f"{flag} {url!r}: expected a server's address, e.g. http://127.0.0.1:8000", [(flag, url)])
+
+
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def _check_host_port(flag: str, value: str) -> None:
+    m = _HOST_PORT.fullmatch(value)
+    if m is None or not 0 < int(m.group(2)) <= 65535:
+        raise ValidationError(f"{flag} {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8000", [(flag, value)])
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ def train(
 
     cfg = common.require_config()
     store = common.store(cfg)
+    frame = checked_frame(cfg, data)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -44,7 +45,7 @@ def train(
                 tasks[step] = progress.add_task(step, total=total)
             progress.update(tasks[step], completed=done, total=total)
 
-        run = train_project(cfg, store, data_path=data, tune=tune, reporter=report)
+        run = train_project(cfg, store, data_path=data, tune=tune, reporter=report, frame=frame)
     if as_json:
         common.emit_json(run)
         return
@@ -65,6 +66,27 @@ def train(
             f"best {t['best_params']}"
         )
     c.print(f"Next: mlopsctl publish {run['run_id']}")
+
+
+def checked_frame(cfg: Any, data: Path | None) -> tuple[Any, str]:
+    """The training data as `train_project` reads it, refused before any fitting when it breaks a rule of
+    `data validate` (the same checks, rules and first message): no model is fitted on data CV cannot split,
+    and no one-hot encoding of a column with too many levels is ever allocated."""
+    from mlopsctl.data.validate import TrainingRules, headerless_hint, validate
+    from mlopsctl.errors import DataError
+    from mlopsctl.training.train import load_training_data, select_features
+
+    df, source = load_training_data(cfg, data)
+    target = cfg.data.target
+    if target not in df.columns:
+        columns = [str(c) for c in df.columns]
+        found = f"target column not found; columns are: {', '.join(columns)}{headerless_hint(columns)}"
+        raise DataError(source, found, column=target)
+    features = select_features(df, cfg, source)
+    report = validate(df[[*features, target]], target=target, rules=TrainingRules.of(cfg))
+    if not report.ok:
+        raise report.first_error(source)
+    return df, source
 
 
 @runs_app.command("list")

@@ -18,13 +18,14 @@ from mlopsctl.data.snapshot import (
     load_snapshot,
     profile,
 )
-from mlopsctl.data.validate import Problem, ValidationReport, validate
+from mlopsctl.data.validate import Problem, TrainingRules, ValidationReport, validate
 
 __all__ = [
     "ColumnSchema",
     "DatasetSnapshot",
     "Problem",
     "Schema",
+    "TrainingRules",
     "ValidationReport",
     "dataset_hash",
     "infer_schema",

@@ -13,6 +13,7 @@ import codecs
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,8 +111,20 @@ def _read_delimited(
     if not nonblank:
         raise DataError(where, "file is empty (only blank lines)")
 
+    sampled = [lines[i] for i in nonblank[:_SNIFF_LINES]]
+    if sep is not None and len(sep) != 1:
+        raise DataError(where, f"separator {sep!r} must be one character, e.g. ',' ';' '|' or TAB ([data] separator)")
+    if sep is None and tsv and not any("\t" in ln for ln in sampled):
+        other = _sniff_sep(sampled)
+        fields = _count_outside_quotes(sampled[0], other) + 1
+        if fields > 1:
+            raise DataError(
+                where,
+                f"a .tsv file without a TAB in its first lines, which split on {_sep_name(other)} into {fields} "
+                f"fields: rename it to .csv, or set [data] separator = {other!r}",
+            )
     if sep is None:
-        sep = "\t" if tsv else _sniff_sep([lines[i] for i in nonblank[:_SNIFF_LINES]])
+        sep = "\t" if tsv else _sniff_sep(sampled)
     # Free text in TAB files (e.g. the IMDb sentences) has unbalanced double quotes; with
     # quoting on, a CSV reader would merge lines. Delimited-by-comma files need quoting.
     quoting: _Quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
@@ -138,12 +151,20 @@ def _read_delimited(
     except pd.errors.EmptyDataError:
         if header:
             raise DataError(
-                where, "has a header but no data rows (pass header=False if the first line is data)"
+                where, "has a header but no data rows (if the first line is data, set [data] header = false)"
             ) from None
         raise DataError(where, "no data rows") from None
     except UnicodeDecodeError as e:
         raise DataError(where, f"not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
     except (pd.errors.ParserError, ValueError, csv.Error) as e:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if ragged:
+            want, line, saw = ragged.groups()
+            raise DataError(
+                where,
+                f"line {line} has {saw} {_sep_name(sep)}-separated fields where the lines before it have {want}: "
+                "fix that line, or quote values that contain the separator",
+            ) from None
         raise DataError(where, f"cannot parse as {_sep_name(sep)}-separated text: {_one_line(e)}") from None
 
     if names is not None:

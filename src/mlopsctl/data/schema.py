@@ -146,7 +146,8 @@ def infer_schema(
     if unknown:
         raise DataError(
             _SOURCE,
-            f"override names a column that is not there; columns are: {', '.join(available)}",
+            f"[data] text_columns or categorical_columns names a column that is not there; "
+            f"columns are: {', '.join(available)}",
             column=unknown[0],
         )
     both = sorted(text & cats)
@@ -176,7 +177,7 @@ def infer_column(
     n = len(s)
     nulls = int(s.isna().sum())
     dtype = column_dtype(s)
-    kind = forced or _infer_kind(s, dtype)
+    kind = forced or infer_kind(s, dtype)
     col = ColumnSchema(
         name=name, kind=kind, dtype=dtype, nullable=nulls > 0, null_rate=nulls / n if n else 0.0, role=role
     )
@@ -218,7 +219,8 @@ def category_key(value: Any) -> str:
     return str(value)
 
 
-def _infer_kind(s: pd.Series, dtype: DType) -> Kind:
+def infer_kind(s: pd.Series, dtype: DType) -> Kind:
+    """The kind of a column with no override (see the module docstring for the rules)."""
     if dtype in ("int", "float"):
         return "numeric"
     if dtype == "bool":
@@ -239,4 +241,4 @@ def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-__all__ = ["ColumnSchema", "Schema", "category_key", "column_dtype", "infer_column", "infer_schema"]
+__all__ = ["ColumnSchema", "Schema", "category_key", "column_dtype", "infer_column", "infer_kind", "infer_schema"]

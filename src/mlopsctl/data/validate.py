@@ -2,25 +2,32 @@
 
 This module owns the checks run on data before it is trained on, scored or
 compared: empty tables, missing and extra columns, values of the wrong type,
-missing values, values outside the training range, categories never seen in
-training, constant columns and a missing or incomplete target. Checks never stop
-at the first problem: the report lists them all, each naming the column, the
-check, how many rows it affects and example values.
+missing values, infinite numbers, values outside the training range, categories
+never seen in training, constant columns and a missing, incomplete or
+single-valued target. Given the project's `TrainingRules` it also checks what
+training needs of the data: enough rows of every class for the holdout and the
+CV folds, and categorical features with no more levels than one-hot encoding can
+hold. Checks never stop at the first problem: the report lists them all, each
+naming the column, the check, how many rows it affects and example values.
 
 Severity follows what the pipelines can absorb: they impute missing values and
 tolerate unseen categories and out-of-range values (warnings), but they cannot
-use a missing column, text in a numeric column or a row without a target (errors).
+use a missing column, text in a numeric column, an infinite number or a row
+without a target (errors).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-from mlopsctl.data.schema import ColumnSchema, Schema, category_key
-from mlopsctl.errors import ValidationError
+from mlopsctl.data.schema import ColumnSchema, Kind, Schema, category_key, column_dtype, infer_kind
+from mlopsctl.errors import DataError, ValidationError
 
 Check = Literal[
     "missing_column",
@@ -32,9 +39,69 @@ Check = Literal[
     "empty",
     "constant",
     "target",
+    "infinite",
+    "classes",
+    "rows",
+    "cardinality",
 ]
 Severity = Literal["error", "warning"]
 _EXAMPLES = 5
+_MIXED_SHARE = 0.9  # a text column this share of whose values are numbers is a numeric column with typos
+_REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class TrainingRules:
+    """What training asks of its data beyond what any table needs, from the project's config.
+
+    A classification target needs enough rows of every class for a stratified holdout of ``test_size``
+    and ``cv_folds`` CV folds on the rest; a categorical feature may have at most ``max_categories``
+    levels (None: unbounded, e.g. for an entrypoint that encodes its own way).
+    """
+
+    task: str = "classification"
+    cv_folds: int = 5
+    test_size: float = 0.2
+    max_categories: int | None = 1000
+    model: str = ""
+    text_columns: tuple[str, ...] = ()
+    categorical_columns: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: Any) -> TrainingRules:
+        """The rules of a project's `Config` (its [training] and [data] sections)."""
+        t, d = config.training, config.data
+        return cls(
+            task=t.task,
+            cv_folds=t.cv_folds,
+            test_size=t.test_size,
+            max_categories=None if t.entrypoint else d.max_categories,
+            model="" if t.entrypoint else t.model,
+            text_columns=tuple(d.text_columns or ()),
+            categorical_columns=tuple(d.categorical_columns or ()),
+        )
+
+    @property
+    def folds(self) -> int:
+        """CV folds actually run (0 and 1 turn cross-validation off)."""
+        return self.cv_folds if self.cv_folds >= 2 else 0
+
+    def rows_needed(self) -> int:
+        """Rows of each class (or, for regression, in all) that the holdout split and the CV folds need."""
+        if not self.folds:
+            return 2
+        return max(2, math.ceil(self.folds / (1 - self.test_size) - 1e-9))
+
+    def folds_possible(self, rows: int) -> int:
+        """The most CV folds ``rows`` rows of a class allow (below 2: none)."""
+        return math.floor(rows * (1 - self.test_size) + 1e-9)
+
+    def kind_of(self, s: pd.Series, name: str) -> Kind:
+        if name in self.text_columns:
+            return "text"
+        if name in self.categorical_columns:
+            return "categorical"
+        return infer_kind(s, column_dtype(s))
 
 
 @dataclass
@@ -85,6 +152,13 @@ class ValidationReport:
             "problems": [p.to_dict() for p in self.problems],
         }
 
+    def first_error(self, source: str) -> DataError:
+        """The first error as the one-line DataError `train` and `data ingest` refuse data with."""
+        first = self.errors[0]
+        more = len(self.errors) - 1
+        tail = f" (and {more} more error(s): `mlopsctl data validate {source}` lists them)" if more else ""
+        return DataError(source, first.detail + tail, column=first.column or None)
+
     def raise_for_errors(self, source: str = "data") -> None:
         """Raise ValidationError listing every error (field = column), if there is any."""
         if self.errors:
@@ -101,12 +175,14 @@ def validate(
     *,
     target: str | None = None,
     max_null_rate: float = 0.5,
+    rules: TrainingRules | None = None,
 ) -> ValidationReport:
     """Check ``df`` on its own, or against ``schema`` (the reference data's schema).
 
-    ``target`` names a column that must be present and complete. With a schema and
-    no ``target``, the schema's target is checked only if the data has it, so
-    scoring data without labels validates cleanly.
+    ``target`` names a column that must be present, complete, finite and hold more than one value. With a
+    schema and no ``target``, the schema's target is checked only if the data has it, so scoring data without
+    labels validates cleanly. ``rules`` (with ``target``) add what training needs: rows per class for the
+    holdout and CV folds, and bounded categorical levels.
     """
     report = ValidationReport(n_rows=len(df), n_columns=df.shape[1])
     add = report.problems.append
@@ -123,16 +199,38 @@ def validate(
                 required_target,
                 "target",
                 0,
-                f"target column is missing; columns are: {', '.join(columns)}",
+                f"target column is missing; columns are: {', '.join(columns)}{headerless_hint(columns)}",
                 "error",
             )
         )
+    training = rules if required_target in columns else None
 
     if schema is None:
         for name in columns:
-            _check_plain(data[name], name, report, is_target=name == target, max_null_rate=max_null_rate)
-        return report
+            _check_plain(
+                data[name], name, report, is_target=name == target, max_null_rate=max_null_rate, rules=training
+            )
+    else:
+        _check_schema(data, schema, report, target=target, max_null_rate=max_null_rate)
+    if required_target is not None and required_target in columns:
+        _check_target_values(data[required_target], required_target, report)
+        if training is not None:
+            _check_training(data, required_target, schema, training, report)
+    return report
 
+
+def headerless_hint(columns: list[str]) -> str:
+    """What to add to "column not found" when the reader named the columns col_0, col_1… (no header row)."""
+    if columns and all(c == f"col_{i}" for i, c in enumerate(columns)):
+        return " (the file has no header row: name its columns with [data] columns, or `init --columns a,b,…`)"
+    return ""
+
+
+def _check_schema(
+    data: pd.DataFrame, schema: Schema, report: ValidationReport, *, target: str | None, max_null_rate: float
+) -> None:
+    add = report.problems.append
+    columns = list(data.columns)
     for col in schema.features:
         if col.name not in columns:
             add(
@@ -154,13 +252,23 @@ def validate(
             )
         else:  # the target, named by the caller but absent from the schema
             _check_plain(data[name], name, report, is_target=True, max_null_rate=max_null_rate)
-    return report
 
 
-def _check_plain(s: pd.Series, name: str, report: ValidationReport, *, is_target: bool, max_null_rate: float) -> None:
+def _check_plain(
+    s: pd.Series,
+    name: str,
+    report: ValidationReport,
+    *,
+    is_target: bool,
+    max_null_rate: float,
+    rules: TrainingRules | None = None,
+) -> None:
     _check_nulls(s, name, report, nullable=True, is_target=is_target, max_null_rate=max_null_rate)
+    _check_infinite(s, name, report, is_target=is_target)
     present = s.dropna()
-    if len(s) >= 2 and not present.empty and present.nunique() == 1:
+    if not (is_target and rules is not None and rules.task != _REGRESSION):  # a class may be any string
+        _check_mixed(present, name, report, rules)
+    if len(s) >= 2 and not present.empty and present.nunique() == 1 and not is_target:
         report.problems.append(Problem(name, "constant", len(s), f"every value is {_show(present.iloc[0])}", "warning"))
 
 
@@ -189,6 +297,8 @@ def _check_against(
                     )
                 )
             numbers = numbers.dropna()
+        _check_infinite(numbers, col.name, report, is_target=is_target)
+        numbers = numbers[np.isfinite(numbers.to_numpy(dtype="float64"))]
         if col.min is not None and col.max is not None and not numbers.empty:
             outside = numbers[(numbers < col.min) | (numbers > col.max)]
             if not outside.empty:
@@ -217,6 +327,200 @@ def _check_against(
             )
 
 
+def _check_infinite(s: pd.Series, name: str, report: ValidationReport, *, is_target: bool) -> None:
+    """inf and -inf: no model can fit them and imputation does not replace them."""
+    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return
+    values = s.to_numpy(dtype="float64", na_value=np.nan)
+    where = np.flatnonzero(np.isinf(values))
+    if where.size == 0:
+        return
+    what = _count(int(where.size), "target value" if is_target else "value")
+    fix = "fix those rows or remove them" if is_target else "replace them with numbers or leave them empty (imputed)"
+    report.problems.append(
+        Problem(
+            name,
+            "infinite",
+            int(where.size),
+            f"{what} infinite (inf or -inf), first in data row {int(where[0]) + 1}: {fix}",
+            "error",
+        )
+    )
+
+
+def _check_mixed(present: pd.Series, name: str, report: ValidationReport, rules: TrainingRules | None) -> None:
+    """A text column of numbers with a few words in it ("strong" among the alcohol values): a typo that would
+    turn a numeric feature into a category. An error where training rules apply and no override names the
+    column's kind; a warning otherwise."""
+    if present.empty or pd.api.types.is_numeric_dtype(present.dtype) or pd.api.types.is_bool_dtype(present.dtype):
+        return
+    numbers = pd.to_numeric(present.astype(str), errors="coerce")
+    n_numbers = int(numbers.notna().sum())
+    if n_numbers == 0 or n_numbers / len(present) < _MIXED_SHARE:
+        return
+    bad = present[numbers.isna()]
+    chosen = rules is not None and name in (*rules.text_columns, *rules.categorical_columns)
+    severity: Severity = "error" if rules is not None and not chosen else "warning"
+    report.problems.append(
+        Problem(
+            name,
+            "wrong_type",
+            len(bad),
+            f"{n_numbers} of {len(present)} values are numbers but {_count(len(bad), 'value')} not: {_examples(bad)}, "
+            f"first in data row {_row(bad)}: fix them or leave them empty; if the column is a category, list it "
+            "in [data] categorical_columns",
+            severity,
+        )
+    )
+
+
+def _check_target_values(s: pd.Series, name: str, report: ValidationReport) -> None:
+    """A target with one value has nothing to learn (and a classifier cannot be fitted on one class)."""
+    present = s.dropna()
+    if pd.api.types.is_numeric_dtype(present.dtype) and not pd.api.types.is_bool_dtype(present.dtype):
+        present = present[np.isfinite(present.to_numpy(dtype="float64"))]
+    if present.empty:
+        return
+    keys = present.map(category_key)
+    if keys.nunique() == 1:
+        report.problems.append(
+            Problem(
+                name,
+                "target",
+                len(present),
+                f"every row has the same target value {_show(present.iloc[0])}: there is nothing to learn (a "
+                "classifier needs at least two classes): check the target column, or add rows with other values",
+                "error",
+            )
+        )
+
+
+def _check_training(
+    data: pd.DataFrame, target: str, schema: Schema | None, rules: TrainingRules, report: ValidationReport
+) -> None:
+    for key, names in (("text_columns", rules.text_columns), ("categorical_columns", rules.categorical_columns)):
+        for name in names:
+            if name not in data.columns:
+                detail = f"named in [data] {key} but not a column of the data; columns are: {', '.join(data.columns)}"
+                report.problems.append(Problem(name, "missing_column", 0, detail, "error"))
+    y = data[target].dropna()
+    if pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype):
+        y = y[np.isfinite(y.to_numpy(dtype="float64"))]
+    if rules.task == _REGRESSION:
+        _check_rows(len(y), target, rules, report)
+    else:
+        _check_classes(y.map(category_key).value_counts(), target, rules, report)
+    if rules.max_categories is None:
+        return
+    for name in data.columns:
+        if name == target:
+            continue
+        s = data[name]
+        if schema is not None and name in schema:
+            kind = schema.column(name).kind
+        else:
+            kind = rules.kind_of(s, name)
+        if kind == "categorical":
+            _check_levels(s, name, len(data), rules, report)
+
+
+def _check_rows(n: int, target: str, rules: TrainingRules, report: ValidationReport) -> None:
+    needed = rules.rows_needed()
+    if n >= needed:
+        return
+    report.problems.append(
+        Problem(
+            target,
+            "rows",
+            n,
+            f"{n} row(s) with a target value: {_split(rules)} need at least {needed}: add rows"
+            + (" or lower [training] cv_folds" if rules.folds else ""),
+            "error",
+        )
+    )
+
+
+def _check_classes(counts: pd.Series, target: str, rules: TrainingRules, report: ValidationReport) -> None:
+    if len(counts) < 2:
+        return  # one class (or none) is reported by _check_target_values
+    add = report.problems.append
+    needed = rules.rows_needed()
+    small = counts[counts < needed].sort_values()
+    if not small.empty:
+        shown = ", ".join(f"class {k!r} has {v} row{'s' if v != 1 else ''}" for k, v in small.head(_EXAMPLES).items())
+        if len(small) > _EXAMPLES:
+            shown += f" and {len(small) - _EXAMPLES} more classes have fewer than {needed}"
+        possible = rules.folds_possible(int(small.iloc[0]))
+        fixes = [f"add rows of {'this class' if len(small) == 1 else 'these classes'}"]
+        if rules.folds and possible >= 2:
+            fixes.append(f"set [training] cv_folds = {possible} or fewer")
+        elif rules.folds and int(small.iloc[0]) >= 2:
+            fixes.append("set [training] cv_folds = 0 (no cross-validation)")
+        fixes.append("or remove or merge the rare classes")
+        add(
+            Problem(
+                target,
+                "classes",
+                int(small.sum()),
+                f"{shown}: {_split(rules)} need at least {needed} rows of each class: {', '.join(fixes)}",
+                "error",
+            )
+        )
+    n = int(counts.sum())
+    holdout = math.ceil(n * rules.test_size - 1e-9)
+    if holdout < len(counts):
+        add(
+            Problem(
+                target,
+                "classes",
+                n,
+                f"the holdout ([training] test_size = {rules.test_size:g} of {n} rows = {holdout}) cannot hold a row "
+                f"of each of the {len(counts)} classes: add rows or raise test_size",
+                "error",
+            )
+        )
+
+
+def _check_levels(s: pd.Series, name: str, n_rows: int, rules: TrainingRules, report: ValidationReport) -> None:
+    assert rules.max_categories is not None
+    levels = int(s.dropna().map(category_key).nunique())
+    if levels <= rules.max_categories:
+        return
+    memory = ""
+    if rules.model == "hist_gradient_boosting":  # dense float64: the fit on the training rows, the largest
+        gib = n_rows * (1 - rules.test_size) * levels * 8 / 2**30
+        memory = f" (hist_gradient_boosting holds them dense: about {gib:.1f} GiB)"
+    report.problems.append(
+        Problem(
+            name,
+            "cardinality",
+            n_rows,
+            f"{levels:,} distinct values, more than [data] max_categories = {rules.max_categories:,}: one-hot "
+            f"encoding would make a column of each{memory}. Drop it ([data] drop = [{json.dumps(name)}]), hash or "
+            "group it into fewer values, list it in [data] text_columns if it is free text, or raise max_categories",
+            "error",
+        )
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """ "1 value is", "3 values are"."""
+    return f"{n} {noun} is" if n == 1 else f"{n} {noun}s are"
+
+
+def _split(rules: TrainingRules) -> str:
+    holdout = f"a {rules.test_size:.0%} holdout ([training] test_size)"
+    if not rules.folds:
+        return holdout
+    return f"{holdout} and {rules.folds} CV folds ([training] cv_folds) on the rest"
+
+
+def _row(values: pd.Series) -> int:
+    """The 1-based data row of the first of ``values`` (a slice of a frame with a RangeIndex)."""
+    first = values.index[0]
+    return int(first) + 1 if isinstance(first, int | np.integer) else 1
+
+
 def _check_nulls(
     s: pd.Series,
     name: str,
@@ -231,9 +535,10 @@ def _check_nulls(
         return
     add = report.problems.append
     if is_target:
-        add(Problem(name, "target", nulls, f"{nulls} of {n} rows have no target value", "error"))
+        add(Problem(name, "target", nulls, f"{nulls} of {n} rows have no target value: fill or remove them", "error"))
     elif nulls == n:
-        add(Problem(name, "nulls", nulls, f"all {n} values are missing", "error"))
+        fix = f"drop the column ([data] drop = [{json.dumps(name)}]) or fill it"
+        add(Problem(name, "nulls", nulls, f"all {n} values are missing: {fix}", "error"))
     elif not nullable:
         add(
             Problem(
@@ -273,4 +578,4 @@ def _num(v: Any) -> str:
     return repr(float(v))
 
 
-__all__ = ["Problem", "ValidationReport", "validate"]
+__all__ = ["Problem", "TrainingRules", "ValidationReport", "headerless_hint", "validate"]

@@ -430,10 +430,35 @@ def test_wine_with_a_word_among_the_numbers(tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
-def test_white_wine_with_five_folds_names_the_rare_class_and_the_folds_that_fit(tmp_path: Path) -> None:
+def test_white_wine_with_five_folds_warns_of_the_rare_class_and_the_folds_training_runs(tmp_path: Path) -> None:
+    """Class 9 has 5 rows, fewer than 5 folds need after the holdout: training runs 4 folds, so validate warns
+    (exit 0) and says so; a class of one row cannot be split at all and is an error (`validate-rare-class`)."""
     white = SHARED / "wine-quality" / "winequality-white.csv"
     proc = run_cli("data", "validate", str(white), "--target", "quality", cwd=tmp_path, check=False)
-    line = assert_one_error_line(proc, 1, "class '9' has 5 rows")
-    assert "cv_folds = 4 or fewer" in line
+    assert proc.returncode == 0, proc.stderr
+    assert "class '9' has 5 rows" in proc.stdout and "training runs 4 CV folds instead" in proc.stdout
+    assert "cv_folds = 4 or fewer" in proc.stdout
     for name, target in (("adult/adult.csv", "Salary"), ("california-housing/housing.csv", "median_house_value")):
         assert run_cli("data", "validate", str(SHARED / name), "--target", target, cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ('{ n_estimators = "many" }', "The 'n_estimators' parameter of RandomForestClassifier must be an int"),
+        ("{ n_estimators = -3 }", "in the range [1, inf). Got -3"),
+        ("{ trees = 3 }", "'trees' is not a parameter of RandomForestClassifier; its parameters: bootstrap"),
+    ],
+    ids=["wrong-type", "out-of-range", "unknown"],
+)
+def test_training_params_are_checked_by_scikit_learn_before_any_fit(tmp_path: Path, params: str, says: str) -> None:
+    from sklearn.datasets import load_wine
+
+    load_wine(as_frame=True).frame.to_csv(tmp_path / "wine.csv", index=False)
+    run_cli("init", "p", "--data", str(tmp_path / "wine.csv"), "--target", "target", cwd=tmp_path)
+    toml = tmp_path / "p" / "mlops.toml"
+    toml.write_text(toml.read_text().replace("params = { n_estimators = 100, max_depth = 12 }", f"params = {params}"))
+    proc = run_cli("train", cwd=tmp_path / "p", check=False)
+    line = assert_one_error_line(proc, 1, says)
+    assert line.startswith("error: [training] params: ") and "ValueError" not in line
+    assert not (tmp_path / "p" / ".mlops" / "runs").exists() or not any((tmp_path / "p" / ".mlops" / "runs").iterdir())

@@ -105,4 +105,5 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of 
 def error_line(message: str) -> None:
     from rich.markup import escape
 
-    err_console().print("[red]error:[/red] " + escape(message.splitlines()[0] if message else "failed"))
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "") or "failed"
+    err_console().print("[red]error:[/red] " + escape(first))

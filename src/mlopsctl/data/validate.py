@@ -446,6 +446,9 @@ def _check_classes(counts: pd.Series, target: str, rules: TrainingRules, report:
     add = report.problems.append
     needed = rules.rows_needed()
     small = counts[counts < needed].sort_values()
+    # a class of one row cannot be split into a holdout and a training part: an error. Above that, training
+    # runs as many CV folds as the rarest class allows (a warning says how many)
+    severity: Severity = "error" if int(small.min() if not small.empty else needed) < 2 else "warning"
     if not small.empty:
         shown = ", ".join(f"class {k!r} has {v} row{'s' if v != 1 else ''}" for k, v in small.head(_EXAMPLES).items())
         if len(small) > _EXAMPLES:
@@ -457,15 +460,14 @@ def _check_classes(counts: pd.Series, target: str, rules: TrainingRules, report:
         elif rules.folds and int(small.iloc[0]) >= 2:
             fixes.append("set [training] cv_folds = 0 (no cross-validation)")
         fixes.append("or remove or merge the rare classes")
-        add(
-            Problem(
-                target,
-                "classes",
-                int(small.sum()),
-                f"{shown}: {_split(rules)} need at least {needed} rows of each class: {', '.join(fixes)}",
-                "error",
-            )
+        fewer = rules.folds_possible(int(small.iloc[0]))
+        said = (
+            f"{shown}: {_split(rules)} need at least {needed} rows of each class: {', '.join(fixes)}"
+            if severity == "error"
+            else f"{shown}: fewer than the {needed} rows of each class that {_split(rules)} need: training runs "
+            f"{max(2, fewer)} CV folds instead ({', '.join(fixes)} to run them all)"
         )
+        add(Problem(target, "classes", int(small.sum()), said, severity))
     n = int(counts.sum())
     holdout = math.ceil(n * rules.test_size - 1e-9)
     if holdout < len(counts):

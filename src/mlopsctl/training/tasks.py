@@ -67,10 +67,18 @@ def estimator(task: str, family: str, params: dict[str, Any], seed: int) -> Any:
     merged = {**DEFAULTS.get(family, {}), **params}
     if "random_state" in cls().get_params():
         merged.setdefault("random_state", seed)
+    known = set(cls().get_params())
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        problem = f"{unknown[0]!r} is not a parameter of {cls.__name__}; its parameters: {', '.join(sorted(known))}"
+        raise ValidationError(f"[training] params: {problem}", [("training.params", problem)])
+    made = cls(**merged)
     try:
-        return cls(**merged)
-    except TypeError as exc:
-        raise ValidationError(f"[training] params: {exc}", [("training.params", str(exc))]) from None
+        made._validate_params()  # scikit-learn's own check of each value (types, ranges), before any fit
+    except (ValueError, TypeError) as exc:
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationError(f"[training] params: {problem}", [("training.params", problem)]) from None
+    return made
 
 
 def build_pipeline(task: str, family: str, params: dict[str, Any], features: list[dict[str, Any]], seed: int) -> Any:

@@ -45,11 +45,14 @@ def load_training_data(config: Config, path: str | Path | None = None) -> tuple[
 
 
 def select_features(df: Any, config: Config, source: str) -> list[str]:
+    from mlopsctl.data.validate import headerless_hint
+
     d = config.data
     if d.target not in df.columns:
         raise DataError(
             source,
-            f"target column not found; columns are: {', '.join(map(str, df.columns))}",
+            f"target column not found; columns are: {', '.join(map(str, df.columns))}"
+            + headerless_hint([str(c) for c in df.columns]),
             column=d.target,
         )
     wanted = d.features or [c for c in df.columns if c != d.target and c not in d.drop]
@@ -134,7 +137,7 @@ def train_project(
     from mlopsctl.bundle.scoring import evaluate
     from mlopsctl.data.schema import infer_schema
     from mlopsctl.data.snapshot import ingest
-    from mlopsctl.data.validate import validate
+    from mlopsctl.data.validate import TrainingRules, validate
     from mlopsctl.monitoring.baseline import build_baseline, reference_sample
     from mlopsctl.training.entrypoint import is_fitted
     from mlopsctl.training.external import flavor_of
@@ -157,14 +160,9 @@ def train_project(
             "task is text-classification but no column looks like text: set [data] text_columns",
             column=None,
         )
-    vr = validate(df, target=target)
+    vr = validate(df, target=target, rules=TrainingRules.of(config))  # what `data validate` says, before any fit
     if not vr.ok:
-        first = vr.errors[0]
-        raise DataError(
-            source,
-            f"{first.detail} ({len(vr.errors)} error(s); run `mlopsctl data validate`)",
-            column=first.column,
-        )
+        raise vr.first_error(source)
     snapshot, _ = ingest(store, df, source=source, target=target, schema=schema)
     report("read data", 1, 1)
 

@@ -31,6 +31,37 @@ def test_concurrent_publishes_get_distinct_numbers(tmp_path: Path) -> None:
         assert registry.manifest(store, "racer", v)["run_id"] == f"run-{i}"
 
 
+def _same_run(root: str, i: int) -> int:
+    import time
+
+    time.sleep(0.01 * (i % 3))  # arrive together, not in order
+    files = {"model.bin": b"the run's model", "signature.json": b"{}"}
+    return registry.publish(LocalStore(root), "racer", files, {"run_id": "one-run"})[0]
+
+
+def test_fifty_concurrent_publishes_of_one_run_give_one_version(tmp_path: Path) -> None:
+    """Docs say a run published twice keeps its version: 50 publishes at once, across 8 processes, made 8
+    versions before the by-run claim; now every one returns the same version and only it exists."""
+    with mp.get_context("fork").Pool(8) as pool:
+        versions = pool.starmap(_same_run, [(str(tmp_path), i) for i in range(50)])
+    assert set(versions) == {1}, sorted(set(versions))
+    store = LocalStore(tmp_path)
+    assert registry.version_numbers(store, "racer", complete_only=False) == [1]
+    assert [e["action"] for e in registry.events(store, "racer")] == ["publish"]
+
+
+def test_a_publish_that_fails_gives_its_run_claim_back(tmp_path: Path) -> None:
+    from mlopsctl.registry import versions
+
+    store = LocalStore(tmp_path)
+    done, claim = versions.claim_run(store, "m", "r1")
+    assert done is None and claim is not None
+    with pytest.raises(Conflict, match="run r1 is being published"):
+        versions.claim_run(store, "m", "r1", wait=0.3, poll=0.05)  # another publish waits, then says who holds it
+    versions.release_run_claim(store, "m", "r1", claim)
+    assert registry.publish(store, "m", {"a": b"1"}, {"run_id": "r1"}) == (1, True)
+
+
 def test_publishing_a_run_twice_returns_its_version(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     assert registry.publish(store, "m", {"a": b"1"}, {"run_id": "r1"}) == (1, True)
@@ -184,3 +215,35 @@ def test_bundle_contents(wine_registry: dict[str, Any]) -> None:
     baseline = json.loads(registry.read_files(store, "wine", 1, ["baseline.json"])["baseline.json"])
     assert baseline["features"]["alcohol"]["kind"] == "numeric" and baseline["predictions"]["frequencies"]
     assert man["runtime"] == "onnx" and man["data_sha256"] == wine_registry["run1"]["data"]["sha256"]
+
+
+def _publish_run(store_dir: str, run_id: str) -> int:
+    from mlopsctl.registry.publishing import publish_run
+    from mlopsctl.training.runs import get_run
+
+    store = LocalStore(store_dir)
+    return publish_run(store, get_run(store, run_id), name="cancer").version
+
+
+def test_concurrent_publishes_of_a_real_run_export_once_and_give_one_version(tmp_path: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from mlopsctl.config import parse_config
+    from mlopsctl.training.train import train_project
+
+    load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, -1]].to_csv(tmp_path / "c.csv", index=False)
+    cfg = parse_config(
+        {
+            "project": {"name": "cancer"},
+            "data": {"path": str(tmp_path / "c.csv"), "target": "target"},
+            "training": {"model": "logistic_regression", "cv_folds": 2},
+        },
+        root=tmp_path,
+    )
+    store = LocalStore(tmp_path / "store")
+    run = train_project(cfg, store)
+    with mp.get_context("fork").Pool(4) as pool:
+        versions = pool.starmap(_publish_run, [(str(tmp_path / "store"), run["run_id"])] * 6)
+    assert set(versions) == {1}
+    assert registry.version_numbers(store, "cancer", complete_only=False) == [1]
+    assert registry.manifest(store, "cancer", 1)["runtime"] == "onnx"

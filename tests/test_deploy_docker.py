@@ -270,12 +270,9 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
             probe = [sys.executable, "-c", health[2].replace(":8080/", f":{port}/")]
             assert _run(*probe).returncode == 1  # nothing listens yet: unhealthy
         line[line.index("--port") + 1] = str(port)
-        out = log.open("w")
-        return (
-            subprocess.Popen(line, cwd=here("/srv/mlops"), env=env, stdout=out, stderr=subprocess.STDOUT),
-            probe,
-            port,
-        )
+        with log.open("w") as out:  # the child keeps its own descriptor of the log
+            server = subprocess.Popen(line, cwd=here("/srv/mlops"), env=env, stdout=out, stderr=subprocess.STDOUT)
+        return server, probe, port
 
     proc, probe, port = start()
     try:

@@ -349,6 +349,7 @@ def test_retrain_webhook_needs_the_key_runs_in_the_background_and_never_logs_the
             break
         time.sleep(0.5)
     assert record["status"] == "succeeded", record
+    assert record["process"]["pid"] != server.proc.pid  # trained in a process of its own, not in the server
     version = record["steps"][-2]["outputs"]["version"]
     time.sleep(1.5)  # the server reloads prod within its 0.5 s poll
     r = httpx.post(server.url + "/predict", json={"features": wine_rows(1)[0]})

@@ -156,6 +156,36 @@ def step(
         raise typer.Exit(EXIT_ENDED)
 
 
+@pipeline_app.command("finish")
+def finish(
+    run: str = typer.Argument(..., help="The id of a run another process began (POST /retrain does)."),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Run the steps a begun pipeline run has not done yet, holding its lock (the server's POST /retrain
+    starts this as a process of its own). Exit 0 when it rolled out, was skipped or awaits approval; 1 when
+    the gate stopped it or a step failed."""
+    from mlopsctl.errors import NotFound
+    from mlopsctl.pipeline import runs
+    from mlopsctl.pipeline.retrain import Pipeline
+
+    cfg = _project_model(None)
+    store = common.store(cfg)
+    record = runs.get_run(store, cfg.model_name, runs.clean_run_id(run))
+    if record["status"] != "running":
+        raise NotFound("running pipeline run", f"{cfg.model_name}/{run}", f"it is {record['status']}")
+    log = common.err_console().print
+    pipe = Pipeline(cfg, store, log=lambda line: log(line, markup=False))
+    lock = pipe._lock(record)
+    lock.acquire()  # the same run: taken over from the process that began it
+    import os
+
+    record["process"] = {"pid": os.getpid(), "command": "pipeline finish"}
+    runs.save(store, record)
+    done = pipe.finish(record, lock)
+    if as_json:
+        common.emit_json(done)
+
+
 @pipeline_app.command("schedule")
 def schedule(
     cron: str = typer.Option(..., "--cron", help='When, as cron has it: "0 3 * * 1" (Mondays 03:00), "@daily"…'),

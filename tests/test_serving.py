@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlopsctl import registry
+from mlopsctl import __version__, registry
 from mlopsctl.serving.app import ServeSettings, create_app
 from mlopsctl.store import open_store
 from tests.conftest import wine_rows
@@ -90,7 +90,7 @@ def test_snake_case_names_are_accepted(client: TestClient) -> None:
         (lambda r: {"features": [1, 2]}, "features", "expected an object"),
         (lambda r: {"instances": []}, "instances", "non-empty array"),
         (lambda r: {"instances": [r, {"alcohol": 1}]}, "instances[1].pH", "missing field"),
-        (lambda r: {"rows": []}, "body", "exactly one of"),
+        (lambda r: {"rows": []}, "rows", "unknown field"),  # a flat row: the field is named
         (lambda r: {"features": r, "extra": 1}, "extra", "unknown field"),
         (lambda r: [1, 2, 3], "body", "expected an object"),
         (lambda r: {"instances": [r] * 101}, "instances", "at most 100"),
@@ -163,7 +163,11 @@ def test_mlflow_invocations_formats(client: TestClient) -> None:
 
 
 def test_health_ready_models(client: TestClient) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["time"].endswith("+00:00") and health["uptime_seconds"] >= 0
+    assert health["checks"]["models"] == {"wine": {"status": "ok", "version": 1}}
+    assert health["checks"]["store"]["status"] == "ok" and health["checks"]["store"]["last_read"]
+    assert client.get("/ping").status_code == 200 and client.get("/version").text == __version__
     ready = client.get("/ready").json()
     assert ready["ready"] and ready["models"][0]["version"] == 1
     models = client.get("/models").json()["models"]
@@ -300,3 +304,20 @@ def test_the_fastapi_routes_behind_the_prediction_layer_are_for_the_docs_only(wi
     app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")]))
     with TestClient(app.app) as c, pytest.raises(RuntimeError, match="PredictRoutes"):
         c.post("/predict", json={"features": wine_rows(1)[0]})
+
+
+def test_a_flat_body_is_one_row_and_a_text_model_takes_text(client: TestClient, tmp_path: Path) -> None:
+    """The seeds' shapes: ``{"alcohol": 9.4, ...}`` is one row on /predict; a one-column text model takes
+    ``{"text": "..."}`` whatever its column is called. A flat body with a wrong field names it."""
+    row = wine_rows(1)[0]
+    flat = client.post("/predict", json=row)
+    assert flat.status_code == 200, flat.text
+    assert flat.json()["prediction"] == client.post("/predict", json={"features": row}).json()["prediction"]
+    bad = client.post("/predict", json={**row, "colour": "red"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "colour"
+
+    from mlopsctl.serving.inputs import InputSpec
+
+    spec = InputSpec({"inputs": [{"name": "sentence", "kind": "text", "nullable": False}]})
+    assert spec.columns([{"text": "great film"}]) == {"sentence": ["great film"]}
+    assert spec.columns([{"sentence": "dull"}]) == {"sentence": ["dull"]}

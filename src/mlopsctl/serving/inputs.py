@@ -54,6 +54,8 @@ class InputSpec:
             a = snake(n)
             if a not in lookup and alias_counts[a] == 1:
                 lookup[a] = n
+        if len(self.features) == 1 and self.features[0]["kind"] == "text" and "text" not in lookup:
+            lookup["text"] = self.names[0]  # a one-column text model takes {"text": "..."} whatever the column
         self.lookup = lookup
         self.numeric = [n for n in self.names if self.kinds[n] == "numeric"]
         self.bounds = {f["name"]: accepted_range(f) for f in self.features if f["kind"] == "numeric"}
@@ -207,6 +209,7 @@ class InputSpec:
                     "required": ["instances"],
                     "additionalProperties": False,
                 },
+                {**row, "title": "one row, flat"},
             ]
         }
 

@@ -49,10 +49,12 @@ _ERRORS = {
     ("/retrain/{run_id}", "get"): (401, 404),
     ("/models/{name}", "get"): (404,),
     ("/ready", "get"): (503,),
+    ("/ping", "get"): (404,),
 }
 _CONTENT = {
     ("/metrics", "get"): ("text/plain; version=0.0.4; charset=utf-8", {"type": "string"}),
     ("/dashboard", "get"): ("text/html; charset=utf-8", {"type": "string"}),
+    ("/version", "get"): ("text/plain; charset=utf-8", {"type": "string"}),
 }
 _OK = {("/retrain", "post"): 202}
 

@@ -42,9 +42,12 @@ def predict_columns(
 
 
 def native_rows(payload: Any, max_rows: int) -> tuple[list[Any], bool, str]:
-    """The rows of a `/predict` body: ``{"features": {...}}`` (single) or ``{"instances": [...]}``."""
+    """The rows of a `/predict` body: ``{"features": {...}}`` (one row), ``{"instances": [...]}``, or a flat
+    object of the features themselves (one row: ``{"alcohol": 9.4, ...}``, ``{"text": "..."}``)."""
     if not isinstance(payload, dict):
         raise ValidationError("body", [("body", 'expected an object with "features" or "instances"')])
+    if "features" not in payload and "instances" not in payload:
+        return [payload], True, ""  # a flat row: validation names any field that is not a feature
     if "features" in payload and "instances" not in payload:
         extra = [k for k in payload if k != "features"]
         if extra:

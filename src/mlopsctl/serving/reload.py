@@ -189,6 +189,9 @@ class Reloader:
         self._every = Every("mlops-reload", interval, self.check_all)
         self._route_lock = threading.Lock()
         self._trimmed = time.monotonic()
+        # the store as the last poll found it (what /health reports, without reading the store itself)
+        self.store_error: str | None = None
+        self.store_read_at: float | None = None
         for s in served:
             self._weights(s.name, None, s.route)
 
@@ -219,7 +222,9 @@ class Reloader:
                 target = self.target_version(slot)
             except Exception as exc:  # the store may be briefly unreachable: keep serving
                 slot.last_error = f"cannot read {slot.name}@{slot.ref}: {exc}"
+                self.store_error = f"{type(exc).__name__}: {exc}"[:300]
                 return False
+            self.store_error, self.store_read_at = None, time.time()
             if target is None:
                 slot.last_error = f"{slot.name}@{slot.ref or 'latest'} does not point to a version yet"
                 return False

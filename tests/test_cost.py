@@ -80,7 +80,41 @@ def test_the_well_known_figure_from_the_cli(tmp_path: Path) -> None:
     assert vcpu["monthly"] + mem["monthly"] == pytest.approx(8.8866, abs=1e-9)
     assert f"{fargate['subtotals']['compute']:.2f}" == "8.89"
     assert report["prices"]["region"] == "us-east-1" and report["prices"]["currency"] == "USD"
-    assert report["inputs"]["origin"] == {k: f"--{k}" for k in ("region", "cpu", "memory", "replicas", "hours")}
+    assert report["inputs"]["origin"] == {
+        "layout": "default",
+        **{k: f"--{k}" for k in ("region", "cpu", "memory", "replicas", "hours")},
+    }
+
+
+def test_seed_000s_bill_line_by_line_with_each_price_dated_and_sourced(cost: Any) -> None:
+    """The minimal layout at 0.25 vCPU / 0.5 GB, one task, 720 h: Fargate $8.89 as in seed 000's receipts, and
+    the rest itemised as the seed itemises it (load balancer, public IPv4, logs, S3, SSM), each line with the
+    page its price comes from and the date of the price."""
+    report = cost("--layout", "minimal", "--cpu", "0.25", "--memory", "0.5", "--replicas", "1", "--hours", "720")
+    fargate = by_name(report)["fargate"]
+    assert report["inputs"]["layout"] == "minimal" and fargate["notes"][0] == "minimal layout"
+    assert f"{fargate['subtotals']['compute']:.2f}" == "8.89"
+    table = load_prices("us-east-1")
+    for x in fargate["lines"]:
+        section = x["price_key"].split(".")[0]
+        assert x["source"] == table.sources()[section][0] and x["source"].startswith("https://aws.amazon.com/")
+        assert x["as_of"] == table.as_of
+    seed_items = {
+        "load balancer": ("ALB hours", "ALB capacity units"),
+        "public IPv4": ("public IPv4 addresses (3)",),  # 2 for the load balancer, 1 for the task
+        "logs": ("CloudWatch logs ingested", "CloudWatch logs stored (7 days kept"),
+        "S3": ("S3 store", "S3 writes", "S3 reads"),
+        "SSM": ("SSM parameter",),
+    }
+    for what, starts in seed_items.items():
+        for start in starts:
+            assert line(fargate, start), what
+    assert line(fargate, "SSM parameter")["monthly"] == 0  # standard parameters are free: itemised to say so
+    assert not [x for x in fargate["lines"] if x["item"].startswith(("NAT", "Container Insights"))]
+    # the order of the bill: the load balancer first, then the task, then the addresses; the rest is small
+    big = sorted(fargate["subtotals"].items(), key=lambda kv: -kv[1])[:3]
+    assert [g for g, _ in big] == ["load balancer", "network", "compute"]
+    assert fargate["total"] == pytest.approx(math.fsum(x["monthly"] for x in fargate["lines"]))
 
 
 def test_text_output_shows_the_lines_the_comparison_and_the_assumptions(cli: Any) -> None:
@@ -124,7 +158,8 @@ def test_lines_sum_to_the_totals_and_every_price_is_the_tables(cost: Any) -> Non
 
 
 def test_scaling_with_replicas_and_hours(cost: Any) -> None:
-    base, triple, half = (by_name(cost(*a)) for a in ([], ["--replicas", "3"], ["--hours", "360"]))
+    private = ["--layout", "private"]
+    base, triple, half = (by_name(cost(*private, *a)) for a in ([], ["--replicas", "3"], ["--hours", "360"]))
 
     def monthly(r: dict[str, Any], target: str, starts: str) -> float:
         return float(line(r[target], starts)["monthly"])
@@ -146,9 +181,12 @@ def test_scaling_with_replicas_and_hours(cost: Any) -> None:
     assert monthly(half, "serverless", "compute") == monthly(base, "serverless", "compute")
     # the default public addresses follow the layout: 2 for the ALB + the NAT gateway's, or + 1 per task
     assert line(triple["fargate"], "public IPv4")["item"] == "public IPv4 addresses (3)"
-    public = by_name(cost("--replicas", "3", "--nat-gateways", "0"))["fargate"]
+    public = by_name(cost("--replicas", "3", "--nat-gateways", "0", *private))["fargate"]
     assert line(public, "public IPv4")["quantity"] == 5 * 720
     assert not [x for x in public["lines"] if x["item"].startswith("NAT")]
+    # the minimal layout gives each task an address and has no NAT gateway
+    minimal = by_name(cost("--replicas", "3"))["fargate"]
+    assert line(minimal, "public IPv4")["quantity"] == 5 * 720
     assert line(by_name(cost("--public-ips", "7"))["fargate"], "public IPv4")["quantity"] == 7 * 720
 
 
@@ -302,8 +340,8 @@ def test_the_built_in_table_has_region_date_and_sources(cost: Any) -> None:
                 assert url.startswith("https://aws.amazon.com/"), (name, url)
     report = cost()
     assert set(report["prices"]["sources"]) == {
-        "fargate", "alb", "public_ipv4", "nat_gateway", "cloudwatch", "kms", "s3", "ecr", "sagemaker",
-        "sagemaker_serverless", "eks", "ec2",
+        "fargate", "alb", "public_ipv4", "nat_gateway", "cloudwatch", "kms", "ssm", "budgets", "s3", "ecr",
+        "sagemaker", "sagemaker_serverless", "eks", "ec2",
     }  # fmt: skip
 
 
@@ -315,7 +353,7 @@ def test_the_project_gives_the_defaults_and_flags_win(cost: Any, tmp_path: Path)
     report = cost()
     assert report["service"] == "wine-quality"
     assert report["inputs"]["origin"] == {
-        "region": "[deploy] region", "cpu": "[deploy] cpu", "memory": "[deploy] memory",
+        "region": "[deploy] region", "layout": "[deploy] layout", "cpu": "[deploy] cpu", "memory": "[deploy] memory",
         "replicas": "[deploy] min_replicas", "hours": "default",
     }  # fmt: skip
     est = by_name(report)
@@ -510,3 +548,140 @@ def test_the_docs_match_the_table(cli: Any, tmp_path: Path) -> None:
     assert "$8.89" in text and "0.25 × 0.04048 × 720 + 0.5 × 0.004445 × 720 = 8.8866" in text
     for option in ("--prices", "--public-ips", "--nat-gateways", "--insights-metrics", "--url", "--window", "--since"):
         assert f"`{option}" in text, option
+
+
+# -- the estimate prices what `deploy aws` writes -------------------------------------------------------------
+
+# resource types that AWS bills, and the lines that price them; every other type in the files is free
+BILLED = {
+    "aws_ecs_service": ("Fargate vCPU", "Fargate memory"),
+    "aws_ecs_task_definition": ("Fargate vCPU", "Fargate memory", "retraining vCPU", "retraining memory"),
+    "aws_ecs_cluster": ("Container Insights metrics",),  # when the layout turns Insights on
+    "aws_lb": ("ALB hours", "ALB capacity units", "public IPv4 addresses"),
+    "aws_eip": ("public IPv4 addresses",),
+    "aws_nat_gateway": ("NAT gateways", "NAT data processed"),
+    "aws_cloudwatch_metric_alarm": ("CloudWatch alarm metrics",),
+    "aws_cloudwatch_dashboard": ("CloudWatch dashboard",),
+    "aws_cloudwatch_log_group": ("CloudWatch logs ingested", "CloudWatch logs stored", "server metrics"),
+    "aws_flow_log": ("CloudWatch logs ingested",),
+    "aws_s3_bucket": ("S3 store", "S3 writes", "S3 reads"),
+    "aws_ecr_repository": ("ECR image storage",),
+    "aws_kms_key": ("KMS key",),
+    "aws_ssm_parameter": ("SSM parameter",),
+    "aws_budgets_budget": ("AWS budget",),
+    "aws_cloudwatch_event_rule": ("retraining vCPU", "retraining memory"),  # when it is enabled
+}
+FREE = {
+    "aws_vpc", "aws_default_security_group", "aws_internet_gateway", "aws_subnet", "aws_route_table", "aws_route",
+    "aws_route_table_association", "aws_vpc_endpoint", "aws_kms_alias", "aws_ecr_lifecycle_policy",
+    "aws_security_group", "aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule",
+    "aws_lb_target_group", "aws_lb_listener", "aws_appautoscaling_target", "aws_appautoscaling_policy",
+    "aws_s3_bucket_versioning", "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_public_access_block", "aws_s3_bucket_ownership_controls", "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_policy", "aws_iam_role", "aws_iam_role_policy", "aws_iam_role_policy_attachment",
+    "aws_iam_openid_connect_provider", "aws_sns_topic", "aws_sns_topic_subscription", "aws_sns_topic_policy",
+    "aws_cloudwatch_event_target",
+}  # fmt: skip
+
+
+def _expected_lines(tf: Any, hours: float) -> dict[str, float | None]:
+    """Line → quantity, read from the written files alone (None: the quantity is a traffic or size assumption)."""
+    from tests.test_deploy_aws import one
+
+    def default(name: str) -> Any:
+        return tf.variables[name]["default"]
+
+    types = tf.types()
+    service = tf.resource("aws_ecs_service.this")
+    tasks = default("min_replicas") if service["desired_count"] == "${var.min_replicas}" else None
+    zones = default("az_count")
+    assert tf.resource("aws_lb.this")["subnets"] == "${aws_subnet.public[*].id}"
+    assert tf.resource("aws_subnet.public")["count"] == "${length(local.azs)}"
+    out: dict[str, float | None] = {
+        "Fargate vCPU": tasks * default("cpu") / 1024 * hours,
+        "Fargate memory": tasks * default("memory") / 1024 * hours,
+        "ALB hours": len(tf.of_type("aws_lb")) * hours,
+        "ALB capacity units": None,
+    }
+    ips = zones  # the load balancer's, one per zone
+    if "aws_nat_gateway" in types:
+        nat = tf.resource("aws_nat_gateway.this")
+        assert nat["count"] == "${var.nat_gateway_per_az ? length(local.azs) : 1}" and not default("nat_gateway_per_az")
+        assert tf.resource("aws_eip.nat")["count"] == nat["count"]
+        out["NAT gateways"], out["NAT data processed"] = 1 * hours, None
+        ips += 1
+    if one(service, "network_configuration")["assign_public_ip"] is True:
+        ips += tasks
+    out["public IPv4 addresses"] = ips * hours
+    cluster = one(tf.resource("aws_ecs_cluster.this"), "setting")
+    assert cluster == {"name": "containerInsights", "value": "${var.container_insights}"}
+    if default("container_insights") != "disabled":
+        out["Container Insights metrics"] = 13 + 15 + 10
+    body = tf.resource("aws_cloudwatch_dashboard.this")["dashboard_body"]
+    out["server metrics"] = len(set(re.findall(r'\[var\.metrics_namespace, "(\w+)"\]', body)))
+    alarm_metrics = 0
+    for alarm in tf.of_type("aws_cloudwatch_metric_alarm").values():
+        queries = alarm.get("metric_query", [])
+        alarm_metrics += sum(1 for q in queries if "metric" in q) if queries else 1
+    out["CloudWatch alarm metrics"] = alarm_metrics
+    out["CloudWatch dashboard"] = len(tf.of_type("aws_cloudwatch_dashboard"))
+    out["CloudWatch logs ingested"] = None
+    out[f"CloudWatch logs stored ({default('log_retention_days')} days kept"] = None
+    out.update({"S3 store": None, "S3 writes": None, "S3 reads": None, "ECR image storage": None})
+    out["KMS key"] = len(tf.of_type("aws_kms_key"))
+    out["SSM parameter"] = len(tf.of_type("aws_ssm_parameter"))
+    out["AWS budget"] = len(tf.of_type("aws_budgets_budget"))
+    if default("retrain_schedule_enabled"):
+        runs = hours / 24  # the test's schedule: rate(1 day)
+        assert default("retrain_schedule") == "rate(1 day)"
+        out["retraining vCPU"] = runs * 15 / 60 * default("retrain_cpu") / 1024
+        out["retraining memory"] = runs * 15 / 60 * default("retrain_memory") / 1024
+    return out
+
+
+@pytest.mark.parametrize(
+    ("layout", "extra"),
+    [("minimal", ""), ("private", ""), ("minimal", 'retrain_schedule = "rate(1 day)"\nmin_replicas = 2\n')],
+    ids=["minimal", "private", "minimal-2-tasks-retraining"],
+)
+def test_cost_prices_exactly_what_deploy_aws_writes(cost: Any, tmp_path: Path, layout: str, extra: str) -> None:
+    """Each priced line maps to resources in the files `deploy aws` wrote for the same project and layout, with
+    the quantity the files say; every resource AWS bills has its line; the total is the sum of the lines."""
+    from tests.test_deploy_aws import Tf
+
+    (tmp_path / "mlops.toml").write_text(
+        '[project]\nname = "wine"\n[data]\npath = "x.csv"\ntarget = "quality"\n[deploy]\nmax_replicas = 4\n' + extra
+    )
+    run_cli("deploy", "aws", "--layout", layout, cwd=tmp_path)
+    tf = Tf(tmp_path / "deploy" / "aws")
+    fargate = by_name(cost("--layout", layout, cwd=tmp_path))["fargate"]
+    expected = _expected_lines(tf, 720)
+    priced = {x["item"]: x for x in fargate["lines"]}
+    matched: dict[str, str] = {}
+    for item in priced:
+        (start,) = [k for k in expected if item.startswith(k)]  # one line of the files' for each priced line
+        matched[item] = start
+    assert sorted(matched.values()) == sorted(expected)  # and a priced line for each of the files'
+    for item, start in matched.items():
+        if expected[start] is not None:
+            assert priced[item]["quantity"] == pytest.approx(expected[start]), item
+    assert fargate["total"] == pytest.approx(math.fsum(x["monthly"] for x in fargate["lines"]), rel=1e-12)
+    # every resource type in the files is billed by a line above, or free
+    for rtype in tf.types():
+        assert rtype in FREE or rtype in BILLED, f"{rtype}: neither priced nor known to be free"
+        if rtype in BILLED and rtype not in ("aws_ecs_cluster", "aws_cloudwatch_event_rule"):
+            assert any(item.startswith(BILLED[rtype]) for item in priced), rtype
+
+
+def test_schedules_count_their_runs() -> None:
+    from mlopsctl.deploy.cost_targets import runs_per_month
+
+    assert runs_per_month("rate(7 days)", 720) == pytest.approx(720 / 168)
+    assert runs_per_month("rate(1 hour)", 720) == 720
+    assert runs_per_month("rate(30 minutes)", 720) == 1440
+    assert runs_per_month("cron(0 3 * * ? *)", 720) == 30  # daily at 03:00
+    assert runs_per_month("cron(0 3 ? * MON *)", 720) == pytest.approx(30 / 7)  # Mondays
+    assert runs_per_month("cron(0 3 ? * MON-FRI *)", 720) == pytest.approx(30 * 5 / 7)
+    assert runs_per_month("cron(0/15 * * * ? *)", 720) == 30 * 24 * 4
+    with pytest.raises(ValueError, match="expected rate"):
+        runs_per_month("every day", 720)

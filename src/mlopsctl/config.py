@@ -254,11 +254,21 @@ class NotifySection(_Section):
     timeout_seconds: float = Field(default=5.0, gt=0)
 
 
+class CloudWatchSection(_Section):
+    """The server's key figures as CloudWatch metrics: EMF log lines on stdout (monitoring/emf.py)."""
+
+    enabled: bool = False  # MLOPS_CLOUDWATCH=1 turns it on (the task `deploy aws` writes sets it)
+    namespace: str = Field(default="mlopsctl", pattern=r"^[A-Za-z0-9_./#:-]{1,255}$")  # MLOPS_CLOUDWATCH_NAMESPACE
+    service: str = ""  # the Service dimension (MLOPS_CLOUDWATCH_SERVICE); default: the project's service name
+    interval_seconds: float = Field(default=60, ge=10, le=3600)  # one line per model this often
+
+
 class MonitoringSection(_Section):
     capture: CaptureSection = CaptureSection()
     drift: DriftSection = DriftSection()
     alerts: AlertsSection = AlertsSection()
     notify: NotifySection = NotifySection()
+    cloudwatch: CloudWatchSection = CloudWatchSection()
 
 
 class GuardSection(_Section):
@@ -331,9 +341,16 @@ class DeploySection(_Section):
     max_replicas: int = Field(default=4, ge=1, le=100)
     cpu_target_percent: float = Field(default=60, gt=0, le=100)  # target-tracking on average CPU
     requests_per_target: int = Field(default=1000, ge=1)  # target-tracking on ALB requests per task per minute
-    log_retention_days: int = 365
+    # minimal: tasks in public subnets with a public IP, no NAT gateway, Container Insights off, logs kept 7 days;
+    # private: tasks in private subnets behind a NAT gateway, Insights and VPC flow logs on (docs/deploy-aws.md)
+    layout: Literal["minimal", "private"] = "minimal"
+    log_retention_days: int | None = None  # a CloudWatch retention; default: 7 (minimal), 365 (private)
     alarm_email: str = ""  # subscribed to the alarm topic when set
     container_port: int = Field(default=8080, ge=1, le=65535)
+    deletion_protection: bool | None = None  # on the load balancer; default: false (minimal), true (private)
+    monthly_budget: float | None = Field(default=None, gt=0)  # USD, an AWS budget; default: `cost`'s estimate + 25 %
+    # an EventBridge schedule for the retraining task, e.g. "rate(7 days)" or "cron(0 3 ? * MON *)"; "" = written off
+    retrain_schedule: str = Field(default="", pattern=r"^$|^(rate|cron)\(.+\)$")
 
     @model_validator(mode="after")
     def _check(self) -> DeploySection:
@@ -344,7 +361,7 @@ class DeploySection(_Section):
             raise ValueError(problem)
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
-        if self.log_retention_days not in _LOG_RETENTION_DAYS:
+        if self.log_retention_days is not None and self.log_retention_days not in _LOG_RETENTION_DAYS:
             raise ValueError(
                 f"log_retention_days {self.log_retention_days} is not a CloudWatch retention: use one of "
                 + ", ".join(map(str, _LOG_RETENTION_DAYS))

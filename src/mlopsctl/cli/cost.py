@@ -112,7 +112,8 @@ def _print(report: dict[str, Any]) -> None:
     p, i = report["prices"], report["inputs"]
     who = report["service"] or "the service"
     c.print(
-        f"[bold]{escape(who)}[/bold] on AWS {i['region']} ({p['region_name']}): {i['replicas']} × {i['cpu']:g} vCPU / "
+        f"[bold]{escape(who)}[/bold] on AWS {i['region']} ({p['region_name']}), {i['layout']} layout: "
+        f"{i['replicas']} × {i['cpu']:g} vCPU / "
         f"{i['memory']:g} GB, {i['hours']:g} h a month. Prices as of {p['as_of']} in {p['currency']}"
         + (f", with {len(p['overridden'])} from {escape(p['files'][-1])}" if p["overridden"] else "")
     )
@@ -125,6 +126,11 @@ def _print(report: dict[str, Any]) -> None:
         c.print("  " + " · ".join(f"{group} {_money(v)}" for group, v in e["subtotals"].items()))
         for note in e["notes"]:
             c.print(f"  [dim]{escape(note)}[/dim]")
+        dated: dict[str, set[str]] = {}
+        for line in e["lines"]:
+            dated.setdefault(line["as_of"], set()).add(line["source"])
+        for as_of, sources in sorted(dated.items()):
+            c.print(f"  [dim]prices as of {as_of}: {escape(', '.join(sorted(sources)))}[/dim]")
     for table in (_comparison_table(report), escape(_traffic_line(report)), _assumptions_table(report)):
         c.print()
         c.print(table)
@@ -148,6 +154,11 @@ def cost(
     region: str | None = typer.Option(
         None, "--region", help="AWS region (default: \\[deploy] region, else us-east-1)."
     ),
+    layout: str | None = typer.Option(
+        None,
+        "--layout",
+        help="The layout `deploy aws` writes: minimal or private (default: \\[deploy] layout, else minimal).",
+    ),
     cpu: float | None = typer.Option(None, "--cpu", help="vCPU per task (default: \\[deploy] cpu, else 0.25)."),
     memory: float | None = typer.Option(None, "--memory", help="GB per task (default: \\[deploy] memory, else 0.5)."),
     replicas: int | None = typer.Option(
@@ -158,22 +169,26 @@ def cost(
         None, "--prices", help="A TOML price table merged over the built-in one (docs/cost.md)."
     ),
     public_ips: int | None = _assume(
-        "--public-ips", "Public IPv4 addresses of the Fargate layout (default: 2 for the ALB + 1 per NAT gateway)."
+        "--public-ips",
+        "Public IPv4 addresses of the Fargate layout (default: 2 for the ALB + 1 per NAT gateway, or per task).",
     ),
     nat_gateways: int | None = _assume(
-        "--nat-gateways",
-        "NAT gateways for the private subnets (default 1, as `deploy aws` writes; 0: tasks get public IPs).",
+        "--nat-gateways", "NAT gateways (default: the layout's, minimal 0, private 1; 0: tasks get public IPs)."
     ),
     insights_metrics: int | None = _assume(
-        "--insights-metrics", "Container Insights metrics of the Fargate service (default 38; 0 when it is off)."
+        "--insights-metrics", "Container Insights metrics (default: the layout's, minimal 0, private 38)."
     ),
-    metrics: int | None = _assume("--metrics", "CloudWatch custom metrics of your own (default 0)."),
-    alarms: int | None = _assume("--alarms", "CloudWatch alarms (default 3, as `deploy aws` writes)."),
+    metrics: int | None = _assume("--metrics", "CloudWatch custom metrics (default 6: the server's EMF metrics)."),
+    alarms: int | None = _assume("--alarms", "CloudWatch alarm metrics (default: what `deploy aws` writes)."),
     log_gb: float | None = _assume("--log-gb", "GB of logs a month (default 1)."),
     s3_gb: float | None = _assume("--s3-gb", "GB in the store besides capture (default 1)."),
     image_gb: float | None = _assume("--image-gb", "GB of images kept in ECR (default 1)."),
     request_kb: float | None = _assume("--request-kb", "KB per request (default 1)."),
     response_kb: float | None = _assume("--response-kb", "KB per response (default 0.5)."),
+    retrain_runs: float | None = _assume(
+        "--retrain-runs", "Scheduled retrainings a month (default: from \\[deploy] retrain_schedule, else 0)."
+    ),
+    retrain_minutes: float | None = _assume("--retrain-minutes", "Minutes one retraining runs (default 15)."),
     url: list[str] = _traffic(
         [], "--url", "-u", help="A running server to read traffic from (/metrics); repeat for replicas."
     ),
@@ -193,7 +208,8 @@ def cost(
     ),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """A monthly estimate, line by line: ECS Fargate + ALB beside SageMaker real-time, serverless and EKS.
+    """A monthly estimate, line by line: what `deploy aws` writes (ECS Fargate + ALB, the layout's network,
+    CloudWatch, the store) beside SageMaker real-time, serverless and EKS.
 
     Prices come from a table kept as data (region, date and sources shown); every assumption is printed.
     With --url or the store's capture it adds the cost per 1,000 predictions from observed traffic."""
@@ -214,6 +230,7 @@ def cost(
         cfg,
         target=target,
         region=region,
+        layout=layout,
         cpu=cpu,
         memory=memory,
         replicas=replicas,
@@ -229,6 +246,8 @@ def cost(
         image_gb=image_gb,
         request_kb=request_kb,
         response_kb=response_kb,
+        retrain_runs=retrain_runs,
+        retrain_minutes=retrain_minutes,
     )
     traffic = partial(
         traffic_for,

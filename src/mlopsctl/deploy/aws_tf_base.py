@@ -1,10 +1,13 @@
 """The foundation `deploy aws` writes: versions.tf, main.tf (provider, shared names), kms.tf, network.tf.
 
 Texts are Terraform as a person would write it, already ``terraform fmt``-clean. Checks of
-checkov that do not apply carry their reason inline (``# checkov:skip=ID: reason``).
+checkov that do not apply carry their reason inline (``# checkov:skip=ID: reason``). The network
+depends on the layout (``aws_layout.py``): ``network_tf`` puts the pieces together.
 """
 
 from __future__ import annotations
+
+from mlopsctl.deploy.aws_layout import Layout
 
 VERSIONS_TF = """\
 terraform {
@@ -131,6 +134,23 @@ data "aws_iam_policy_document" "kms" {
   }
 
   statement {
+    sid       = "BudgetsPublishToTheEncryptedTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["budgets.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+
+  statement {
     sid       = "CloudWatchAlarmsPublishToTheEncryptedTopic"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
     resources = ["*"]
@@ -155,10 +175,7 @@ data "aws_iam_policy_document" "kms" {
 }
 """
 
-NETWORK_TF = """\
-# A VPC of its own: public subnets for the load balancer and the NAT gateway, private subnets
-# for the tasks (no public IP). Public IPv4 addresses: one per zone for the load balancer
-# (more while it scales) and one per NAT gateway: 3 with the defaults.
+_VPC = """\
 resource "aws_vpc" "this" {
   cidr_block           = var.vpc_cidr
   enable_dns_support   = true
@@ -191,18 +208,6 @@ resource "aws_subnet" "public" {
   }
 }
 
-resource "aws_subnet" "private" {
-  count             = length(local.azs)
-  vpc_id            = aws_vpc.this.id
-  availability_zone = local.azs[count.index]
-  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
-
-  tags = {
-    Name = "${var.name}-private-${local.azs[count.index]}"
-    Tier = "private"
-  }
-}
-
 resource "aws_route_table" "public" {
   vpc_id = aws_vpc.this.id
 
@@ -221,6 +226,20 @@ resource "aws_route_table_association" "public" {
   count          = length(local.azs)
   subnet_id      = aws_subnet.public[count.index].id
   route_table_id = aws_route_table.public.id
+}
+"""
+
+_PRIVATE = """\
+resource "aws_subnet" "private" {
+  count             = length(local.azs)
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
+
+  tags = {
+    Name = "${var.name}-private-${local.azs[count.index]}"
+    Tier = "private"
+  }
 }
 
 resource "aws_eip" "nat" {
@@ -273,7 +292,19 @@ resource "aws_vpc_endpoint" "s3" {
   vpc_endpoint_type = "Gateway"
   route_table_ids   = aws_route_table.private[*].id
 }
+"""
 
+_MINIMAL_ENDPOINT = """\
+# store traffic goes to S3 over AWS's network (a free gateway endpoint), not the internet
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${var.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.public.id]
+}
+"""
+
+_FLOW_LOGS = """\
 resource "aws_flow_log" "this" {
   vpc_id                   = aws_vpc.this.id
   traffic_type             = "ALL"
@@ -335,3 +366,40 @@ data "aws_iam_policy_document" "flow_logs" {
   }
 }
 """
+
+
+_PRIVATE_HEAD = """\
+# A VPC of its own: public subnets for the load balancer and the NAT gateway, private subnets for
+# the tasks (no public IP). Public IPv4 addresses: one per zone for the load balancer (more while it
+# scales) and one per NAT gateway: 3 with the defaults. VPC flow logs go to CloudWatch Logs.
+"""
+
+_MINIMAL_HEAD = """\
+# A VPC of its own, public subnets only (the minimal layout): the load balancer and the tasks share
+# them. Each task has a public IP so that it reaches ECR and CloudWatch Logs without a NAT gateway
+# ($32.40 a month); its security group (ecs.tf) admits only the load balancer, so nothing else can
+# reach it. Public IPv4 addresses: one per zone for the load balancer (more while it scales) and one
+# per task: 3 with one task. No VPC flow logs (their CloudWatch ingestion grows with the traffic).
+"""
+
+
+def network_tf(layout: Layout) -> str:
+    """network.tf for a layout."""
+    if layout.name == "private":
+        return _PRIVATE_HEAD + _VPC + "\n" + _PRIVATE + "\n" + _FLOW_LOGS
+    vpc = _VPC.replace(
+        'resource "aws_vpc" "this" {\n',
+        'resource "aws_vpc" "this" {\n'
+        "  # checkov:skip=CKV2_AWS_11: minimal layout: no flow logs (CloudWatch ingestion grows with traffic)\n",
+        1,
+    )
+    return _MINIMAL_HEAD + vpc + "\n" + _MINIMAL_ENDPOINT
+
+
+def kms_tf(layout: Layout) -> str:
+    """kms.tf: the key's policy names the log groups the layout has (no flow-log group in minimal)."""
+    if layout.flow_logs:
+        return KMS_TF
+    return KMS_TF.replace('        "${local.log_groups_arn}:${local.flow_log_group_name}",\n', "").replace(
+        "the store bucket, both log groups,", "the store bucket, the log group,"
+    )

@@ -1,4 +1,5 @@
-"""The permissions `deploy aws` writes: iam.tf (execution, task and GitHub Actions roles).
+"""The permissions `deploy aws` writes: iam.tf (execution, task and GitHub Actions roles; the retraining
+task's are in retrain.tf).
 
 The task role is the one that matters: the servers read the whole store prefix and write only
 what a server writes (docs/store.md): captured predictions and feedback, and, for the A/B
@@ -321,5 +322,45 @@ data "aws_iam_policy_document" "github" {
     actions   = ["ssm:GetParameter", "ssm:PutParameter"]
     resources = [aws_ssm_parameter.pointer.arn]
   }
+}
+
+# -- pull requests (optional): `terraform plan` reads what exists, changes nothing -----------------
+resource "aws_iam_role" "github_plan" {
+  count                = local.github ? 1 : 0
+  name                 = "${var.name}-github-plan"
+  assume_role_policy   = data.aws_iam_policy_document.github_plan_assume[0].json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "github_plan_assume" {
+  count = local.github ? 1 : 0
+
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.github_oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    # pull requests of branches in the repository (GitHub gives forks' pull requests no token)
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:sub"
+      values   = ["repo:${var.github_repository}:pull_request"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy_attachment" "github_plan" {
+  count      = local.github ? 1 : 0
+  role       = aws_iam_role.github_plan[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/ReadOnlyAccess"
 }
 """

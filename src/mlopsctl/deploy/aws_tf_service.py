@@ -1,11 +1,17 @@
-"""The service `deploy aws` writes: ecr.tf, ecs.tf (cluster, task definition, service), alb.tf, autoscaling.tf."""
+"""The service `deploy aws` writes: ecr.tf, ecs.tf (cluster, task definition, service), alb.tf, autoscaling.tf.
+
+Where the tasks sit depends on the layout (``aws_layout.py``): ``ecs_tf`` and ``alb_tf`` fill it in.
+"""
 
 from __future__ import annotations
+
+from mlopsctl.deploy.aws_layout import Layout
 
 ECR_TF = """\
 resource "aws_ecr_repository" "this" {
   name                 = var.name
   image_tag_mutability = "IMMUTABLE"
+  force_delete         = var.force_destroy # terraform destroy deletes the images only when force_destroy is set
 
   image_scanning_configuration {
     scan_on_push = true
@@ -50,7 +56,7 @@ resource "aws_ecr_lifecycle_policy" "this" {
 
 ECS_TF = """\
 resource "aws_ecs_cluster" "this" {
-  name = var.name
+@CLUSTER_SKIP@  name = var.name
 
   setting {
     name  = "containerInsights"
@@ -59,7 +65,7 @@ resource "aws_ecs_cluster" "this" {
 }
 
 resource "aws_cloudwatch_log_group" "service" {
-  name              = local.log_group_name
+@LOGS_SKIP@  name              = local.log_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.this.arn
 }
@@ -104,6 +110,10 @@ resource "aws_ecs_task_definition" "this" {
         { name = "AWS_REGION", value = var.region },
         { name = "HOME", value = "/tmp" },
         { name = "MLOPS_STORE", value = local.store_uri },
+        # the server's metrics as CloudWatch EMF log lines: the alarms and the dashboard read them
+        { name = "MLOPS_CLOUDWATCH", value = "1" },
+        { name = "MLOPS_CLOUDWATCH_NAMESPACE", value = var.metrics_namespace },
+        { name = "MLOPS_CLOUDWATCH_SERVICE", value = var.name },
         { name = "PYTHONDONTWRITEBYTECODE", value = "1" },
         { name = "PYTHONUNBUFFERED", value = "1" },
       ]
@@ -154,7 +164,7 @@ resource "aws_ecs_task_definition" "this" {
 # `aws ecs update-service --task-definition FAMILY`), so Terraform does not move the service
 # back: it ignores task_definition. It also ignores desired_count, which the autoscaler owns.
 resource "aws_ecs_service" "this" {
-  name                               = var.name
+@SERVICE_SKIP@  name                               = var.name
   cluster                            = aws_ecs_cluster.this.id
   task_definition                    = aws_ecs_task_definition.this.arn
   desired_count                      = var.min_replicas
@@ -172,9 +182,9 @@ resource "aws_ecs_service" "this" {
   }
 
   network_configuration {
-    subnets          = aws_subnet.private[*].id
+    subnets          = @TASK_SUBNETS@
     security_groups  = [aws_security_group.service.id]
-    assign_public_ip = false
+    assign_public_ip = @PUBLIC_IP@
   }
 
   load_balancer {
@@ -213,7 +223,7 @@ resource "aws_vpc_security_group_ingress_rule" "service_from_alb" {
 
 resource "aws_vpc_security_group_egress_rule" "service_https" {
   security_group_id = aws_security_group.service.id
-  description       = "HTTPS to AWS APIs: S3 (endpoint), ECR, CloudWatch Logs (NAT)"
+  description       = "HTTPS to AWS APIs: S3 (endpoint), ECR, CloudWatch Logs (@EGRESS@)"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
@@ -228,7 +238,7 @@ resource "aws_lb" "this" {
   # over 8 KB, which batch /predict requests exceed; attach a web ACL tuned for this API.
   # checkov:skip=CKV_AWS_91: access logs off: metrics and captured predictions record requests
   # checkov:skip=CKV2_AWS_28: no WAF: the common rule set blocks batch /predict bodies over 8 KB
-  name                       = var.name
+@ALB_SKIP@  name                       = var.name
   load_balancer_type         = "application"
   internal                   = false
   subnets                    = aws_subnet.public[*].id
@@ -390,3 +400,52 @@ resource "aws_appautoscaling_policy" "requests" {
   }
 }
 """
+
+
+def task_network(layout: Layout) -> tuple[str, str]:
+    """(subnets, assign_public_ip) of the tasks, as HCL."""
+    if layout.tasks_public_ip:
+        return "aws_subnet.public[*].id", "true"
+    return "aws_subnet.private[*].id", "false"
+
+
+def ecs_tf(layout: Layout, log_retention_days: int) -> str:
+    """ecs.tf for a layout; checkov's checks for what the layout turns off are skipped with the reason."""
+    subnets, public = task_network(layout)
+    cluster = (
+        "  # checkov:skip=CKV_AWS_65: minimal layout: Insights off (38 metrics, $11.40/month); the server"
+        " sends its own\n"
+        if layout.container_insights == "disabled"
+        else ""
+    )
+    logs = (
+        f"  # checkov:skip=CKV_AWS_338: kept {log_retention_days} days ([deploy] log_retention_days);"
+        " metrics and capture outlive them\n"
+        if log_retention_days < 365
+        else ""
+    )
+    skip = (
+        "  # A public IP per task instead of a NAT gateway ($32.40 a month): the security group admits\n"
+        "  # the load balancer only, on the server port.\n"
+        "  # checkov:skip=CKV_AWS_333: minimal layout: a public IP reaches ECR and logs; only the ALB gets in\n"
+        if layout.tasks_public_ip
+        else ""
+    )
+    return (
+        ECS_TF.replace("@SERVICE_SKIP@", skip)
+        .replace("@CLUSTER_SKIP@", cluster)
+        .replace("@LOGS_SKIP@", logs)
+        .replace("@TASK_SUBNETS@", subnets)
+        .replace("@PUBLIC_IP@", public)
+        .replace("@EGRESS@", "public IP" if layout.tasks_public_ip else "NAT")
+    )
+
+
+def alb_tf(deletion_protection: bool) -> str:
+    """alb.tf; with deletion protection off by default, checkov's check for it is skipped with the reason."""
+    skip = (
+        ""
+        if deletion_protection
+        else "  # checkov:skip=CKV_AWS_150: deletion_protection = false ([deploy]): terraform destroy works as it is\n"
+    )
+    return ALB_TF.replace("@ALB_SKIP@", skip)

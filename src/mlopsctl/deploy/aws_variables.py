@@ -91,6 +91,15 @@ class AwsValues:
     latency_p95_ms: float
     latency_minutes: int
     pointer_mirrored: bool = False  # the project's [registry] ssm_parameter already names the parameter
+    layout: str = "minimal"  # aws_layout.LAYOUTS
+    deletion_protection: bool = False
+    silence_minutes: int = 30  # no prediction request for this long: the no-invocations alarm
+    drift_share: float = 0.3
+    accuracy_min: float | None = None  # None: no live accuracy alarm is written
+    accuracy_min_samples: int = 50
+    metrics_namespace: str = "mlopsctl"  # [monitoring.cloudwatch] namespace: where the server's EMF metrics go
+    monthly_budget: float = 50.0
+    retrain_schedule: str = ""  # "" writes the schedule disabled
 
 
 # the retentions CloudWatch Logs accepts (config.py checks [deploy] log_retention_days against the same)
@@ -108,7 +117,8 @@ def variables(v: AwsValues) -> list[Variable]:
     cpus = sorted(round(c * 1024) for c in FARGATE_SIZES)
     retention = list(LOG_RETENTION_DAYS)
     s, n, b, ls = "string", "number", "bool", "list(string)"
-    return [
+    private = v.layout == "private"
+    out = [
         # -- the service
         Variable(
             "name",
@@ -270,7 +280,7 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "vpc_cidr",
             s,
-            "CIDR of the VPC; public and private subnets are carved from it (/20 each in a /16).",
+            "CIDR of the VPC; the subnets are carved from it (/20 each in a /16).",
             "10.0.0.0/16",
             _check("can(cidrsubnet(var.vpc_cidr, 4, 15))", "vpc_cidr: an IPv4 CIDR of /16 to /24, e.g. 10.0.0.0/16."),
             group="Network",
@@ -293,12 +303,18 @@ def variables(v: AwsValues) -> list[Variable]:
                 "availability_zones: empty, or 2 or 3 zone names.",
             ),
         ),
-        Variable(
-            "nat_gateway_per_az",
-            b,
-            "One NAT gateway per zone (survives a zone outage; one more NAT charge and public IPv4 address each) "
-            "instead of one.",
-            False,
+        *(
+            [
+                Variable(
+                    "nat_gateway_per_az",
+                    b,
+                    "One NAT gateway per zone (survives a zone outage; one more NAT charge and public IPv4 address "
+                    "each) instead of one.",
+                    False,
+                )
+            ]
+            if private
+            else []
         ),
         Variable(
             "allowed_cidrs",
@@ -323,14 +339,21 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "deletion_protection",
             b,
-            "Protect the load balancer from deletion (set false before terraform destroy).",
-            True,
+            "Protect the load balancer from deletion; terraform destroy needs false (docs/deploy-aws.md).",
+            v.deletion_protection,
+        ),
+        Variable(
+            "force_destroy",
+            b,
+            "Let terraform destroy delete the store bucket with every object version in it and the image "
+            "repository with its images; keep false except to tear everything down.",
+            False,
         ),
         # -- monitoring
         Variable(
             "log_retention_days",
             n,
-            "Days CloudWatch keeps the service's and the VPC's flow logs.",
+            "Days CloudWatch keeps the service's logs" + (" and the VPC flow logs." if private else "."),
             v.log_retention_days,
             _check(
                 f"contains({hcl_value(retention)}, var.log_retention_days)",
@@ -341,8 +364,9 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "container_insights",
             s,
-            "ECS Container Insights on the cluster: enabled, enhanced or disabled (each has a CloudWatch cost).",
-            "enabled",
+            "ECS Container Insights on the cluster: enabled, enhanced or disabled (enabled publishes 38 custom "
+            "metrics, a CloudWatch cost).",
+            "enabled" if private else "disabled",
             _check(
                 'contains(["enabled", "enhanced", "disabled"], var.container_insights)',
                 "container_insights: enabled, enhanced or disabled.",
@@ -359,9 +383,17 @@ def variables(v: AwsValues) -> list[Variable]:
             ),
         ),
         Variable(
+            "metrics_namespace",
+            s,
+            "CloudWatch namespace of the server's metrics (EMF log lines: Requests, Errors5xx, LatencyP95, "
+            "DriftShare, LiveAccuracy, LiveLabelled); the alarms and the dashboard read them there.",
+            v.metrics_namespace,
+            _check('can(regex("^[A-Za-z0-9_./#:-]{1,255}$", var.metrics_namespace))', "metrics_namespace: a name."),
+        ),
+        Variable(
             "alarm_5xx_rate_percent",
             n,
-            "Alarm when 5xx answers (from the tasks or the load balancer) exceed this share of requests, in percent...",
+            "Alarm when the server's 5xx answers exceed this share of its requests, in percent...",
             v.error_rate_percent,
             _check(
                 "var.alarm_5xx_rate_percent > 0 && var.alarm_5xx_rate_percent <= 100",
@@ -378,7 +410,8 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "alarm_p95_latency_ms",
             n,
-            "Alarm when the p95 of the targets' response time exceeds this, in milliseconds...",
+            "Alarm when the p95 of the server's answer time (its LatencyP95, the slowest task's) exceeds this, "
+            "in milliseconds...",
             v.latency_p95_ms,
             _check("var.alarm_p95_latency_ms > 0", "alarm_p95_latency_ms: more than 0."),
         ),
@@ -388,6 +421,61 @@ def variables(v: AwsValues) -> list[Variable]:
             "...for this many minutes in a row.",
             v.latency_minutes,
             _check("var.alarm_latency_minutes >= 1", "alarm_latency_minutes: at least 1."),
+        ),
+        Variable(
+            "alarm_no_invocations_minutes",
+            n,
+            "Alarm when the service answers no prediction request for this many minutes (a dead server "
+            "reports nothing, which counts too).",
+            v.silence_minutes,
+            _check(
+                "var.alarm_no_invocations_minutes >= 1 && var.alarm_no_invocations_minutes <= 1440",
+                "alarm_no_invocations_minutes: 1-1440.",
+            ),
+        ),
+        Variable(
+            "alarm_drift_share",
+            n,
+            "Alarm when the served model's latest drift report finds more than this share of features drifted.",
+            v.drift_share,
+            _check("var.alarm_drift_share > 0 && var.alarm_drift_share <= 1", "alarm_drift_share: in (0, 1]."),
+        ),
+        *(
+            [
+                Variable(
+                    "alarm_accuracy_min",
+                    n,
+                    "Alarm when a task's live accuracy (its predictions that got feedback) falls below this...",
+                    v.accuracy_min,
+                    _check(
+                        "var.alarm_accuracy_min > 0 && var.alarm_accuracy_min <= 1", "alarm_accuracy_min: in (0, 1]."
+                    ),
+                ),
+                Variable(
+                    "alarm_accuracy_min_samples",
+                    n,
+                    "...once it holds at least this many labelled predictions.",
+                    v.accuracy_min_samples,
+                    _check("var.alarm_accuracy_min_samples >= 1", "alarm_accuracy_min_samples: at least 1."),
+                ),
+            ]
+            if v.accuracy_min is not None
+            else []
+        ),
+        Variable(
+            "monthly_budget_usd",
+            n,
+            "An AWS budget: the alarm topic hears when the month's actual cost passes 80 % of this, or the "
+            "forecast passes 100 %.",
+            v.monthly_budget,
+            _check("var.monthly_budget_usd > 0", "monthly_budget_usd: more than 0."),
+        ),
+        Variable(
+            "budget_by_service_tag",
+            b,
+            "Count only resources tagged Service = name (activate the Service cost allocation tag in Billing "
+            "first); false counts the whole account.",
+            False,
         ),
         # -- images and CI
         Variable(
@@ -426,7 +514,55 @@ def variables(v: AwsValues) -> list[Variable]:
             "",
         ),
         Variable("tags", "map(string)", "Tags added to every resource.", {}),
+        # -- retraining
+        Variable(
+            "retrain_schedule_enabled",
+            b,
+            "Run the retraining task on retrain_schedule (an EventBridge rule, written disabled unless "
+            "[deploy] retrain_schedule is set).",
+            bool(v.retrain_schedule),
+            group="Scheduled retraining",
+        ),
+        Variable(
+            "retrain_schedule",
+            s,
+            "When the retraining task runs: an EventBridge schedule expression (UTC).",
+            v.retrain_schedule or "rate(7 days)",
+            _check(
+                'can(regex("^(rate|cron)\\\\(.+\\\\)$", var.retrain_schedule))',
+                "retrain_schedule: rate(7 days) or cron(0 3 ? * MON *).",
+            ),
+        ),
+        Variable(
+            "retrain_trigger",
+            s,
+            "What the task's mlopsctl retrain --if checks first: schedule and always run; drift and accuracy "
+            "retrain only when the served model drifted or its live accuracy fell.",
+            "schedule",
+            _check(
+                'contains(["always", "schedule", "drift", "accuracy"], var.retrain_trigger)',
+                "retrain_trigger: always, schedule, drift or accuracy.",
+            ),
+        ),
+        Variable(
+            "retrain_image_tag",
+            s,
+            "Tag of the training image (Dockerfile.train of `mlopsctl deploy docker`) in the repository; "
+            "empty = train-<image_tag>.",
+            "",
+        ),
+        Variable(
+            "retrain_cpu",
+            n,
+            "CPU units of the retraining task.",
+            1024,
+            _check(f"contains({hcl_value(cpus)}, var.retrain_cpu)", "retrain_cpu: a Fargate size."),
+        ),
+        Variable(
+            "retrain_memory", n, "Memory of the retraining task in MiB, a size Fargate offers with retrain_cpu.", 2048
+        ),
     ]
+    return out
 
 
 def render_variables(v: AwsValues, header: str) -> str:

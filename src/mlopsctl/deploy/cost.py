@@ -1,8 +1,10 @@
 """`mlopsctl cost`: what the service costs a month on AWS, line by line, beside three other ways to run it.
 
-The service is the one `deploy aws` writes: ``replicas`` ECS Fargate tasks of ``cpu`` vCPU and ``memory``
-GB behind an Application Load Balancer, an S3 store, an ECR image, CloudWatch logs, metrics and
-alarms. The same service is then priced as a SageMaker real-time endpoint (one instance per replica,
+The service is the one `deploy aws` writes for the same settings and layout: ``replicas`` ECS Fargate
+tasks of ``cpu`` vCPU and ``memory`` GB behind an Application Load Balancer, an S3 store, an ECR image,
+CloudWatch logs, the server's metrics, alarms and a dashboard, a KMS key, the SSM pointer and a budget
+(what each layout holds is ``aws_layout.py``, which the Terraform texts are written from too).
+The same service is then priced as a SageMaker real-time endpoint (one instance per replica,
 the cheapest instance that sustains one task), SageMaker serverless inference (billed per GB-second
 of request time, so it needs the traffic) and EKS (the control plane and a managed node group of
 the cheapest EC2 type that fits the pods, behind the same load balancer).
@@ -17,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.deploy.aws_layout import LAYOUTS, alarms_written
 from mlopsctl.deploy.cost_prices import load_prices
 from mlopsctl.deploy.cost_targets import (
-    ALARMS,
     MAX_HOURS,
     TARGETS,
     CostInputs,
@@ -35,18 +37,20 @@ from mlopsctl.deploy.sizes import FARGATE_SIZES, fargate_problem
 from mlopsctl.errors import ValidationError
 
 if TYPE_CHECKING:
-    from mlopsctl.config import Config
+    from mlopsctl.config import AlertsSection, Config, DeploySection
 
 # the inputs that count or measure something, each set by the option of its name: none may be negative
 COUNTS_AND_SIZES: tuple[str, ...] = ("public_ips", "nat_gateways", "insights_metrics", "metrics", "alarms")
-COUNTS_AND_SIZES += ("log_gb", "s3_gb", "image_gb", "request_kb", "response_kb")
+COUNTS_AND_SIZES += ("log_gb", "s3_gb", "image_gb", "request_kb", "response_kb", "retrain_runs", "retrain_minutes")
 
 
 def inputs_from(cfg: Config | None, **flags: Any) -> CostInputs:
     """The inputs: the flags that were given, else the project's settings, else the defaults of CostInputs.
 
-    From a project: ``[deploy]`` region, cpu, memory, min_replicas, log_retention_days;
-    ``[monitoring.capture]`` enabled, sample_rate, flush_interval_seconds; ``[serving]`` reload_interval_seconds.
+    From a project: ``[deploy]`` region, layout, cpu, memory, min_replicas, log_retention_days, retrain_schedule;
+    ``[monitoring.alerts]`` accuracy_min (its alarm); ``[monitoring.capture]`` enabled, sample_rate,
+    flush_interval_seconds; ``[serving]`` reload_interval_seconds. What is left to the layout is filled by
+    ``CostInputs.resolve`` when the estimate is made.
     """
     o = CostInputs()
     origin: dict[str, str] = {}
@@ -54,18 +58,22 @@ def inputs_from(cfg: Config | None, **flags: Any) -> CostInputs:
         d, cap = cfg.deploy, cfg.monitoring.capture
         from_cfg = {
             "region": (d.region, "[deploy] region"),
+            "layout": (d.layout, "[deploy] layout"),
             "cpu": (d.cpu, "[deploy] cpu"),
             "memory": (d.memory, "[deploy] memory"),
             "replicas": (d.min_replicas, "[deploy] min_replicas"),
             "log_retention_days": (d.log_retention_days, "[deploy] log_retention_days"),
+            "retrain_schedule": (d.retrain_schedule, "[deploy] retrain_schedule"),
+            "accuracy_alarm": (cfg.monitoring.alerts.accuracy_min is not None, "[monitoring.alerts] accuracy_min"),
             "capture_enabled": (cap.enabled, "[monitoring.capture] enabled"),
             "capture_sample_rate": (cap.sample_rate, "[monitoring.capture] sample_rate"),
             "capture_flush_seconds": (cap.flush_interval_seconds, "[monitoring.capture] flush_interval_seconds"),
             "reload_seconds": (cfg.serving.reload_interval_seconds, "[serving] reload_interval_seconds"),
         }
         for name, (value, where) in from_cfg.items():
-            setattr(o, name, value)
-            origin[name] = where
+            if value is not None:
+                setattr(o, name, value)
+                origin[name] = where
     for name, value in flags.items():
         if name not in CostInputs.__dataclass_fields__ or name == "origin":
             raise TypeError(f"unknown cost input {name!r}")
@@ -81,6 +89,10 @@ def check_inputs(o: CostInputs) -> None:
     if o.target not in TARGETS:
         raise ValidationError(
             f"--target {o.target}: not a target: use {' or '.join(TARGETS)}", [("--target", "unknown target")]
+        )
+    if o.layout not in LAYOUTS:
+        raise ValidationError(
+            f"--layout {o.layout}: not a layout: use {' or '.join(LAYOUTS)}", [("--layout", "minimal or private")]
         )
     problem = fargate_problem(o.cpu, o.memory)  # names the sizes Fargate offers
     if problem and o.memory <= 0 and o.cpu > 0:
@@ -109,7 +121,10 @@ def _assumptions(o: CostInputs, traffic: Traffic, requests: float, predictions: 
         return {"name": name, "value": value, "unit": unit, "why": o.origin.get(name, why), "option": option}
 
     ips, ip_why = public_ips(o, o.replicas)
+    lay = f"default: the {o.layout} layout's"
+    written = ", ".join(x.suffix for x in alarms_written(1.0 if o.accuracy_alarm else None))
     return [
+        a("layout", o.layout, "", "default: minimal, as `deploy aws` writes", "--layout"),
         a("replicas", o.replicas, "task(s)", "default", "--replicas"),
         a("hours", o.hours, "hours running a month", "default: 720 (30 days)", "--hours"),
         a(
@@ -119,30 +134,34 @@ def _assumptions(o: CostInputs, traffic: Traffic, requests: float, predictions: 
             ip_why,
             "--public-ips",
         ),
-        a(
-            "nat_gateways",
-            o.nat_gateways,
-            "",
-            "default: one, as `deploy aws` writes (tasks in private subnets)",
-            "--nat-gateways",
-        ),
+        a("nat_gateways", o.nat_gateways, "", f"{lay} (minimal 0, private 1)", "--nat-gateways"),
         a(
             "insights_metrics",
             o.insights_metrics,
             "metrics (Fargate)",
-            "default: Container Insights on, as `deploy aws` writes (cluster 13, service 15, task family 10)",
+            f"{lay}: Container Insights off in minimal, on in private (cluster 13, service 15, task family 10)",
             "--insights-metrics",
         ),
         a(
             "metrics",
             o.metrics,
             "custom metrics",
-            "default: none of your own; ALB, ECS and SageMaker metrics are free",
+            "default: the server's EMF metrics (Requests, Errors5xx, LatencyP95, DriftShare, LiveAccuracy, "
+            "LiveLabelled); ALB, ECS and SageMaker metrics are free",
             "--metrics",
         ),
-        a("alarms", o.alarms, "alarms", f"default: the 3 `deploy aws` writes ({ALARMS})", "--alarms"),
-        a("log_gb", o.log_gb, "GB of logs a month", "default: the service's and the VPC flow logs", "--log-gb"),
-        a("log_retention_days", o.log_retention_days, "days", "default", "[deploy] log_retention_days"),
+        a("alarms", o.alarms, "alarm metrics", f"default: what `deploy aws` writes ({written})", "--alarms"),
+        a("dashboards", o.dashboards, "dashboard", "default: the one `deploy aws` writes", "(fixed)"),
+        a("log_gb", o.log_gb, "GB of logs a month", "default: the service's (and the VPC flow logs)", "--log-gb"),
+        a("log_retention_days", o.log_retention_days, "days", f"{lay}", "[deploy] log_retention_days"),
+        a(
+            "retrain_runs",
+            o.retrain_runs,
+            "scheduled retrainings a month",
+            f"from [deploy] retrain_schedule {o.retrain_schedule}" if o.retrain_schedule else "default: off",
+            "--retrain-runs",
+        ),
+        a("retrain_minutes", o.retrain_minutes, "minutes per retraining", "default", "--retrain-minutes"),
         a("s3_gb", o.s3_gb, "GB in the store besides capture", "default", "--s3-gb"),
         a("capture_kb", o.capture_kb, "KB per captured prediction", "a wine row as JSON lines, rounded up", "(fixed)"),
         a(
@@ -175,6 +194,10 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
     ``traffic`` may be a function: it is called once the inputs and the price table have passed their checks.
     """
     check_inputs(o)
+    try:
+        o.resolve()
+    except ValueError as exc:  # a retrain_schedule that cannot be counted
+        raise ValidationError(f"[deploy] retrain_schedule: {exc}", [("retrain_schedule", str(exc))]) from None
     table = load_prices(o.region, o.prices)
     if not isinstance(traffic, Traffic):
         traffic = traffic()
@@ -213,11 +236,14 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
         "prices": table.summary(),
         "inputs": {
             "region": o.region,
+            "layout": o.layout,
             "cpu": o.cpu,
             "memory": o.memory,
             "replicas": o.replicas,
             "hours": o.hours,
-            "origin": {k: o.origin.get(k, "default") for k in ("region", "cpu", "memory", "replicas", "hours")},
+            "origin": {
+                k: o.origin.get(k, "default") for k in ("region", "layout", "cpu", "memory", "replicas", "hours")
+            },
         },
         "assumptions": _assumptions(o, traffic, requests, predictions),
         "traffic": traffic.to_json(o.hours),
@@ -227,3 +253,23 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
         ],
         "cheapest": min(offered, key=lambda e: e.total).name if offered else None,
     }
+
+
+def estimate_for(deploy: DeploySection, alerts: AlertsSection, layout: str) -> float:
+    """The monthly total of the Fargate estimate for `deploy aws`'s settings at the assumed traffic (USD): the
+    base of the budget it writes. Prices of the region's table, else of us-east-1's."""
+    from mlopsctl.deploy.cost_prices import builtin_regions
+    from mlopsctl.deploy.cost_traffic import assumed
+
+    o = CostInputs(
+        region=deploy.region if deploy.region in builtin_regions() else "us-east-1",
+        layout=layout,
+        cpu=deploy.cpu,
+        memory=deploy.memory,
+        replicas=deploy.min_replicas,
+        log_retention_days=deploy.log_retention_days,
+        retrain_schedule=deploy.retrain_schedule,
+        accuracy_alarm=alerts.accuracy_min is not None,
+    )
+    report = estimate(o, assumed(None, None))
+    return float(report["estimates"][0]["total"])

@@ -1,14 +1,17 @@
 """The four ways `mlopsctl cost` prices the service, line by line, from a region's price table.
 
-- ECS Fargate + ALB: what `deploy aws` writes (tasks in private subnets behind a NAT gateway, an
-  Application Load Balancer in two zones, Container Insights on);
+- ECS Fargate + ALB: what `deploy aws` writes for the layout (``aws_layout.py``): ``minimal`` (tasks in
+  public subnets with an address each, no NAT gateway, Container Insights off, logs kept 7 days) or
+  ``private`` (tasks in private subnets behind a NAT gateway, Container Insights on, a year of logs), an
+  Application Load Balancer in two zones, the server's CloudWatch metrics, alarms, a dashboard and a budget;
 - a SageMaker real-time endpoint: one instance per replica, the cheapest that sustains one task;
 - SageMaker serverless inference: GB-seconds of request time at the smallest memory size that holds a task;
 - EKS: the control plane and a managed node group of the cheapest EC2 type that holds the pods,
   behind the same load balancer and network.
 
-Each adds what all of them pay alike: CloudWatch logs and alarms, the S3 store (its size and the
-requests the servers make: capture writes, alias polls), the ECR image and the KMS key.
+Each adds what all of them pay alike: the server's CloudWatch metrics, the alarms, the dashboard and the
+logs, the S3 store (its size and the requests the servers make: capture writes, alias polls), the ECR
+image, the KMS key, the SSM pointer and the budget (those two are free, and itemised to say so).
 """
 
 from __future__ import annotations
@@ -17,17 +20,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlopsctl.deploy.aws_layout import ALARMS, INSIGHTS_METRICS, Layout, alarms_written, layout
 from mlopsctl.deploy.cost_prices import Instance, PriceTable
 
 TARGETS = ("aws",)
 MONTH_HOURS = 730  # what AWS calls a month when it prorates monthly prices
 MAX_HOURS = 744  # 31 days
-ALARMS = "5xx rate, p95 latency, unhealthy hosts"  # the alarms `deploy aws` writes
 S3_READS_PER_POLL = 2  # the alias pointer and the deployment of each served model
-# ECS Container Insights (standard), which `deploy aws` turns on, publishes custom metrics: 13 for the
-# cluster, 15 for the service and 10 for the task definition family (CPU, memory, network, storage and
-# ephemeral storage used and reserved; task, deployment and service counts)
-INSIGHTS_METRICS = 13 + 15 + 10
+RETRAIN_MINUTES = 15.0  # an assumption: how long one scheduled retraining task runs
+__all__ = ["ALARMS", "INSIGHTS_METRICS"]
 
 
 @dataclass
@@ -36,17 +37,25 @@ class CostInputs:
 
     target: str = "aws"
     region: str = "us-east-1"
+    layout: str = "minimal"  # aws_layout.LAYOUTS: what `deploy aws` writes; the None below follow it
     cpu: float = 0.25
     memory: float = 0.5
     replicas: int = 1
     hours: float = 720
     public_ips: int | None = None  # None: 2 for the ALB + 1 per NAT gateway (or per task without NAT)
-    nat_gateways: int = 1  # `deploy aws`: tasks in private subnets behind one NAT gateway
-    insights_metrics: int = INSIGHTS_METRICS
-    metrics: int = 0
-    alarms: int = 3
+    nat_gateways: int | None = None  # None: the layout's (minimal 0, private 1)
+    insights_metrics: int | None = None  # None: the layout's (minimal 0: Insights off; private 38)
+    metrics: int | None = None  # None: the server's EMF metrics (monitoring/emf.py METRICS)
+    alarms: int | None = None  # alarm metrics; None: what monitoring.tf holds (alarms_written)
+    accuracy_alarm: bool = False  # [monitoring.alerts] accuracy_min is set: the live accuracy alarm is written
+    dashboards: int = 1
     log_gb: float = 1.0
-    log_retention_days: int = 365
+    log_retention_days: int | None = None  # None: the layout's (minimal 7, private 365)
+    retrain_schedule: str = ""  # [deploy] retrain_schedule: "" = the scheduled retraining is off
+    retrain_runs: float | None = None  # None: from the schedule
+    retrain_minutes: float = RETRAIN_MINUTES
+    retrain_cpu: float = 1.0  # the task's size in retrain.tf (retrain_cpu 1024, retrain_memory 2048)
+    retrain_memory: float = 2.0
     s3_gb: float = 1.0
     image_gb: float = 1.0
     request_kb: float = 1.0
@@ -59,6 +68,28 @@ class CostInputs:
     prices: str | None = None
     origin: dict[str, str] = field(default_factory=dict)  # where each setting came from, for the output
 
+    @property
+    def lay(self) -> Layout:
+        return layout(self.layout)
+
+    def resolve(self) -> None:
+        """Fill what was left to the layout with what `deploy aws` writes for it."""
+        from mlopsctl.monitoring.emf import METRICS
+
+        lay = self.lay
+        if self.nat_gateways is None:
+            self.nat_gateways = lay.nat_gateways
+        if self.insights_metrics is None:
+            self.insights_metrics = lay.insights_metrics
+        if self.metrics is None:
+            self.metrics = len(METRICS)
+        if self.alarms is None:
+            self.alarms = sum(a.metrics for a in alarms_written(1.0 if self.accuracy_alarm else None))
+        if self.log_retention_days is None:
+            self.log_retention_days = lay.log_retention_days
+        if self.retrain_runs is None:
+            self.retrain_runs = runs_per_month(self.retrain_schedule, self.hours) if self.retrain_schedule else 0.0
+
 
 @dataclass
 class Line:
@@ -68,6 +99,8 @@ class Line:
     unit: str  # the unit of the quantity and of the price: "vCPU-hour"
     unit_price: float
     price_key: str  # where the price is in the table: "fargate.vcpu_hour"
+    source: str = ""  # the page the price is from
+    as_of: str = ""  # the date of the price (the --prices file's when it changed this one)
 
     @property
     def monthly(self) -> float:
@@ -101,12 +134,21 @@ def _months(hours: float) -> float:
     return hours / MONTH_HOURS
 
 
+def _dated(t: PriceTable, section: str, dotted: str) -> tuple[str, str]:
+    """(source, date) of a price: its section's first page, and the table's date or the override's."""
+    sources = t.sources().get(section) or [""]
+    changed = dotted in t.overridden and t.override_as_of
+    return sources[0], str(t.override_as_of if changed else t.as_of)
+
+
 def _line(t: PriceTable, group: str, item: str, quantity: float, section: str, key: str) -> Line:
-    return Line(group, item, quantity, t.unit(section, key), t.price(section, key), f"{section}.{key}")
+    dotted = f"{section}.{key}"
+    return Line(group, item, quantity, t.unit(section, key), t.price(section, key), dotted, *_dated(t, section, dotted))
 
 
-def _instance_line(group: str, item: str, quantity: float, section: str, inst: Instance) -> Line:
-    return Line(group, item, quantity, inst.unit, inst.price, f"{section}.instances.{inst.name}")
+def _instance_line(t: PriceTable, group: str, item: str, quantity: float, section: str, inst: Instance) -> Line:
+    dotted = f"{section}.instances.{inst.name}"
+    return Line(group, item, quantity, inst.unit, inst.price, dotted, *_dated(t, section, dotted))
 
 
 def _fits(i: Instance, cpu: float, memory: float) -> bool:
@@ -133,6 +175,53 @@ def pick_eks_nodes(t: PriceTable, cpu: float, memory: float, replicas: int) -> t
         if best is None or key[:3] < best[:3]:
             best = key
     return None if best is None else best[3:]
+
+
+_DAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
+
+
+def _field_count(text: str, size: int, first: int = 0) -> float:
+    """How many values a cron field takes in a range of ``size`` starting at ``first`` (an estimate for L, W, #)."""
+    total = 0.0
+    for part in text.upper().split(","):
+        base, _, step = part.partition("/")
+        if base in ("*", "?", ""):
+            lo, hi = first, first + size - 1
+        elif "-" in base:
+            a, b = (_DAYS.get(x) or int(x) for x in base.split("-", 1))
+            lo, hi = a, b
+        else:
+            token = base.rstrip("LW").split("#")[0] or str(first)
+            lo = hi = _DAYS.get(token) or int(token)
+            if step:  # 0/15: from 0 to the end of the range, every 15
+                hi = first + size - 1
+        total += (hi - lo) // int(step) + 1 if step else hi - lo + 1
+    return total
+
+
+def runs_per_month(expression: str, hours: float) -> float:
+    """How often an EventBridge schedule (``rate(7 days)``, ``cron(0 3 ? * MON *)``) fires in ``hours``.
+
+    Exact for rate(); for cron() the product of its fields (a month's share of the days it names)."""
+    import re
+
+    m = re.fullmatch(r"rate\((\d+)\s+(minutes?|hours?|days?)\)", expression.strip())
+    if m:
+        minutes = int(m.group(1)) * {"m": 1, "h": 60, "d": 1440}[m.group(2)[0]]
+        return hours * 60 / minutes
+    m = re.fullmatch(r"cron\((.+)\)", expression.strip())
+    if not m or len(m.group(1).split()) != 6:
+        raise ValueError(f"{expression!r}: expected rate(N minutes|hours|days) or cron(min hour dom month dow year)")
+    minute, hour, dom, month, dow, _ = m.group(1).split()
+    per_day = _field_count(minute, 60) * _field_count(hour, 24)
+    days = hours / 24
+    if dow not in ("*", "?"):
+        days *= _field_count(dow, 7, 1) / 7
+    elif dom not in ("*", "?"):
+        days *= _field_count(dom, 31, 1) / 30.4
+    if month not in ("*", "?"):
+        days *= _field_count(month, 12, 1) / 12
+    return per_day * days
 
 
 def public_ips(o: CostInputs, computes: int, what: str = "task") -> tuple[int, str]:
@@ -168,6 +257,7 @@ def _network_lines(
 
 def _shared_lines(t: PriceTable, o: CostInputs, requests: float, predictions: float, servers: int) -> list[Line]:
     """What every way of running it pays alike: CloudWatch, the S3 store the servers use, the ECR image."""
+    assert o.metrics is not None and o.alarms is not None and o.log_retention_days is not None  # resolve()
     kept_months = o.log_retention_days * 24 / MONTH_HOURS
     capture_gb = predictions * o.capture_sample_rate * o.capture_kb / 1e6 if o.capture_enabled else 0.0
     seconds = o.hours * 3600
@@ -176,8 +266,11 @@ def _shared_lines(t: PriceTable, o: CostInputs, requests: float, predictions: fl
     )
     gets = servers * seconds / o.reload_seconds * S3_READS_PER_POLL
     return [
-        _line(t, "monitoring", f"CloudWatch custom metrics ({o.metrics})", o.metrics, "cloudwatch", "metric_month"),
-        _line(t, "monitoring", f"CloudWatch alarms ({o.alarms})", o.alarms, "cloudwatch", "alarm_month"),
+        _line(
+            t, "monitoring", f"server metrics, CloudWatch EMF ({o.metrics})", o.metrics, "cloudwatch", "metric_month"
+        ),
+        _line(t, "monitoring", f"CloudWatch alarm metrics ({o.alarms})", o.alarms, "cloudwatch", "alarm_month"),
+        _line(t, "monitoring", f"CloudWatch dashboard ({o.dashboards})", o.dashboards, "cloudwatch", "dashboard_month"),
         _line(t, "monitoring", "CloudWatch logs ingested", o.log_gb, "cloudwatch", "logs_ingest_gb"),
         _line(
             t,
@@ -193,7 +286,9 @@ def _shared_lines(t: PriceTable, o: CostInputs, requests: float, predictions: fl
         _line(t, "storage", "S3 writes (capture batches)", puts / 1000, "s3", "put_1000"),
         _line(t, "storage", "S3 reads (alias and deployment polls)", gets / 1000, "s3", "get_1000"),
         _line(t, "storage", "ECR image storage", o.image_gb, "ecr", "storage_gb_month"),
-        _line(t, "storage", "KMS key (store, logs, image)", 1, "kms", "key_month"),
+        _line(t, "security", "KMS key (store, logs, topic, image)", 1, "kms", "key_month"),
+        _line(t, "security", "SSM parameter (the production pointer)", 1, "ssm", "parameter_month"),
+        _line(t, "monitoring", "AWS budget (the month's cost)", 1, "budgets", "budget_month"),
     ]
 
 
@@ -217,7 +312,16 @@ def fargate(t: PriceTable, o: CostInputs, requests: float, predictions: float) -
         )
     network, why = _network_lines(t, o, n, "task", o.public_ips)
     lines += network + _shared_lines(t, o, requests, predictions, n)
-    return Estimate("fargate", "ECS Fargate + ALB", lines, [f"public IPv4: {why}"])
+    notes = [f"{o.layout} layout", f"public IPv4: {why}"]
+    if o.retrain_runs:
+        runs, task_hours = o.retrain_runs, o.retrain_runs * o.retrain_minutes / 60
+        what = f"{runs:.3g} runs × {o.retrain_minutes:g} min"
+        lines += [
+            _line(t, "compute", f"retraining vCPU ({what})", task_hours * o.retrain_cpu, "fargate", "vcpu_hour"),
+            _line(t, "compute", f"retraining memory ({what})", task_hours * o.retrain_memory, "fargate", "gb_hour"),
+        ]
+        notes.append(f"scheduled retraining: {o.retrain_schedule}, {o.retrain_cpu:g} vCPU / {o.retrain_memory:g} GB")
+    return Estimate("fargate", "ECS Fargate + ALB", lines, notes)
 
 
 def sagemaker_realtime(t: PriceTable, o: CostInputs, requests: float, predictions: float) -> Estimate:
@@ -228,7 +332,7 @@ def sagemaker_realtime(t: PriceTable, o: CostInputs, requests: float, prediction
         return Estimate("sagemaker", title, [], [], available=False, reason=why)
     n = o.replicas
     lines = [
-        _instance_line("compute", f"{inst.name} instances ({n})", n * o.hours, "sagemaker", inst),
+        _instance_line(t, "compute", f"{inst.name} instances ({n})", n * o.hours, "sagemaker", inst),
         _line(t, "data", "data processed in", requests * o.request_kb / 1e6, "sagemaker", "data_in_gb"),
         _line(t, "data", "data processed out", requests * o.response_kb / 1e6, "sagemaker", "data_out_gb"),
         *_shared_lines(t, o, requests, predictions, n),
@@ -279,7 +383,7 @@ def eks(t: PriceTable, o: CostInputs, requests: float, predictions: float) -> Es
         why = f"no EC2 instance in the table holds a {o.cpu:g} vCPU / {o.memory:g} GB pod"
         return Estimate("eks", title, [], [], available=False, reason=why)
     inst, per_node, nodes = pick
-    node = _instance_line("compute", f"{inst.name} nodes ({nodes})", nodes * o.hours, "ec2", inst)
+    node = _instance_line(t, "compute", f"{inst.name} nodes ({nodes})", nodes * o.hours, "ec2", inst)
     disk = t.value("eks", "node_disk_gb")
     lines = [
         _line(t, "compute", "EKS control plane", o.hours, "eks", "cluster_hour"),

@@ -66,6 +66,7 @@ def _register() -> None:
     pipeline.register(app)
     deploy.register(app)
     cost.register(app)
+    __import__("mlopsctl.cli.smoke", fromlist=["register"]).register(app)
 
 
 _register()

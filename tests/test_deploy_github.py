@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from mlopsctl.deploy.github import ACTIONS, REPOSITORY_VARIABLES
 from tests.conftest import WINE_RED, run_cli, write_project
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "deploy-github.md"
-OPTIONAL_VARIABLES = {"MLOPSCTL_SPEC", "ECS_CONTAINER", "SERVICE_URL"}
+OPTIONAL_VARIABLES = {"MLOPSCTL_SPEC", "ECS_CONTAINER", "TF_IMAGE_TAG"}
 ACTION_OUTPUTS = {ACTIONS["ecs-render"]: {"task-definition"}}
 
 
@@ -44,27 +45,31 @@ def _on(doc: dict[Any, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A git repository holding the wine project in ml/wine (data committed beside it), workflows written."""
+    """A git repository holding the wine project in ml/wine (data committed beside it, its Terraform in
+    ml/wine/deploy/aws), workflows written."""
     root = tmp_path_factory.mktemp("repo")
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     project = write_project(root / "ml" / "wine", data=Path("data/winequality-red.csv"))
     (project / "data").mkdir()
     # the workflows only name the file: a small one of the same shape works without ../shared
     (project / "data" / "winequality-red.csv").write_text("alcohol;pH;quality\n9.4;3.51;5\n9.8;3.2;6\n")
+    run_cli("deploy", "aws", cwd=project)
     result = json.loads(run_cli("deploy", "github", "--json", cwd=project).stdout)
     wf = root / ".github" / "workflows"
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(wf.glob("*.yml"))}
     return {"root": root, "project": project, "result": result, "dir": wf, "docs": docs}
 
 
-def test_writes_three_workflows_at_the_repository_root(repo: dict[str, Any]) -> None:
+def test_writes_four_workflows_at_the_repository_root(repo: dict[str, Any]) -> None:
     result = repo["result"]
-    assert sorted(repo["docs"]) == ["ci", "deploy", "train"]
-    assert result["written"] == [str(repo["dir"] / n) for n in ("ci.yml", "train.yml", "deploy.yml")]
+    assert sorted(repo["docs"]) == ["ci", "deploy", "plan", "train"]
+    assert result["written"] == [str(repo["dir"] / n) for n in ("ci.yml", "plan.yml", "train.yml", "deploy.yml")]
     assert result["working_directory"] == "ml/wine" and result["warnings"] == []
+    assert result["terraform"] == "ml/wine/deploy/aws"
     assert result["repository_variables"] == list(REPOSITORY_VARIABLES)
-    for doc in repo["docs"].values():
-        assert doc["defaults"] == {"run": {"shell": "bash", "working-directory": "ml/wine"}}
+    for name, doc in repo["docs"].items():
+        folder = "ml/wine/deploy/aws" if name == "plan" else "ml/wine"  # plan.yml runs in the Terraform
+        assert doc["defaults"] == {"run": {"shell": "bash", "working-directory": folder}}
 
 
 def test_workflows_pass_githubs_schema(repo: dict[str, Any]) -> None:
@@ -78,6 +83,9 @@ def test_workflows_pass_githubs_schema(repo: dict[str, Any]) -> None:
 def test_triggers_and_permissions(repo: dict[str, Any]) -> None:
     ci, train, deploy = (repo["docs"][k] for k in ("ci", "train", "deploy"))
     assert set(_on(ci)) == {"push", "pull_request"} and _on(ci)["push"] is None  # every branch
+    plan = repo["docs"]["plan"]
+    assert _on(plan) == {"pull_request": {"paths": ["ml/wine/deploy/aws/**", ".github/workflows/plan.yml"]}}
+    assert plan["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
     assert ci["permissions"] == {"contents": "read"}  # no cloud from CI, so none from a fork's pull request
     assert _on(train)["push"] == {"branches": ["main"]} and "workflow_dispatch" in _on(train)
     assert _on(train)["workflow_dispatch"]["inputs"]["alias"]["default"] == "staging"
@@ -108,11 +116,13 @@ def _steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_aws_through_oidc_and_repository_variables(repo: dict[str, Any]) -> None:
-    for name in ("train", "deploy"):
+    for name in ("train", "deploy", "plan"):
         doc = repo["docs"][name]
         (aws,) = [s for _, s in _steps(doc) if s.get("uses") == ACTIONS["aws-credentials"]]
-        assert aws["with"] == {"role-to-assume": "${{ vars.AWS_ROLE_ARN }}", "aws-region": "${{ vars.AWS_REGION }}"}
-        assert doc["env"]["MLOPS_STORE"] == "${{ vars.MLOPS_STORE }}"
+        role = "AWS_PLAN_ROLE_ARN" if name == "plan" else "AWS_ROLE_ARN"  # pull requests: the read-only role
+        assert aws["with"] == {"role-to-assume": f"${{{{ vars.{role} }}}}", "aws-region": "${{ vars.AWS_REGION }}"}
+        if name != "plan":
+            assert doc["env"]["MLOPS_STORE"] == "${{ vars.MLOPS_STORE }}"
     text = "".join(p.read_text() for p in repo["dir"].glob("*.yml"))
     used = set(re.findall(r"vars\.([A-Z_]+)", text))
     assert set(REPOSITORY_VARIABLES) <= used and used <= set(REPOSITORY_VARIABLES) | OPTIONAL_VARIABLES
@@ -227,6 +237,9 @@ def test_every_mlopsctl_command_line_is_real(repo: dict[str, Any]) -> None:
         ("train", "publish"),
         ("train", "promote"),
         ("deploy", "deploy docker"),
+        ("deploy", "smoke"),
+        ("deploy", "models show"),
+        ("deploy", "rollback"),
     }
     assert not [t for name, t in lines if name == "deploy" and "--bake" in t]  # the image follows the S3 store
     # the data path the workflows validate is the project's, relative to the working directory
@@ -266,6 +279,7 @@ def test_the_settings_check_names_a_missing_variable_and_refuses_bad_names(repo:
     check = _step(deploy, "Check the settings")["run"]
     good = {"MLOPS_STORE": "s3://team/wine", "ECR_REPOSITORY": "1.dkr.ecr.us-east-1.amazonaws.com/wine"}
     good |= {"ECS_CLUSTER": "wine", "ECS_SERVICE": "wine", "MODEL": "wine", "ALIAS": "prod"}
+    good |= {"SERVICE_URL": "http://wine-123.us-east-1.elb.amazonaws.com"}
     assert set(good) - {"MLOPS_STORE"} <= set(deploy["jobs"]["deploy"]["env"])  # what the job sets
     ok = _bash(check, good)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -330,6 +344,134 @@ def test_the_task_runs_the_model_and_alias_deployed(repo: dict[str, Any], tmp_pa
     assert (tmp_path / "out").read_text().endswith('command="the image CMD"\n')
 
 
+# -- pull requests: fmt, validate, plan, posted ------------------------------------------------------------------
+
+
+def _stub(folder: Path, name: str, script: str) -> Path:
+    """An executable ``name`` in ``folder`` that logs its arguments to ``folder/name.log`` and runs ``script``."""
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(f'#!/bin/bash\necho "$*" >> "{folder / (name + ".log")}"\n{script}\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_the_plan_workflow_formats_plans_and_posts(repo: dict[str, Any], tmp_path: Path) -> None:
+    """plan.yml's steps in order; its fmt step and its posting run here with bash (terraform for real, a
+    stand-in for gh); init, validate and plan need AWS and are only read."""
+    plan = repo["docs"]["plan"]
+    steps = [s.get("name") or s.get("uses") for _, s in _steps(plan)]
+    assert steps == [
+        ACTIONS["checkout"], ACTIONS["setup-terraform"], "Check the settings", "terraform fmt -check",
+        "AWS credentials (OIDC, read-only, no stored keys)", "terraform init", "terraform validate", "terraform plan",
+        "Post the plan on the pull request", "Fail when fmt, validate or plan failed",
+    ]  # fmt: skip
+    run = {s.get("name"): s for _, s in _steps(plan)}
+    assert "-detailed-exitcode" in run["terraform plan"]["run"] and "-lock=false" in run["terraform plan"]["run"]
+    tf = repo["project"] / "deploy" / "aws"
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not on PATH")
+    fmt = subprocess.run(["bash", "-eo", "pipefail", "-c", run["terraform fmt -check"]["run"]], cwd=tf)
+    assert fmt.returncode == 0  # what `deploy aws` wrote is formatted
+    copy = tmp_path / "tf"
+    shutil.copytree(tf, copy)
+    (copy / "main.tf").write_text((copy / "main.tf").read_text().replace("  region = var.region", "region=var.region"))
+    unformatted = subprocess.run(["bash", "-c", run["terraform fmt -check"]["run"]], cwd=copy, capture_output=True)
+    assert unformatted.returncode != 0
+
+    # posting: the plan in a comment (the last one edited, else a new one) and in the run's summary
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "gh", '[[ "$*" == *--edit-last* ]] && [ -n "$NO_EARLIER" ] && exit 1; exit 0')
+    (tmp_path / "plan.txt").write_text("Plan: 3 to add, 1 to change, 0 to destroy.\n")
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path), "PR": "7",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "FMT": "success", "VALIDATE": "success", "EXITCODE": "2",
+    }  # fmt: skip
+    post = run["Post the plan on the pull request"]
+    assert post["env"]["GH_TOKEN"] == "${{ github.token }}" and post["if"].startswith("always()")
+    assert _bash(post["run"], env).returncode == 0
+    comment = (tmp_path / "comment.md").read_text()
+    assert "### Terraform plan of `ml/wine/deploy/aws`" in comment and "plan: changes (below)" in comment
+    assert "Plan: 3 to add, 1 to change, 0 to destroy." in comment and comment in (tmp_path / "summary.md").read_text()
+    assert (bin_dir / "gh.log").read_text() == f"pr comment 7 --edit-last --body-file {tmp_path}/comment.md\n"
+    assert _bash(post["run"], {**env, "NO_EARLIER": "1"}).returncode == 0
+    assert (bin_dir / "gh.log").read_text().splitlines()[-1] == f"pr comment 7 --body-file {tmp_path}/comment.md"
+    # the job fails when fmt, validate or the plan did (exit code 2 is "changes", not a failure)
+    verdict = run["Fail when fmt, validate or plan failed"]["run"]
+    for fmt_, validate, code, ok in [
+        ("success", "success", "0", True), ("success", "success", "2", True), ("failure", "success", "0", False),
+        ("success", "failure", "0", False), ("success", "success", "1", False),
+    ]:  # fmt: skip
+        proc = _bash(verdict, {"FMT": fmt_, "VALIDATE": validate, "EXITCODE": code})
+        assert (proc.returncode == 0) is ok, (fmt_, validate, code, proc.stdout)
+
+
+# -- deploy: smoke tests against the live URL, rollback when they fail --------------------------------------
+
+
+@pytest.mark.shared_data
+def test_smoke_tests_gate_the_deployment_and_a_failure_rolls_back(
+    repo: dict[str, Any], wine_store_copy: Path, start_server: Any, tmp_path: Path
+) -> None:
+    """The smoke step runs `mlopsctl smoke` against the service: a real server passes; a broken one fails it,
+    and the rollback step moves the alias back (only when it still points at what this run deployed) and the
+    service back to the task definition it ran before (aws is a stand-in here; mlopsctl and the store are real)."""
+    from mlopsctl import registry
+    from mlopsctl.store import open_store
+    from tests.test_smoke import _Broken
+
+    deploy = repo["docs"]["deploy"]
+    run = {s.get("name"): s for _, s in _steps(deploy)}
+    names = list(run)
+    assert names.index("Smoke tests against the live service") == names.index("Roll it out on ECS") + 1
+    rollback = run["Roll back when the smoke tests fail"]
+    assert rollback["if"] == "failure() && steps.smoke.outcome == 'failure'"
+    assert rollback["env"] == {
+        "VERSION": "${{ steps.files.outputs.version }}",
+        "PREVIOUS": "${{ steps.current.outputs.arn }}",
+    }
+
+    store = open_store(str(wine_store_copy))
+    registry.promote(store, "wine", 2, "prod", reason="this run's version", force=True)  # what the run deployed
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "aws", "exit 0")
+    env = {
+        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
+        "MLOPS_STORE": str(wine_store_copy), "MODEL": "wine", "ALIAS": "prod", "ECS_CLUSTER": "wine",
+        "ECS_SERVICE": "wine", "GITHUB_RUN_ID": "42", "PREVIOUS": "arn:aws:ecs:us-east-1:1:task-definition/wine:6",
+    }  # fmt: skip
+    server = start_server(["--store", str(wine_store_copy), "serve", "--model", "wine@prod"])
+    smoke = _bash(run["Smoke tests against the live service"]["run"], {**env, "SERVICE_URL": server.url})
+    assert smoke.returncode == 0 and "predict wine" in smoke.stdout, smoke.stderr
+
+    from http.server import ThreadingHTTPServer
+
+    broken = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    broken.calls = 0  # type: ignore[attr-defined]
+    threading.Thread(target=broken.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{broken.server_address[1]}"
+        failed = _bash(run["Smoke tests against the live service"]["run"], {**env, "SERVICE_URL": url})
+    finally:
+        broken.shutdown()
+    assert (
+        failed.returncode == 1 and "error: smoke predict wine: POST /models/wine/predict answered 500" in failed.stderr
+    )
+
+    # the alias moved elsewhere since: left alone, the service still goes back
+    other = _bash(rollback["run"], {**env, "VERSION": "1"})
+    assert other.returncode == 0 and "::warning::wine@prod is v2, not the v1 this run deployed" in other.stdout
+    assert registry.resolve(store, "wine", "prod") == 2
+    back = _bash(rollback["run"], {**env, "VERSION": "2"})
+    assert back.returncode == 0, back.stderr
+    assert registry.resolve(store, "wine", "prod") == 1  # the version before this run's
+    (event,) = [e for e in registry.events(store, "wine", limit=1)]
+    assert "smoke tests failed: deploy run 42" in str(event)
+    calls = (bin_dir / "aws.log").read_text().splitlines()
+    update = f"ecs update-service --cluster wine --service wine --task-definition {env['PREVIOUS']}"
+    assert calls == [update, "ecs wait services-stable --cluster wine --services wine"] * 2
+
+
 # -- options, errors and other layouts -------------------------------------------------------------------------
 
 
@@ -339,7 +481,7 @@ def test_refuses_to_overwrite_without_force(repo: dict[str, Any]) -> None:
     target.write_text("# mine\n")
     refused = run_cli("deploy", "github", cwd=repo["project"], check=False)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
-    assert f"{repo['dir'] / 'ci.yml'} exists: pass --force to overwrite it (and 2 more)" in refused.stderr
+    assert f"{repo['dir'] / 'ci.yml'} exists: pass --force to overwrite it (and 3 more)" in refused.stderr
     assert target.read_text() == "# mine\n"
     run_cli("deploy", "github", "--force", cwd=repo["project"])
     assert target.read_text() == before

@@ -2,17 +2,20 @@
 
     ci.yml      every push and pull request: validate the data, the project's lint and tests (when it has
                 them), one training into a throwaway store. No cloud access.
+    plan.yml    every pull request that touches the Terraform of `mlopsctl deploy aws`: terraform fmt -check,
+                init, validate and plan with a read-only role (OIDC), the plan posted on the pull request.
     train.yml   every push to main: validate the data against the store's latest snapshot, train, publish,
                 promote to staging through the evaluation gate; then deploy.yml when the alias the service
                 follows moved (a manual run can name it).
     deploy.yml  on demand, on a `mlops-promoted` repository dispatch, or called by train.yml: write the image's
                 files with `mlopsctl deploy docker`, build, push to ECR, roll the new image out on ECS with
-                the task definition's command pointed at the model and alias deployed.
+                the task definition's command pointed at the model and alias deployed; then `mlopsctl smoke`
+                against the live URL, and when it fails the alias and the service go back to what they were.
 
 AWS is reached with GitHub's OIDC token (no keys stored in GitHub), through repository variables that the
-Terraform of `mlopsctl deploy aws` outputs: AWS_REGION, AWS_ROLE_ARN, ECR_REPOSITORY, ECS_CLUSTER,
-ECS_SERVICE, MLOPS_STORE. The workflows are checked against GitHub's schema, their shell steps run
-where they can, and every mlopsctl command line in them is parsed by the CLI itself
+Terraform of `mlopsctl deploy aws` outputs: AWS_REGION, AWS_ROLE_ARN, AWS_PLAN_ROLE_ARN, ECR_REPOSITORY,
+ECS_CLUSTER, ECS_SERVICE, MLOPS_STORE, SERVICE_URL. The workflows are checked against GitHub's schema,
+their shell steps run where they can, and every mlopsctl command line in them is parsed by the CLI itself
 (tests/test_deploy_github.py).
 """
 
@@ -31,7 +34,9 @@ from mlopsctl.errors import ValidationError
 GATE_ALIAS = "staging"
 PYTHON_VERSION = "3.11"
 REPOSITORY_VARIABLES = ("AWS_REGION", "AWS_ROLE_ARN", "ECR_REPOSITORY", "ECS_CLUSTER", "ECS_SERVICE", "MLOPS_STORE")
-# optional: MLOPSCTL_SPEC (what pip installs), ECS_CONTAINER, SERVICE_URL
+REPOSITORY_VARIABLES += ("SERVICE_URL", "AWS_PLAN_ROLE_ARN")
+# optional: MLOPSCTL_SPEC (what pip installs), ECS_CONTAINER
+TERRAFORM_VERSION = "1.11.4"  # what plan.yml installs (the configuration needs >= 1.5)
 ACTIONS = {
     "checkout": "actions/checkout@v4",
     "setup-python": "actions/setup-python@v5",
@@ -39,6 +44,7 @@ ACTIONS = {
     "ecr-login": "aws-actions/amazon-ecr-login@v2",
     "ecs-render": "aws-actions/amazon-ecs-render-task-definition@v1",
     "ecs-deploy": "aws-actions/amazon-ecs-deploy-task-definition@v2",
+    "setup-terraform": "hashicorp/setup-terraform@v3",
 }
 
 
@@ -55,8 +61,11 @@ def _yaml_str(text: str) -> str:
     return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
 
 
-def write_workflows(cfg: Config, out: Path | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Write ci.yml, train.yml and deploy.yml; what was written, the repository variables they read, warnings."""
+def write_workflows(
+    cfg: Config, out: Path | None = None, *, force: bool = False, terraform: Path | None = None
+) -> dict[str, Any]:
+    """Write ci.yml, plan.yml, train.yml and deploy.yml; what was written, the repository variables they read,
+    warnings. ``terraform`` is the folder of `deploy aws`'s files (default: deploy/aws in the project)."""
     from mlopsctl.registry.aliases import ALIAS_RE
     from mlopsctl.registry.versions import NAME_RE
 
@@ -84,6 +93,16 @@ def write_workflows(cfg: Config, out: Path | None = None, *, force: bool = False
             f"[data] path {data!r} is outside the repository: runners will not have it "
             "(commit the data, or fetch it in a step before `mlopsctl data validate`)"
         )
+    tf = (terraform if terraform is not None else cfg.root / "deploy" / "aws").absolute()
+    try:
+        tf_dir = tf.relative_to(repo.absolute()).as_posix()
+    except ValueError:
+        raise ValidationError(
+            f"--terraform {terraform or tf}: outside the repository {repo}: pull requests could not plan it",
+            [("--terraform", "outside the repository")],
+        ) from None
+    if not (tf / "versions.tf").is_file():
+        warnings.append(f"no Terraform in {tf_dir} yet: `mlopsctl deploy aws --out {tf_dir}` writes it (plan.yml)")
     store = cfg.store.uri if cfg.store.uri.startswith("s3://") else ""
     values = {
         **ACTIONS,
@@ -100,13 +119,19 @@ def write_workflows(cfg: Config, out: Path | None = None, *, force: bool = False
         "store_fallback": f" || '{store}'" if store else "",
         "name_re": NAME_RE.pattern,
         "alias_re": ALIAS_RE,
+        "tf_dir": tf_dir,
+        "tf_dir_yaml": _yaml_str(tf_dir),
+        "tf_paths": _yaml_str(f"{tf_dir}/**"),
+        "terraform_version": TERRAFORM_VERSION,
     }
-    files = {name: _fill(text, values) for name, text in (("ci.yml", CI), ("train.yml", TRAIN), ("deploy.yml", DEPLOY))}
+    templates = (("ci.yml", CI), ("plan.yml", PLAN), ("train.yml", TRAIN), ("deploy.yml", DEPLOY))
+    files = {name: _fill(text, values) for name, text in templates}
     written = write_files(out, files, force=force)
     return {
         "out": str(out),
         "written": [str(p) for p in written],
         "working_directory": workdir,
+        "terraform": tf_dir,
         "repository_variables": list(REPOSITORY_VARIABLES),
         "warnings": warnings,
     }
@@ -232,6 +257,127 @@ CI = _workflow(
 """,
     cloud=False,
     group="ci-${{ github.ref }}",
+)
+
+PLAN = (
+    """\
+# terraform fmt -check, validate and plan on every pull request that changes the Terraform of `mlopsctl deploy
+# aws`, the plan posted on the pull request. Written by `mlopsctl deploy github` (docs/deploy-github.md).
+# AWS through GitHub's OIDC token and a read-only role (vars.AWS_PLAN_ROLE_ARN: the github_plan_role_arn
+# output); GitHub gives no token to pull requests from forks, so those are not planned. The state comes from
+# the backend in versions.tf, image_tag from a committed terraform.tfvars or vars.TF_IMAGE_TAG.
+name: plan
+
+on:
+  pull_request:
+    paths:
+      - <<tf_paths>>
+      - ".github/workflows/plan.yml"
+
+permissions:
+  contents: read
+  id-token: write  # OIDC: configure-aws-credentials assumes vars.AWS_PLAN_ROLE_ARN (read-only)
+  pull-requests: write  # the plan is posted as a comment
+
+concurrency:
+  group: plan-${{ github.event.pull_request.number }}
+  cancel-in-progress: true
+
+defaults:
+  run:
+    shell: bash
+    working-directory: <<tf_dir_yaml>>
+
+env:
+  TF_IN_AUTOMATION: "1"
+  TF_INPUT: "0"
+
+jobs:
+  plan:
+    name: terraform fmt, validate, plan
+    runs-on: ubuntu-latest
+    timeout-minutes: 30
+    env:
+      AWS_REGION: ${{ vars.AWS_REGION }}
+      AWS_PLAN_ROLE_ARN: ${{ vars.AWS_PLAN_ROLE_ARN }}
+    steps:
+      - uses: <<checkout>>
+      - uses: <<setup-terraform>>
+        with:
+          terraform_version: "<<terraform_version>>"
+          terraform_wrapper: false
+"""
+    + _check_settings("AWS_REGION AWS_PLAN_ROLE_ARN")
+    + """\
+      - name: terraform fmt -check
+        id: fmt
+        continue-on-error: true
+        run: terraform fmt -check -recursive -diff -no-color
+      - name: AWS credentials (OIDC, read-only, no stored keys)
+        uses: <<aws-credentials>>
+        with:
+          role-to-assume: ${{ vars.AWS_PLAN_ROLE_ARN }}
+          aws-region: ${{ vars.AWS_REGION }}
+      - name: terraform init
+        run: terraform init -input=false -no-color
+      - name: terraform validate
+        id: validate
+        continue-on-error: true
+        run: terraform validate -no-color
+      - name: terraform plan
+        id: plan
+        env:
+          TF_IMAGE_TAG: ${{ vars.TF_IMAGE_TAG }}
+        run: |
+          args=(-input=false -lock=false -no-color -detailed-exitcode -out=tfplan)
+          if [ -n "$TF_IMAGE_TAG" ]; then args+=(-var "image_tag=$TF_IMAGE_TAG"); fi
+          set +e
+          terraform plan "${args[@]}" > "$RUNNER_TEMP/plan.txt" 2>&1
+          code=$?
+          set -e
+          cat "$RUNNER_TEMP/plan.txt"
+          echo "exitcode=$code" >> "$GITHUB_OUTPUT"
+      - name: Post the plan on the pull request
+        if: always() && steps.fmt.outcome != 'skipped'
+        env:
+          GH_TOKEN: ${{ github.token }}
+          GH_REPO: ${{ github.repository }}
+          PR: ${{ github.event.pull_request.number }}
+          FMT: ${{ steps.fmt.outcome }}
+          VALIDATE: ${{ steps.validate.outcome }}
+          EXITCODE: ${{ steps.plan.outputs.exitcode }}
+        run: |
+          case "$EXITCODE" in
+            0) result="no changes" ;;
+            2) result="changes (below)" ;;
+            "") result="not run" ;;
+            *) result="failed" ;;
+          esac
+          {
+            echo "### Terraform plan of \\`<<tf_dir>>\\`"
+            echo
+            echo "fmt: $FMT · validate: ${VALIDATE:-not run} · plan: $result"
+            echo
+            echo "<details><summary>terraform plan</summary>"
+            echo
+            echo '```'
+            if [ -f "$RUNNER_TEMP/plan.txt" ]; then head -c 60000 "$RUNNER_TEMP/plan.txt"; fi
+            echo '```'
+            echo "</details>"
+          } > "$RUNNER_TEMP/comment.md"
+          cat "$RUNNER_TEMP/comment.md" >> "$GITHUB_STEP_SUMMARY"
+          gh pr comment "$PR" --edit-last --body-file "$RUNNER_TEMP/comment.md" ||
+            gh pr comment "$PR" --body-file "$RUNNER_TEMP/comment.md"
+      - name: Fail when fmt, validate or plan failed
+        env:
+          FMT: ${{ steps.fmt.outcome }}
+          VALIDATE: ${{ steps.validate.outcome }}
+          EXITCODE: ${{ steps.plan.outputs.exitcode }}
+        run: |
+          [ "$FMT" = success ] || { echo "::error::terraform fmt -check: run terraform fmt -recursive"; exit 1; }
+          [ "$VALIDATE" = success ] || { echo "::error::terraform validate failed"; exit 1; }
+          [ "$EXITCODE" = 0 ] || [ "$EXITCODE" = 2 ] || { echo "::error::terraform plan failed"; exit 1; }
+"""
 )
 
 TRAIN = _workflow(
@@ -370,12 +516,13 @@ DEPLOY = _workflow(
       ECR_REPOSITORY: ${{ vars.ECR_REPOSITORY }}
       ECS_CLUSTER: ${{ vars.ECS_CLUSTER }}
       ECS_SERVICE: ${{ vars.ECS_SERVICE }}
+      SERVICE_URL: ${{ vars.SERVICE_URL }}
     steps:
 """
     + _INSTALL
     + _AWS
     + _check_settings(
-        "MLOPS_STORE ECR_REPOSITORY ECS_CLUSTER ECS_SERVICE",
+        "MLOPS_STORE ECR_REPOSITORY ECS_CLUSTER ECS_SERVICE SERVICE_URL",
         """\
           # mlopsctl's name rules, before any command line uses them
           [[ "$MODEL" =~ <<name_re>> ]] || { echo "::error::not a model name: $MODEL"; exit 1; }
@@ -410,6 +557,7 @@ DEPLOY = _workflow(
                       .registeredAt, .registeredBy, .deregisteredAt)' > "$RUNNER_TEMP/task-definition.json"
           container="${ECS_CONTAINER:-$(jq -r '.containerDefinitions[0].name' "$RUNNER_TEMP/task-definition.json")}"
           echo "container=$container" >> "$GITHUB_OUTPUT"
+          echo "arn=$arn" >> "$GITHUB_OUTPUT"
       - name: Serve the model and alias deployed
         id: command
         env:
@@ -438,22 +586,38 @@ DEPLOY = _workflow(
           cluster: ${{ vars.ECS_CLUSTER }}
           service: ${{ vars.ECS_SERVICE }}
           wait-for-service-stability: true
-      - name: Check the service answers
-        if: vars.SERVICE_URL != ''
+      - name: Smoke tests against the live service
+        id: smoke
+        run: mlopsctl smoke "$SERVICE_URL" --model "$MODEL" --wait 120s
+      - name: Roll back when the smoke tests fail
+        if: failure() && steps.smoke.outcome == 'failure'
         env:
-          SERVICE_URL: ${{ vars.SERVICE_URL }}
+          VERSION: ${{ steps.files.outputs.version }}
+          PREVIOUS: ${{ steps.current.outputs.arn }}
         run: |
-          curl --fail --silent --show-error --retry 10 --retry-delay 6 --retry-all-errors "$SERVICE_URL/ready"
-          curl --fail --silent --show-error "$SERVICE_URL/models/$MODEL" | jq '{name, version, alias}'
+          # the alias goes back to the version before, if it still points at the one this run deployed
+          now=$(mlopsctl models show "$MODEL@$ALIAS" --json | jq -r .version)
+          if [ -n "$VERSION" ] && [ "$now" = "$VERSION" ]; then
+            mlopsctl rollback "$MODEL" --alias "$ALIAS" --reason "smoke tests failed: deploy run $GITHUB_RUN_ID"
+          else
+            echo "::warning::$MODEL@$ALIAS is v$now, not the v$VERSION this run deployed: the alias is left alone"
+          fi
+          # the service goes back to the task definition it ran before this run
+          aws ecs update-service --cluster "$ECS_CLUSTER" --service "$ECS_SERVICE" \\
+            --task-definition "$PREVIOUS" > /dev/null
+          aws ecs wait services-stable --cluster "$ECS_CLUSTER" --services "$ECS_SERVICE"
+          echo "::error::smoke tests failed: $MODEL@$ALIAS and $ECS_SERVICE are back where they were"
       - name: Summary
+        if: always()
         env:
           IMAGE: ${{ steps.image.outputs.image }}
           VERSION: ${{ steps.files.outputs.version }}
           COMMAND: ${{ steps.command.outputs.command }}
+          SMOKE: ${{ steps.smoke.outcome }}
         run: |
           {
             echo "### Deployed"
-            echo "- $MODEL@$ALIAS (v$VERSION when written)"
+            echo "- $MODEL@$ALIAS (v$VERSION when written), smoke tests: $SMOKE"
             echo "- image: $IMAGE"
             echo "- command: $COMMAND"
             echo "- service: $ECS_SERVICE on $ECS_CLUSTER"
@@ -463,4 +627,4 @@ DEPLOY = _workflow(
     group="deploy-<<service>>",
 )
 
-__all__ = ["REPOSITORY_VARIABLES", "git_root", "write_workflows"]
+__all__ = ["REPOSITORY_VARIABLES", "TERRAFORM_VERSION", "git_root", "write_workflows"]

@@ -92,6 +92,17 @@ def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
+def copy_sources(dockerfile: Path) -> list[str]:
+    """The build context paths a Dockerfile's COPY lines read (a pattern counts as its folder)."""
+    out = []
+    for word, args in instructions(dockerfile):
+        if word == "COPY" and "--from" not in args:
+            for src in args.split()[:-1]:
+                if not src.startswith("--"):
+                    out.append(src.split("/")[0] + "/" if "*" in src else src)
+    return sorted(set(out))
+
+
 def one(stage: list[tuple[str, str]], word: str) -> str:
     found = [args for w, args in stage if w == word]
     assert len(found) == 1, (word, found)
@@ -156,10 +167,10 @@ def test_dockerfile_lints_clean_and_runs_the_server_as_non_root(kind: str, reque
         "--model",
         "wine@prod",
     ]
-    # what the build sends is what the COPY lines use: .dockerignore keeps exactly those
-    sources = [a.split()[-2] for w, a in run + build if w == "COPY" and "--from" not in a]
+    # what the build sends is what the COPY lines of both Dockerfiles use: .dockerignore keeps exactly those
+    sources = copy_sources(dockerfile)
     keep = [x[1:] for x in (d["out"] / ".dockerignore").read_text().splitlines() if x.startswith("!")]
-    assert sorted(sources) == sorted(keep)
+    assert sorted(set(sources) | set(copy_sources(d["out"] / "Dockerfile.train"))) == sorted(keep)
     assert all((d["out"] / s).exists() for s in sources)
     image_env = env_of(run)
     entry = [json.loads(a) for w, a in run if w == "ENTRYPOINT"]
@@ -206,6 +217,16 @@ def test_constraints_pin_what_is_installed_here(baked: dict[str, Any]) -> None:
     assert lines == dependency_pins()
 
 
+def install_wheel(out: Path, venv: Path) -> Path:
+    """The build stage, replayed: the wheel the Dockerfiles install, into ``venv`` (its dependencies are ours)."""
+    wheel = str(next((out / "wheels").glob("*.whl")))
+    pip = _run(
+        sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(venv), wheel
+    )
+    assert pip.returncode == 0, pip.stderr
+    return venv
+
+
 # -- the baked image, replayed ---------------------------------------------------------------------------------
 
 
@@ -222,20 +243,7 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
     baked_store = open_store(str(out / "store"))
     assert registry.verify(baked_store, "wine", 1) and registry.resolve(baked_store, "wine", "prod") == 1
 
-    venv = tmp_path / "venv"  # the build stage: the wheel, installed (dependencies are this venv's)
-    pip = _run(
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--no-deps",
-        "--no-index",
-        "--quiet",
-        "--target",
-        str(venv),
-        str(next((out / "wheels").glob("*.whl"))),
-    )
-    assert pip.returncode == 0, pip.stderr
+    venv = install_wheel(out, tmp_path / "venv")  # the build stage (dependencies are this venv's)
     root = tmp_path / "root"  # the run stage's file system
     _, run = stages(out / "Dockerfile")
 
@@ -298,6 +306,103 @@ def test_baked_image_command_serves_the_version_from_its_own_store(baked: dict[s
         proc.terminate()
         proc.wait(15)
     assert "serving wine@prod from " + here("/srv/mlops/store") in log.read_text()
+
+
+# -- the training image, replayed -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training(wine_registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`deploy docker` in a project whose data, entrypoint-free code and requirements sit inside it."""
+    from tests.conftest import WINE_RED, write_project
+
+    root = tmp_path_factory.mktemp("training")
+    project = write_project(root / "wine", data=Path("data/red.csv"), params="{ n_estimators = 20 }")
+    toml = project / "mlops.toml"  # 20 trees may score a little under v1's 100: let the gate pass them
+    toml.write_text(toml.read_text().replace("gate_tolerance = 0.01", "gate_tolerance = 0.2"))
+    (project / "data").mkdir()
+    shutil.copy(WINE_RED, project / "data" / "red.csv")
+    (project / "features.py").write_text("def ratio(x):\n    return x\n")
+    (project / "notes.txt").write_text("not code: stays out\n")
+    result = deploy(project, "--out", str(root / "docker"))
+    return {"project": project, "out": root / "docker", "result": result, "store": wine_registry["store_dir"]}
+
+
+def test_the_training_image_lints_clean_and_matches_the_server_image(training: dict[str, Any]) -> None:
+    out = training["out"]
+    train = out / "Dockerfile.train"
+    lint = _run(_tool("hadolint"), "--no-color", str(train))
+    assert lint.returncode == 0 and lint.stdout.strip() == "", lint.stdout + lint.stderr
+    assert "hadolint ignore" not in train.read_text()
+    build, run = stages(train)
+    serve_build, _ = stages(out / "Dockerfile")
+    # the same mlopsctl and the same pins as the server: the ARG, the wheel and constraints.txt
+    args = [a for w, a in instructions(train) if w == "ARG"]
+    assert args == [a for w, a in instructions(out / "Dockerfile") if w == "ARG"]
+    assert "--constraint /tmp/build/constraints.txt" in one(build, "RUN") and ("COPY", "wheels/ /tmp/wheels/") in build
+    assert ("COPY", "wheels/ /tmp/wheels/") in serve_build
+    user = one(run, "USER")
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user) and one(run, "WORKDIR") == "/srv/project"
+    assert json.loads(one(run, "CMD")) == ["mlopsctl", "retrain", "--if", "schedule"]
+    assert not [w for w, _ in run if w == "ENTRYPOINT"]  # a task's command replaces the CMD whole
+    assert one(run, "VOLUME") == "/tmp" and env_of(run)["HOME"] == "/tmp"
+    # the project: mlops.toml, its .py files and its data; nothing else
+    assert sorted(p.relative_to(out / "project").as_posix() for p in (out / "project").rglob("*") if p.is_file()) == [
+        "data/red.csv",
+        "features.py",
+        "mlops.toml",
+    ]
+    assert training["result"]["training"]["project_files"] == ["data/red.csv", "features.py", "mlops.toml"]
+    assert not [w for w in training["result"]["warnings"] if "[data]" in w]  # the data is inside the project
+
+
+def test_the_training_image_command_retrains_and_exits_with_its_code(training: dict[str, Any], tmp_path: Path) -> None:
+    """The run stage laid out in a folder (read-only, as the ECS task's root), its CMD run against a store:
+    exit 0 and a new version; with broken data, exit 1 and production unchanged."""
+    from mlopsctl import registry
+    from mlopsctl.store import open_store
+
+    out = training["out"]
+    venv = install_wheel(out, tmp_path / "venv")
+    _, run = stages(out / "Dockerfile.train")
+    store_dir = tmp_path / "store"
+    shutil.copytree(training["store"], store_dir)
+
+    def replay(project_files: Path, name: str) -> subprocess.CompletedProcess[str]:
+        root = tmp_path / name / "srv" / "project"
+        shutil.copytree(project_files, root)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)  # a read-only root file system
+        line = json.loads(one(run, "CMD"))
+        line[0] = str(venv / "bin" / "mlopsctl")
+        env = {**os.environ, **env_of(run), "PYTHONPATH": str(venv), "HOME": str(tmp_path)}
+        env |= {"PATH": os.environ["PATH"], "MLOPS_STORE": str(store_dir), "TMPDIR": str(tmp_path)}
+        return subprocess.run(line, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+    store = open_store(str(store_dir))
+    latest = registry.resolve(store, "wine", None)
+    ok = replay(out / "project", "good")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert registry.resolve(store, "wine", None) == latest + 1  # retrained and published from the image's project
+
+    broken = tmp_path / "broken"
+    shutil.copytree(out / "project", broken)
+    (broken / "data" / "red.csv").write_text("fixed acidity;quality\n")  # no rows to train on
+    prod = registry.resolve(store, "wine", "prod")
+    bad = replay(broken, "bad")
+    assert bad.returncode == 1 and "error:" in bad.stderr, bad.stdout + bad.stderr
+    assert registry.resolve(store, "wine", "prod") == prod
+
+
+def test_data_outside_the_project_is_said_and_no_project_means_no_training_image(
+    fetched: dict[str, Any], tmp_path: Path
+) -> None:
+    (warning,) = [w for w in fetched["result"]["warnings"] if "[data]" in w]
+    assert "is outside the project: the training image does not hold it" in warning
+    assert fetched["result"]["training"]["project_files"] == ["mlops.toml"]
+    bare = deploy(tmp_path, "--model", "wine", "--store", str(fetched["store_dir"]), "--out", str(tmp_path / "d"))
+    assert bare["training"] is None and not (tmp_path / "d" / "Dockerfile.train").exists()
+    assert "project/" not in (tmp_path / "d" / ".dockerignore").read_text()
 
 
 # -- compose and the monitoring files ------------------------------------------------------------------------
@@ -447,7 +552,7 @@ def test_missing_alias_in_the_projects_store_is_a_warning(wine_registry: dict[st
     """Without --store the service may well start before the first promotion: the files are written."""
     result = deploy(wine_registry["project"], "--out", str(tmp_path / "d"), "--alias", "staging")
     assert result["version"] is None and (tmp_path / "d" / "Dockerfile").is_file()
-    (warning,) = result["warnings"]
+    (warning,) = [w for w in result["warnings"] if "wine@staging" in w]
     assert warning.startswith("alias not found: wine@staging") and "503 on /ready" in warning
 
 

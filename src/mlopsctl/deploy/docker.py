@@ -2,6 +2,9 @@
 
     DIR/Dockerfile              two stages: a virtualenv built from wheels, copied onto python:3.11-slim;
                                 a non-root user, HEALTHCHECK on /ready, `mlopsctl serve` as the command
+    DIR/Dockerfile.train        in a project: the same virtualenv and the project (mlops.toml, its .py files,
+                                the data inside it), `mlopsctl retrain` as the command: exits with its code
+    DIR/project/                what Dockerfile.train copies
     DIR/.dockerignore           only what the image needs goes to the build
     DIR/wheels/mlopsctl-*.whl   the mlopsctl running this command, packed as a wheel (wheel.py; not on PyPI yet)
     DIR/constraints.txt         the versions of its dependencies installed here (`pip --constraint`)
@@ -80,6 +83,13 @@ def write_docker(
         files["mlops.toml"] = (cfg.root / "mlops.toml").read_bytes()
     local_store = None if bake or store_uri.startswith("s3://") else Path(store_uri.removeprefix("file://")).absolute()
     image_store = STORE_DIR if bake or local_store else store_uri
+    training = None
+    if cfg is not None:
+        project, training = training_files(cfg, warnings)
+        files.update({f"project/{rel}": data for rel, data in project.items()})
+        files["Dockerfile.train"] = dockerfile_train(
+            model=model, wheel=wheel_name, image_store=STORE_DIR if local_store or bake else store_uri
+        )
     files["Dockerfile"] = dockerfile(
         model=model,
         alias=alias,
@@ -89,7 +99,7 @@ def write_docker(
         bake=bake,
         with_config=cfg is not None,
     )
-    files[".dockerignore"] = dockerignore(bake=bake, with_config=cfg is not None)
+    files[".dockerignore"] = dockerignore(bake=bake, with_config=cfg is not None, training=cfg is not None)
     files[".gitignore"] = GITIGNORE
     files["compose.yaml"] = compose(service=service, port=port, store_uri=store_uri, local_store=local_store, bake=bake)
     notify = cfg.monitoring.notify if cfg else NotifySection()
@@ -101,6 +111,9 @@ def write_docker(
 
     out = Path(out)
     written = write_files(out, files, force=force, also=[out / "store"] if bake else [])
+    for old in (out / "project").rglob("*") if (out / "project").is_dir() else []:
+        if old.is_file() and old.relative_to(out).as_posix() not in files:
+            old.unlink()  # an earlier run's project file that is gone now: not into the image
     for old in (out / "wheels").glob("mlopsctl-*.whl"):
         if old.name != wheel_name:
             old.unlink()  # an earlier version's wheel: only one goes into the image
@@ -127,6 +140,7 @@ def write_docker(
         "store": store_uri,
         "image_store": image_store,
         "image": f"{service}:latest",
+        "training": training,
         "port": port,
         "written": [str(p) for p in written],
         "kept": [str(p) for p in kept],
@@ -267,12 +281,100 @@ def dockerfile(
     return "\n".join(lines)
 
 
-def dockerignore(*, bake: bool, with_config: bool) -> str:
-    """.dockerignore: everything out, then back in what the Dockerfile's COPY lines use."""
+def dockerignore(*, bake: bool, with_config: bool, training: bool = False) -> str:
+    """.dockerignore: everything out, then back in what the Dockerfiles' COPY lines use."""
     keep = ["wheels/", "constraints.txt"] + (["mlops.toml"] if with_config else []) + (["store/"] if bake else [])
+    keep += ["project/"] if training else []
     return "# Only these go to the build (the monitoring files, .env and the rest stay out).\n*\n" + "".join(
         f"!{k}\n" for k in keep
     )
+
+
+# -- the training image ------------------------------------------------------------------------------------------
+
+TRAIN_DIR = "/srv/project"  # the training image's working folder: the project
+DATA_LIMIT = 512 * 1024 * 1024  # a data file larger than this is not copied into the image (a warning says so)
+
+
+def training_files(cfg: Config, warnings: list[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """What the training image holds of the project: mlops.toml, its top-level .py files (an entrypoint, the
+    functions of [registry] trusted_types), requirements.txt, and the data file when it is inside the project.
+    Returns the files (path in the project → bytes) and a summary for the command's result."""
+    root = cfg.root.absolute()
+    files: dict[str, bytes] = {"mlops.toml": (root / "mlops.toml").read_bytes()}
+    for path in sorted(root.glob("*.py")) + sorted(root.glob("requirements.txt")):
+        files[path.name] = path.read_bytes()
+    data = cfg.data_path().absolute()
+    if not data.is_relative_to(root) or Path(cfg.data.path).expanduser().is_absolute():
+        warnings.append(
+            f"[data] path {cfg.data.path!r} is outside the project: the training image does not hold it "
+            "(make it a path inside the project, or give `retrain --data` a path the task can read)"
+        )
+    elif not data.is_file():
+        warnings.append(f"[data] path {cfg.data.path!r} does not exist: the training image cannot hold it")
+    elif data.stat().st_size > DATA_LIMIT:
+        warnings.append(f"[data] path {cfg.data.path!r} is over {DATA_LIMIT >> 20} MB: not copied into the image")
+    else:
+        files[data.relative_to(root).as_posix()] = data.read_bytes()
+    if cfg.training.entrypoint:
+        module = cfg.training.entrypoint.split(":")[0]
+        name = module if module.endswith(".py") else module.replace(".", "/") + ".py"
+        if name not in files and (root / name).is_file():
+            files[name] = (root / name).read_bytes()
+    summary = {"dockerfile": "Dockerfile.train", "project_files": sorted(files), "command": TRAIN_COMMAND}
+    return files, summary
+
+
+TRAIN_COMMAND = ["mlopsctl", "retrain", "--if", "schedule"]
+
+
+def dockerfile_train(*, model: str, wheel: str, image_store: str) -> str:
+    """Dockerfile.train: the server's build stage, then the project and `mlopsctl retrain` as an unprivileged user."""
+    spec = f"/tmp/wheels/{wheel}[aws]"
+    lines = [
+        "# syntax=docker/dockerfile:1",
+        f"# Retraining of {model}, written by `mlopsctl deploy docker` (docs/deploy-docker.md): `mlopsctl retrain`",
+        "# in the project, exiting with its code (0: rolled out, skipped or waiting for approval; 1: gated or failed).",
+        "# The same mlopsctl and pinned versions as the server's image (wheels/, constraints.txt).",
+        "#   build:  docker build -f Dockerfile.train -t IMAGE:train-TAG .     check:  hadolint Dockerfile.train",
+        "#   run:    docker run --rm -e MLOPS_STORE=s3://BUCKET/PREFIX IMAGE:train-TAG",
+        "#           (another trigger: ... IMAGE:train-TAG mlopsctl retrain --if drift)",
+        "",
+        f"ARG PYTHON_IMAGE={PYTHON_IMAGE}",
+        "",
+        "# -- build: the virtualenv of the server's image, and the project's requirements.txt if it has one",
+        "FROM ${PYTHON_IMAGE} AS build",
+        f'ARG MLOPSCTL="{spec}"',
+        "ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
+        "COPY wheels/ /tmp/wheels/",
+        "# constraints.txt always, requirements.txt when the project has one (the pattern may match nothing)",
+        "COPY constraints.txt project/requirements*.txt /tmp/build/",
+        "RUN python -m venv /opt/venv \\",
+        ' && /opt/venv/bin/pip install --constraint /tmp/build/constraints.txt "${MLOPSCTL}" \\',
+        " && if [ -f /tmp/build/requirements.txt ]; then \\",
+        "      /opt/venv/bin/pip install --constraint /tmp/build/constraints.txt -r /tmp/build/requirements.txt; fi",
+        "",
+        "# -- run: the project as an unprivileged user; the store comes from MLOPS_STORE",
+        "FROM ${PYTHON_IMAGE}",
+        "ENV PATH=/opt/venv/bin:$PATH \\",
+        "    PYTHONUNBUFFERED=1 \\",
+        "    PYTHONDONTWRITEBYTECODE=1 \\",
+        "    HOME=/tmp \\",
+        f"    MLOPS_STORE={image_store}",
+        f"RUN groupadd --system --gid {UID} mlops \\",
+        f" && useradd --system --no-log-init --uid {UID} --gid mlops --home-dir {TRAIN_DIR} --shell /usr/sbin/nologin"
+        " mlops",
+        "COPY --from=build /opt/venv /opt/venv",
+        f"WORKDIR {TRAIN_DIR}",
+        f"COPY --chown={UID}:{UID} project/ {TRAIN_DIR}/",
+        f"USER {UID}:{UID}",
+        "# training writes its scratch files to /tmp: writable under a read-only root file system (ECS)",
+        "VOLUME /tmp",
+        "# the whole command in CMD, so that a task's `command` (mlopsctl retrain --if drift) replaces it",
+        f"CMD {json.dumps(TRAIN_COMMAND)}",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 # -- compose and the monitoring stack -------------------------------------------------------------------

@@ -121,3 +121,27 @@ def test_several_workers(wine_store_copy: Path, start_server: Any) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         for _ in range(20):
             assert c.post("/predict", json={"features": wine_rows(1)[0]}).json()["model_version"] == 1
+
+
+def test_serve_refuses_in_one_line_before_its_banner(wine_store_copy: Path, tmp_path: Path) -> None:
+    """A busy port, an unreadable or missing store, a model or version that is not there: exit 1 with one
+    line and no banner (it used to print the banner, then uvicorn's lines, then exit 3)."""
+    import socket
+
+    (tmp_path / "a-file").write_text("not a store")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        cases = {
+            "busy port": (["--store", str(wine_store_copy), "serve", "-m", "wine@prod", "--port", port], "--port"),
+            "no such model": (["--store", str(wine_store_copy), "serve", "-m", "nope", "--port", "0"], "nope"),
+            "no such version": (["--store", str(wine_store_copy), "serve", "-m", "wine@9", "--port", "0"], "wine@9"),
+            "a file": (["--store", str(tmp_path / "a-file"), "serve", "-m", "wine", "--port", "0"], "not a store"),
+            "no store": (["--store", str(tmp_path / "none"), "serve", "-m", "wine", "--port", "0"], "no such folder"),
+        }
+        for case, (args, says) in cases.items():
+            out = run_cli(*args, cwd=tmp_path, check=False)
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode == 1 and len(lines) == 1, (case, out.returncode, out.stderr)
+            assert lines[0].startswith("error: ") and says in lines[0] and "serving" not in out.stderr, (case, lines)

@@ -70,6 +70,7 @@ def serve(
     host = host or (sv.host if sv else "127.0.0.1")
     port = port if port is not None else (sv.port if sv else 8000)
     workers = workers or (sv.workers if sv else 1)
+    _preflight(settings, host, port)  # a busy port, an unreadable store, a model that is not there: one line
     common.err_console().print(
         f"serving {', '.join(n + '@' + (r or 'latest') for n, r in refs)} from {settings.store_uri} "
         f"on http://{host}:{port} (docs at /docs, {workers} worker(s))"
@@ -86,6 +87,53 @@ def serve(
         uvicorn.run("mlopsctl.serving.app:app_from_env", factory=True, workers=workers, **kwargs)
     else:
         uvicorn.run(create_app(settings), **kwargs)
+
+
+def _preflight(settings: Any, host: str, port: int) -> None:
+    """What would make the server fail after its banner, refused before it: the port cannot be bound, the
+    store cannot be read, a model has no version (a model without its alias yet is served once promoted)."""
+    import socket
+
+    from mlopsctl import registry
+    from mlopsctl.bundle.ref import ModelRef
+    from mlopsctl.errors import MlopsError, NotFound, StoreError
+    from mlopsctl.store.base import open_store
+
+    if port:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise DataError(
+                    "--port", f"cannot listen on {host}:{port}: {exc.strerror}: pick another --port"
+                ) from None
+    uri = settings.store_uri
+    if "://" not in uri or uri.startswith("file://"):
+        folder = Path(uri.removeprefix("file://"))
+        if not folder.exists():
+            raise NotFound("store", uri, "no such folder: pass --store, or publish a model there first")
+        if not folder.is_dir():
+            raise StoreError(uri, "is a file, not a store folder")
+    try:
+        store = open_store(uri)
+        names = set(registry.model_names(store))
+    except MlopsError as exc:
+        raise StoreError(settings.store_uri, f"cannot be read: {exc}") from None
+    except OSError as exc:
+        raise StoreError(settings.store_uri, f"cannot be read: {exc.strerror or exc}") from None
+    for name, ref in settings.models:
+        target = ModelRef.of(name, ref)
+        if name not in names or not registry.version_numbers(store, name):
+            known = ", ".join(sorted(names)) or "none"
+            raise NotFound("model", name, f"{settings.store_uri} has no version of it; its models: {known}")
+        if target.version is not None:
+            registry.resolve(store, name, target.version)  # a pinned version that does not exist: NotFound names it
+        elif target.alias is not None and registry.get_alias(store, name, target.alias) is None:
+            common.err_console().print(
+                f"note: {target} does not point to a version yet: served once it is promoted", markup=False
+            )
 
 
 def _capture_settings(cfg: Any, on: bool, sample_rate: float | None) -> dict[str, Any] | None:

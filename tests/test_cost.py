@@ -341,7 +341,7 @@ def test_the_built_in_table_has_region_date_and_sources(cost: Any) -> None:
     report = cost()
     assert set(report["prices"]["sources"]) == {
         "fargate", "alb", "public_ipv4", "nat_gateway", "cloudwatch", "kms", "ssm", "budgets", "s3", "ecr",
-        "sagemaker", "sagemaker_serverless", "eks", "ec2",
+        "sagemaker", "sagemaker_serverless", "eks", "ec2", "free_tier",
     }  # fmt: skip
 
 
@@ -685,3 +685,27 @@ def test_schedules_count_their_runs() -> None:
     assert runs_per_month("cron(0/15 * * * ? *)", 720) == 30 * 24 * 4
     with pytest.raises(ValueError, match="expected rate"):
         runs_per_month("every day", 720)
+
+
+def test_the_free_tier_takes_off_what_it_allows_and_no_more(cost: Any) -> None:
+    """--free-tier: a negative line after each priced key's lines, of at most the table's allowance and at
+    most what the lines use; the bill of a new account (seed 000's receipts came from one)."""
+    plain, free = by_name(cost()), by_name(cost("--free-tier"))
+    table = load_prices("us-east-1")
+    for name in ("fargate", "sagemaker", "serverless", "eks"):
+        used: dict[str, float] = {}
+        for x in free[name]["lines"]:
+            if x["item"].startswith("free tier"):
+                allowance = table.value("free_tier", x["price_key"])
+                assert 0 < -x["quantity"] <= allowance + 1e-9 and -x["quantity"] <= used[x["price_key"]] + 1e-9
+                assert x["unit_price"] == table.price(*x["price_key"].split(".", 1))
+            else:
+                used[x["price_key"]] = used.get(x["price_key"], 0.0) + x["quantity"]
+        assert free[name]["total"] == pytest.approx(math.fsum(x["monthly"] for x in free[name]["lines"]))
+        assert free[name]["total"] <= plain[name]["total"]
+        assert not [x for x in plain[name]["lines"] if x["item"].startswith("free tier")]
+    f = free["fargate"]
+    assert line(f, "free tier: 750 ALB-hour")["quantity"] == -720  # all of a 720-hour month
+    assert line(f, "free tier: 750 address-hour")["quantity"] == -750  # of 3 × 720
+    assert f["subtotals"]["load balancer"] == pytest.approx(0) and f["subtotals"]["compute"] == pytest.approx(8.8866)
+    assert line(f, "Fargate vCPU")["monthly"] + line(f, "Fargate memory")["monthly"] == pytest.approx(8.8866)

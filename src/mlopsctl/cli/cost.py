@@ -26,7 +26,9 @@ def _price(p: float) -> str:
 
 
 def _money(x: float | None) -> str:
-    return "—" if x is None else f"${x:,.2f}"
+    if x is None:
+        return "—"
+    return f"-${-x:,.2f}" if x < -0.0049 else f"${abs(x) if x < 0 else x:,.2f}"
 
 
 def _traffic_line(report: dict[str, Any]) -> str:
@@ -114,7 +116,8 @@ def _print(report: dict[str, Any]) -> None:
     c.print(
         f"[bold]{escape(who)}[/bold] on AWS {i['region']} ({p['region_name']}), {i['layout']} layout: "
         f"{i['replicas']} × {i['cpu']:g} vCPU / "
-        f"{i['memory']:g} GB, {i['hours']:g} h a month. Prices as of {p['as_of']} in {p['currency']}"
+        f"{i['memory']:g} GB, {i['hours']:g} h a month{', free tier taken off' if i['free_tier'] else ''}. "
+        f"Prices as of {p['as_of']} in {p['currency']}"
         + (f", with {len(p['overridden'])} from {escape(p['files'][-1])}" if p["overridden"] else "")
     )
     for e in report["estimates"]:
@@ -136,7 +139,8 @@ def _print(report: dict[str, Any]) -> None:
         c.print(table)
     c.print(
         f"[dim]Price table: {escape(', '.join(p['files']))} (each section's source: --json). "
-        "Free tiers, data transfer out and taxes are not counted: docs/cost.md.[/dim]"
+        + ("Data transfer" if i["free_tier"] else "Free tiers (--free-tier), data transfer")
+        + " out and taxes are not counted: docs/cost.md.[/dim]"
     )
 
 
@@ -167,6 +171,12 @@ def cost(
     hours: float | None = typer.Option(None, "--hours", help="Hours the service runs in the month (default 720)."),
     prices: Path | None = typer.Option(
         None, "--prices", help="A TOML price table merged over the built-in one (docs/cost.md)."
+    ),
+    free_tier: bool = typer.Option(
+        False,
+        "--free-tier",
+        help="Take off AWS's free tier: the always-free allowances and the first 12 months' (accounts opened "
+        "before 15 July 2025), as if the service were the account's only use.",
     ),
     public_ips: int | None = _assume(
         "--public-ips",
@@ -236,6 +246,7 @@ def cost(
         replicas=replicas,
         hours=hours,
         prices=str(prices) if prices else None,
+        free_tier=free_tier or None,
         public_ips=public_ips,
         nat_gateways=nat_gateways,
         insights_metrics=insights_metrics,

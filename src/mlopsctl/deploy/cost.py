@@ -26,6 +26,7 @@ from mlopsctl.deploy.cost_targets import (
     TARGETS,
     CostInputs,
     Estimate,
+    apply_free_tier,
     eks,
     fargate,
     public_ips,
@@ -209,6 +210,10 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
         sagemaker_serverless(table, o, requests, predictions, duration),
         eks(table, o, requests, predictions),
     ]
+    if o.free_tier:
+        for e in estimates:
+            if e.available:
+                apply_free_tier(table, e)
     per_1000 = traffic.source != "assumed" and predictions > 0
 
     def cost_per_1000(e: Estimate) -> float | None:
@@ -241,6 +246,7 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
             "memory": o.memory,
             "replicas": o.replicas,
             "hours": o.hours,
+            "free_tier": o.free_tier,
             "origin": {
                 k: o.origin.get(k, "default") for k in ("region", "layout", "cpu", "memory", "replicas", "hours")
             },

@@ -56,6 +56,7 @@ class CostInputs:
     retrain_minutes: float = RETRAIN_MINUTES
     retrain_cpu: float = 1.0  # the task's size in retrain.tf (retrain_cpu 1024, retrain_memory 2048)
     retrain_memory: float = 2.0
+    free_tier: bool = False  # take the price table's [free_tier] allowances off (a new account's bill)
     s3_gb: float = 1.0
     image_gb: float = 1.0
     request_kb: float = 1.0
@@ -322,6 +323,27 @@ def fargate(t: PriceTable, o: CostInputs, requests: float, predictions: float) -
         ]
         notes.append(f"scheduled retraining: {o.retrain_schedule}, {o.retrain_cpu:g} vCPU / {o.retrain_memory:g} GB")
     return Estimate("fargate", "ECS Fargate + ALB", lines, notes)
+
+
+def apply_free_tier(t: PriceTable, e: Estimate) -> None:
+    """Add, after each price key's last line, a negative line for the allowance ``[free_tier]`` gives it a month
+    (never more than what the lines of that key use)."""
+    allowances = t.sections.get("free_tier", {})
+    used: dict[str, float] = {}
+    last: dict[str, int] = {}
+    for i, line in enumerate(e.lines):
+        if line.price_key in allowances and line.unit_price > 0:
+            used[line.price_key] = used.get(line.price_key, 0.0) + line.quantity
+            last[line.price_key] = i
+    for key in sorted(last, key=last.__getitem__, reverse=True):
+        free = min(used[key], t.value("free_tier", key))
+        if free <= 0:
+            continue
+        base = e.lines[last[key]]
+        source, as_of = _dated(t, "free_tier", f"free_tier.{key}")
+        what = f"free tier: {t.value('free_tier', key):,.4g} {t.unit('free_tier', key)}"
+        e.lines.insert(last[key] + 1, Line(base.group, what, -free, base.unit, base.unit_price, key, source, as_of))
+    e.notes.append("free tier taken off: the always-free allowances and the first 12 months' (--free-tier)")
 
 
 def sagemaker_realtime(t: PriceTable, o: CostInputs, requests: float, predictions: float) -> Estimate:

@@ -341,7 +341,7 @@ def apply_free_tier(t: PriceTable, e: Estimate) -> None:
             continue
         base = e.lines[last[key]]
         source, as_of = _dated(t, "free_tier", f"free_tier.{key}")
-        what = f"free tier: {t.value('free_tier', key):,.4g} {t.unit('free_tier', key)}"
+        what = f"free tier: {t.value('free_tier', key):,g} {t.unit('free_tier', key)}"
         e.lines.insert(last[key] + 1, Line(base.group, what, -free, base.unit, base.unit_price, key, source, as_of))
     e.notes.append("free tier taken off: the always-free allowances and the first 12 months' (--free-tier)")
 

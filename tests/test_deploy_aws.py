@@ -790,3 +790,30 @@ def test_help_and_docs_match(tf: Tf, out: Path) -> None:
     for path in out.glob("*.tf"):
         for m in SKIP.finditer(path.read_text()):
             assert f"`{m.group(1)}`" in text, m.group(1)
+
+
+def test_the_docs_show_both_bills_beside_seed_000_and_how_to_tear_down() -> None:
+    """docs/deploy-aws.md: the totals of `mlopsctl cost` for each layout, with and without the free tier, beside
+    seed 000's receipts (Fargate $8.89 of $12.34); the destroy commands with the variables' defaults beside them."""
+    from mlopsctl.deploy.cost import estimate, inputs_from
+    from mlopsctl.deploy.cost_traffic import assumed
+
+    text = DOCS.read_text()
+    bill = text[text.index("## What it costs a month, beside seed 000's receipts") :]
+    bill = bill[: bill.index("\n## ")]
+    assert "| **total** | **$12.34** |" in bill and "| **$8.89** |" in bill
+    totals = []
+    for layout in LAYOUTS:
+        for free in (False, True):
+            report = estimate(inputs_from(None, layout=layout, free_tier=free), assumed())
+            totals.append(f"**${report['estimates'][0]['total']:.2f}**")
+            assert f"{report['estimates'][0]['subtotals']['compute']:.2f}" == "8.89"
+    assert "| **total** | **$12.34** | " + " | ".join(totals) + " |" in bill
+    down = text[text.index("## Tearing down") :]
+    for line in (
+        "terraform apply   -var image_tag=$TAG -var deletion_protection=false -var force_destroy=true",
+        "terraform destroy -var image_tag=$TAG -var deletion_protection=false -var force_destroy=true",
+    ):
+        assert line in down
+    assert "`deletion_protection` (default **`false` in minimal, `true` in private**" in down
+    assert "`force_destroy` (default **`false`** in both)" in down

@@ -162,7 +162,9 @@ class ModelMetrics:
     def __init__(self, m: ServerMetrics, model: Any, variant: str, answers: bool = True) -> None:
         name, version = model.name, str(model.version)
         self._m, self._name, self._version, self.variant = m, name, version, variant
-        endpoints = ("predict", "invocations") if answers else ()
+        from mlopsctl.serving.protocols import protocols
+
+        endpoints = tuple(protocols()) if answers else ()
         self.ok = {ep: m.requests.labels(name, version, variant, ep, "200") for ep in endpoints}
         self.latency = {ep: m.latency.labels(name, variant, ep) for ep in endpoints}
         self.rows = m.rows.labels(name, version)

@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.loaded import LoadedModel
-from mlopsctl.serving.protocols import mlflow
+from mlopsctl.serving.protocols import protocols
 
 log = logging.getLogger("mlopsctl.serving")
+PROTOCOLS = protocols()
 
 if TYPE_CHECKING:
     from mlopsctl.serving.capture import CaptureWriter
@@ -120,28 +121,27 @@ class Refused(Exception):
         super().__init__(note)
 
 
-def parse(
-    model: LoadedModel, endpoint: str, content_type: str, body: bytes, max_rows: int
-) -> tuple[list[Any], str, bool]:
-    """The rows of a request body, the field prefix for errors, and whether it was a single row."""
-    if endpoint == "invocations" and content_type.startswith("text/csv"):
-        return mlflow.rows_from_csv(body, model.spec, max_rows), "rows", False
-    # any other type is read as JSON (curl sends form-urlencoded by default), except these
+def json_payload(content_type: str, body: bytes, *, csv: bool = False) -> Any:
+    """A JSON body, parsed. Any content type is read as JSON (curl sends form-urlencoded by default), except
+    multipart and (where the protocol does not take it) CSV."""
     if content_type.startswith(("multipart/", "text/csv")):
-        also = " or text/csv" if endpoint == "invocations" else ""
+        also = " or text/csv" if csv else ""
         problems = [("content-type", f"{content_type!r}: send application/json{also}")]
         raise Refused(415, "unsupported_media_type", problems, "415")
     if not body:
         raise ValidationError("body", [("body", "empty body: expected a JSON object")])
     try:
-        payload = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Refused(400, "malformed_json", [("body", str(exc))], "400") from None
-    if endpoint == "invocations":
-        rows, prefix = mlflow.rows_from_json(payload, max_rows)
-        return rows, prefix, False
-    rows, single, prefix = native_rows(payload, max_rows)
-    return rows, prefix, single
+
+
+def parse(
+    model: LoadedModel, endpoint: str, content_type: str, body: bytes, max_rows: int
+) -> tuple[list[Any], str, bool]:
+    """The rows of a request body in the protocol ``endpoint`` names, the field prefix for errors, and
+    whether it was a single row."""
+    return PROTOCOLS[endpoint].rows(model, content_type, body, max_rows)
 
 
 def refusal_bookkeeping(
@@ -202,15 +202,12 @@ async def answer(
         refused = Refused(
             500, "internal_error", [("model", f"{type(exc).__name__}: the model failed")], repr(exc)[:500]
         )
+    protocol = PROTOCOLS[endpoint]
     if refused is not None:
         counted = refusal_bookkeeping(current, capture, request_id, endpoint, refused.status, t0, refused.note)
-        body_out = error_body(refused.error, refused.problems, request_id)
+        body_out = protocol.error(refused.status, refused.error, refused.problems, request_id)
         return Answer(refused.status, body_out, model.version, mm.variant, counted)
-    if endpoint == "invocations":
-        out: dict[str, Any] = {"predictions": preds}
-    else:
-        out = native_response(model, preds, probas, single, mm.variant)
-        out["request_id"] = request_id
+    out = protocol.answer(model, preds, probas, single, mm.variant, request_id)
     elapsed = time.perf_counter() - t0
     out["processing_time_ms"] = round(elapsed * 1000, 3)
     if capture is not None:

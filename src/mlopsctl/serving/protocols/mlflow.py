@@ -14,6 +14,7 @@ from typing import Any
 
 from mlopsctl.errors import ValidationError
 from mlopsctl.serving.inputs import InputSpec, coerce_strings
+from mlopsctl.serving.loaded import LoadedModel
 
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -96,3 +97,28 @@ def rows_from_csv(body: bytes, spec: InputSpec, max_rows: int) -> list[dict[str,
     if not rows:
         raise ValidationError("body", [("body", "CSV has a header but no rows")])
     return coerce_strings(rows, spec)
+
+
+class MlflowProtocol:
+    name = "invocations"
+
+    def rows(self, model: LoadedModel, content_type: str, body: bytes, max_rows: int) -> tuple[list[Any], str, bool]:
+        if content_type.startswith("text/csv"):
+            return rows_from_csv(body, model.spec, max_rows), "rows", False
+        from mlopsctl.serving.predict import json_payload
+
+        rows, prefix = rows_from_json(json_payload(content_type, body, csv=True), max_rows)
+        return rows, prefix, False
+
+    def answer(
+        self, model: LoadedModel, preds: list[Any], probas: Any, single: bool, variant: str, request_id: str
+    ) -> dict[str, Any]:
+        return {"predictions": preds}
+
+    def error(self, status: int, error: str, problems: list[tuple[str, str]], request_id: str) -> bytes:
+        from mlopsctl.serving.predict import error_body
+
+        return error_body(error, problems, request_id)
+
+
+MLFLOW = MlflowProtocol()

@@ -548,6 +548,15 @@ def test_the_docs_match_the_table(cli: Any, tmp_path: Path) -> None:
     assert "$8.89" in text and "0.25 × 0.04048 × 720 + 0.5 × 0.004445 × 720 = 8.8866" in text
     for option in ("--prices", "--public-ips", "--nat-gateways", "--insights-metrics", "--url", "--window", "--since"):
         assert f"`{option}" in text, option
+    for option in ("--layout", "--free-tier", "--retrain-runs", "--retrain-minutes", "--metrics", "--alarms"):
+        assert f"`{option}" in text, option
+    # the example's bill is today's: the minimal layout's total and the comparison
+    report = json.loads(
+        cli("cost", "--cpu", "0.25", "--memory", "0.5", "--replicas", "1", "--hours", "720", "--json")[1]
+    )
+    totals = {c["name"]: c["total"] for c in report["comparison"]}
+    assert f"ECS Fargate + ALB: ${totals['fargate']:.2f} a month" in text
+    assert f"│ ${totals['eks']:,.2f}" in text and f"│  ${totals['sagemaker']:.2f}" in text
 
 
 # -- the estimate prices what `deploy aws` writes -------------------------------------------------------------

@@ -809,6 +809,8 @@ def test_the_docs_show_both_bills_beside_seed_000_and_how_to_tear_down() -> None
             totals.append(f"**${report['estimates'][0]['total']:.2f}**")
             assert f"{report['estimates'][0]['subtotals']['compute']:.2f}" == "8.89"
     assert "| **total** | **$12.34** | " + " | ".join(totals) + " |" in bill
+    overview = (DOCS.parent / "deploy.md").read_text()  # docs/deploy.md quotes three of them
+    assert all(t.strip("*") in overview for t in totals[:3])
     down = text[text.index("## Tearing down") :]
     for line in (
         "terraform apply   -var image_tag=$TAG -var deletion_protection=false -var force_destroy=true",

@@ -627,6 +627,8 @@ def test_help_and_docs_match() -> None:
         "/srv/mlops/store",
         "deploy/docker",
         "VOLUME /tmp",
+        "Dockerfile.train",
+        'CMD ["mlopsctl", "retrain", "--if", "schedule"]',
     ):
         assert name in text, name
     # what --bake means on ECS is said where --bake is explained

@@ -217,8 +217,7 @@ class ServerProcess:
             *self.args,
             "--port",
             str(self.port),
-            "--log-level",
-            "warning",
+            *([] if "--log-level" in self.args else ["--log-level", "warning"]),
         ]
         with self.log.open("w") as out:  # the child keeps its own descriptor of the log
             self.proc = subprocess.Popen(

@@ -145,3 +145,29 @@ def test_serve_refuses_in_one_line_before_its_banner(wine_store_copy: Path, tmp_
             lines = out.stderr.strip().splitlines()
             assert out.returncode == 1 and len(lines) == 1, (case, out.returncode, out.stderr)
             assert lines[0].startswith("error: ") and says in lines[0] and "serving" not in out.stderr, (case, lines)
+
+
+def test_the_server_logs_its_own_events_as_json_lines(wine_store_copy: Path, start_server: Any, tmp_path: Path) -> None:
+    """Its events reach the log (they did not, at any level): the model loaded, a promotion picked up; with
+    --log-format json every line is one JSON object, and --access-log adds one per request, with no body."""
+    from mlopsctl import registry
+    from mlopsctl.store import open_store
+
+    server = start_server(
+        ["--store", str(wine_store_copy), "serve", "-m", "wine@prod", "--reload-interval", "0.3",
+         "--log-format", "json", "--access-log", "--log-level", "info"]
+    )  # fmt: skip
+    httpx.post(server.url + "/predict", json={"features": {**wine_rows(1)[0], "secret-looking": "x" * 40}})
+    registry.promote(open_store(str(wine_store_copy)), "wine", 2, "prod", force=True, reason="log test")
+    deadline = time.monotonic() + 15
+    while "now serving v2" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.stop()
+    lines = [line for line in server.log.read_text().splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in lines]  # every structured line parses
+    messages = [e["message"] for e in events]
+    assert any(m == "wine: serving v1 (onnx runtime) as prod" for m in messages), messages
+    assert any(m == "wine: now serving v2 (was v1)" for m in messages), messages
+    access = [e for e in events if e["logger"] == "uvicorn.access" and e["method"] == "POST"]
+    assert access and access[0]["path"] == "/predict" and access[0]["status"] == 422
+    assert "x" * 40 not in server.log.read_text()  # no body is logged

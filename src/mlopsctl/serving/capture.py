@@ -91,6 +91,7 @@ class CaptureWriter:
         self._wal: WriteAhead | None = None
         self._wal_done: list[Path] = []  # write-ahead files whose records are all taken by a flush
         self.recovered = 0  # records dead processes left in wal_dir, written at start
+        self._drop_logged = -60.0
 
     # -- the request path ---------------------------------------------------------------------
     def offer(
@@ -121,6 +122,12 @@ class CaptureWriter:
         if self.added - self.drained + n > self.capacity:
             self.dropped += n
             self.metrics.capture_dropped.labels(model.name).inc(n)
+            now = time.monotonic()
+            if now - self._drop_logged >= 60:  # at most a line a minute, however many are dropped
+                self._drop_logged = now
+                log.warning(
+                    "capture: buffer full (%d records): dropping; %d dropped so far", self.capacity, self.dropped
+                )
             return
         self.added += n  # written only here (one thread: the event loop); drained only by the writer
         variant = variant or model.alias or f"v{model.version}"

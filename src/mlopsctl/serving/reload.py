@@ -254,6 +254,14 @@ class Reloader:
             if previous is not None:
                 self.metrics.reloads.labels(slot.name, "ok").inc()
                 log.info("%s: now serving v%s (was v%s)", slot.name, model.version, previous.version)
+            else:
+                log.info(
+                    "%s: serving v%s (%s runtime) as %s",
+                    slot.name,
+                    model.version,
+                    model.runtime,
+                    slot.variant_name(model.version),
+                )
             del previous
             release_freed_memory()
             return True

@@ -53,7 +53,8 @@ def test_passes_against_a_real_server_with_two_models(
     assert all(c["ok"] for c in checks)
     by = {c["name"]: c["detail"] for c in checks}
     assert "from v1" in by["predict wine"] and "from v1" in by["predict wine-alcohol"]
-    assert by["bad request"].startswith("422 invalid_input") and "wine v1" in by["models"]
+    assert by["bad request"].startswith("422 invalid_input: features.fixed acidity: expected a number")
+    assert "wine v1" in by["models"]
     assert "requests of wine, wine-alcohol" in by["metrics"]
     # the text form: a line per check, nothing on stderr; --model picks one
     proc = run_cli("smoke", server.url, "--model", "wine-alcohol", cwd=tmp_path)

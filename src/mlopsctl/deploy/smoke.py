@@ -213,7 +213,11 @@ def _bad_request(client: Any, first: tuple[str, dict[str, Any]] | None) -> str:
     except ValueError:
         raise AssertionError(f"POST {path} refused it with {r.status_code} but no JSON error body") from None
     assert isinstance(body, dict) and "error" in body, f"the {r.status_code} body has no error: {_short(str(body))}"
-    return f"{r.status_code} {body['error']}: {_short(str(body.get('message', '')), 80)}"
+    details = [d for d in body.get("detail") or [] if isinstance(d, dict)]
+    named = [d for d in details if feature in str(d.get("field", ""))]
+    assert named or not details, f"the {r.status_code} body does not name {feature}: {_short(str(details))}"
+    said = f"{named[0].get('field')}: {named[0].get('problem')}" if named else body.get("message", "")
+    return f"{r.status_code} {body['error']}: {_short(str(said), 80)}"
 
 
 def _metrics(client: Any, names: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections import Counter
@@ -116,11 +117,31 @@ def test_bad_input_and_predict_command_over_http(wine_store_copy: Path, start_se
     assert bad.returncode == 1 and "HTTP 422" in bad.stderr and "alcohol" in bad.stderr
 
 
-def test_several_workers(wine_store_copy: Path, start_server: Any) -> None:
+def _requests_counted(text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlops_requests_total{") and 'status="200"' in line
+    )
+
+
+def test_several_workers_answer_one_set_of_metrics(wine_store_copy: Path, start_server: Any) -> None:
+    """With --workers 2 each worker answered /metrics with its own counts (scrapes read 112, 88, 88, 112 and
+    Prometheus saw resets); now any worker answers with all of them, and the dashboard too."""
     server = start_server(["--store", str(wine_store_copy), "serve", "--model", "wine@prod", "--workers", "2"])
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        for _ in range(20):
+        for _ in range(40):
             assert c.post("/predict", json={"features": wine_rows(1)[0]}).json()["model_version"] == 1
+        scrapes = []
+        for _ in range(6):  # new connections: the kernel spreads them over the workers
+            with httpx.Client(base_url=server.url, timeout=10) as fresh:
+                scrapes.append(_requests_counted(fresh.get("/metrics").text))
+        assert scrapes == [40.0] * 6, scrapes
+        metrics = c.get("/metrics").text
+        assert 'mlops_model_reloads_total{model="wine",result="ok"} 0.0' in metrics  # declared before any reload
+        assert "process_start_time_seconds" in metrics
+        dashboard = c.get("/dashboard/data").json()
+        assert sum(m["requests_total"] for m in dashboard["models"]) == 40  # over both workers
 
 
 def test_serve_refuses_in_one_line_before_its_banner(wine_store_copy: Path, tmp_path: Path) -> None:
@@ -171,3 +192,53 @@ def test_the_server_logs_its_own_events_as_json_lines(wine_store_copy: Path, sta
     access = [e for e in events if e["logger"] == "uvicorn.access" and e["method"] == "POST"]
     assert access and access[0]["path"] == "/predict" and access[0]["status"] == 422
     assert "x" * 40 not in server.log.read_text()  # no body is logged
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed (Debian's prometheus)")
+def test_a_real_prometheus_sees_one_reload(wine_store_copy: Path, start_server: Any, tmp_path: Path) -> None:
+    """`increase(mlops_model_reloads_total[...])` stayed 0 after a real reload: the series was born at 1.
+    Declared at 0 from the start, a real Prometheus scraping every second sees the reload as an increase of 1."""
+    import subprocess
+
+    from mlopsctl import registry
+    from mlopsctl.store import open_store
+    from tests.conftest import free_port
+
+    server = start_server(["--store", str(wine_store_copy), "serve", "-m", "wine@prod", "--reload-interval", "0.3"])
+    target = server.url.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mlops\n    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/v1/query"
+
+    def query(expr: str) -> list[Any]:
+        try:
+            return list(httpx.get(api, params={"query": expr}, timeout=5).json()["data"]["result"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            return []
+
+    try:
+        series = 'mlops_model_reloads_total{model="wine",result="ok"}'
+        deadline = time.monotonic() + 30
+        while not query(series) and time.monotonic() < deadline:  # scraped at 0 before the reload
+            time.sleep(0.5)
+        assert query(series) and float(query(series)[0]["value"][1]) == 0.0
+        registry.promote(open_store(str(wine_store_copy)), "wine", 2, "prod", force=True, reason="reload test")
+        deadline, seen = time.monotonic() + 30, 0.0
+        while time.monotonic() < deadline:
+            got = query(f"increase({series}[30s])")
+            seen = float(got[0]["value"][1]) if got else 0.0
+            if seen >= 0.9:
+                break
+            time.sleep(0.5)
+        assert seen >= 0.9, seen  # extrapolated: about 1 (it was 0 before the series existed at 0)
+    finally:
+        prom.terminate()
+        prom.wait(10)

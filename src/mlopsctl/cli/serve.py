@@ -93,8 +93,19 @@ def serve(
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
+        import shutil
+        import tempfile
+
+        from mlopsctl.serving.metrics import MULTIPROC_ENV
+
         os.environ[SETTINGS_ENV] = settings.to_json()
-        uvicorn.run("mlopsctl.serving.app:app_from_env", factory=True, workers=workers, **kwargs)
+        # every worker writes its metrics to files here, and any worker answers /metrics with all of them
+        shared = tempfile.mkdtemp(prefix="mlopsctl-metrics-")
+        os.environ[MULTIPROC_ENV] = shared
+        try:
+            uvicorn.run("mlopsctl.serving.app:app_from_env", factory=True, workers=workers, **kwargs)
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
     else:
         uvicorn.run(create_app(settings), **kwargs)
 

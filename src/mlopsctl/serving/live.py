@@ -41,7 +41,7 @@ def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
         blank = {"requests": 0.0, "errors": 0.0, "failures": 0.0, "refused": 0.0, "only": 0.0, "buckets": {}}
         return entry(model)["variants"].setdefault(name, blank)
 
-    for family in metrics.registry.collect():
+    for family in metrics.collect():
         for s in family.samples:
             model = s.labels.get("model")
             if model is None:

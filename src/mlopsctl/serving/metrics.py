@@ -8,6 +8,7 @@ request path only increments and observes.
 from __future__ import annotations
 
 import bisect
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
@@ -17,6 +18,15 @@ from mlopsctl.experiments.deployment import SHADOW_PREFIX  # shadows answer no c
 disable_created_metrics()  # the `_created` series double the output and nothing here reads them
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """Whether this process is one of `serve --workers N`'s: its values then live in shared files and every
+    worker answers /metrics with all of theirs (prometheus-client's multiprocess mode)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 class ServerMetrics:
@@ -52,12 +62,14 @@ class ServerMetrics:
             "The version each served model and variant runs (value 1).",
             ["model", "variant", "version", "alias", "runtime", "run_id"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.loaded_at = Gauge(
             "mlops_model_loaded_timestamp_seconds",
             "When the served version was loaded.",
             ["model"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.reloads = Counter(
             "mlops_model_reloads",
@@ -65,7 +77,9 @@ class ServerMetrics:
             ["model", "result"],
             registry=r,
         )
-        self.ready = Gauge("mlops_ready", "1 when every configured model is loaded.", registry=r)
+        self.ready = Gauge(
+            "mlops_ready", "1 when every configured model is loaded.", registry=r, multiprocess_mode="livemin"
+        )
         self.capture_written = Counter(
             "mlops_capture_records_written", "Prediction records written to the store.", ["model"], registry=r
         )
@@ -75,7 +89,9 @@ class ServerMetrics:
             ["model"],
             registry=r,
         )
-        self.capture_queued = Gauge("mlops_capture_queued_records", "Records waiting to be written.", registry=r)
+        self.capture_queued = Gauge(
+            "mlops_capture_queued_records", "Records waiting to be written.", registry=r, multiprocess_mode="livesum"
+        )
         self.feedback = Counter(
             "mlops_feedback_labels", "Ground-truth labels received, by outcome.", ["model", "result"], registry=r
         )
@@ -84,21 +100,28 @@ class ServerMetrics:
             "Share of drifted features in the latest drift report of the served model (-1: none yet).",
             ["model"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.live_accuracy = Gauge(
             "mlops_live_accuracy",
             "Accuracy of this server's predictions that got feedback, over the accuracy window (classification).",
             ["model"],
             registry=r,
+            multiprocess_mode="livemostrecent",  # with --workers N: the worker that got the latest labels
         )
         self.live_labelled = Gauge(
-            "mlops_live_labelled", "Predictions with feedback in the accuracy window.", ["model"], registry=r
+            "mlops_live_labelled",
+            "Predictions with feedback in the accuracy window.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.variant_weight = Gauge(
             "mlops_variant_weight",
             "Share of the traffic (percent) routed to each variant; shadows get copies, not shares.",
             ["model", "variant"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.shadow_requests = Counter(
             "mlops_shadow_requests",
@@ -129,6 +152,39 @@ class ServerMetrics:
             ["model", "action"],
             registry=r,
         )
+
+    def declare(self, name: str) -> None:
+        """Every series an alert rule or the dashboard reads exists at 0 from the start, so ``increase()``
+        sees its first event (a series born at 1 has no increase)."""
+        for result in ("ok", "failed"):
+            self.reloads.labels(name, result)
+        for result in ("accepted", "rejected"):
+            self.feedback.labels(name, result)
+        for action in ("pulled_back", "ramp"):
+            self.guard_actions.labels(name, action)
+        self.capture_written.labels(name)
+        self.capture_dropped.labels(name)
+        self.shadow_dropped.labels(name)
+        self.live_labelled.labels(name).set(0)
+
+    def collect(self) -> Any:
+        """The metric families this server reports: its own, or with --workers N every worker's."""
+        return self.exposition_registry().collect()
+
+    def exposition_registry(self) -> CollectorRegistry:
+        if not multiprocess():
+            return self.registry
+        from prometheus_client import multiprocess as mp
+
+        merged = CollectorRegistry()
+        mp.MultiProcessCollector(merged)
+        ProcessCollector(registry=merged)  # the answering worker's process figures (uptime for `cost --url`)
+        return merged
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.exposition_registry())
 
     @staticmethod
     def _info_labels(model: Any, variant: str) -> tuple[str, ...]:
@@ -166,6 +222,8 @@ class ModelMetrics:
 
         endpoints = tuple(protocols()) if answers else ()
         self.ok = {ep: m.requests.labels(name, version, variant, ep, "200") for ep in endpoints}
+        for ep in endpoints:  # the error-rate rules' numerator exists at 0 before the first failure
+            m.requests.labels(name, version, variant, ep, "500")
         self.latency = {ep: m.latency.labels(name, variant, ep) for ep in endpoints}
         self.rows = m.rows.labels(name, version)
         self.edges = list(model.bucket_edges)

@@ -72,6 +72,8 @@ class Service:
             allow_code_from(settings.project)  # the project's own model code, named in [registry] trusted_types
         store = open_store(settings.store_uri)
         metrics = ServerMetrics()
+        for name, _ in settings.models:
+            metrics.declare(name)
         slots = [Slot(name, ref) for name, ref in settings.models]
         served = [Served(s.name, s.ref, s, Route.single(s)) for s in slots]
         reloader = Reloader(
@@ -116,6 +118,14 @@ class Service:
         self.shadows.stop()
         if self.capture is not None:
             await run_in_threadpool(self.capture.close)
+        from mlopsctl.serving.metrics import multiprocess
+
+        if multiprocess():  # this worker's gauges leave the merged view
+            import os
+
+            from prometheus_client import multiprocess as mp
+
+            mp.mark_process_dead(os.getpid())
 
 
 def _capture(settings: ServeSettings, store: Store, metrics: ServerMetrics) -> CaptureWriter | None:

@@ -33,7 +33,7 @@ __all__ = ["SETTINGS_ENV", "ServeSettings", "app_from_env", "create_app"]
 
 def create_app(settings: ServeSettings) -> PredictRoutes:
     """The service: the FastAPI app (``.app``) behind the lean prediction routes."""
-    from mlopsctl.serving.routes import dashboard, feedback, models, ops, retrain
+    from mlopsctl.serving.routes import dashboard, docs, feedback, models, ops, retrain
 
     service = Service.build(settings)
 
@@ -51,9 +51,12 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         lifespan=lifespan,
         description="Predictions from models in the mlopsctl registry. Models: "
         + ", ".join(f"`{n}@{r or 'latest'}`" for n, r in settings.models),
+        docs_url=None,  # served by routes/docs.py from installed files: FastAPI's page loads from a CDN
+        redoc_url=None,
     )
     for part in (models, ops, feedback, dashboard, retrain):
         app.include_router(part.routes(service))
+    app.include_router(docs.routes(app))
     _state(app, service)
     _errors(app)
     _openapi(app, service)

@@ -137,17 +137,17 @@ def values_from_config(
         accuracy_min=alerts.accuracy_min,
         accuracy_min_samples=alerts.accuracy_min_samples,
         metrics_namespace=cfg.monitoring.cloudwatch.namespace if cfg else "mlopsctl",
-        monthly_budget=d.monthly_budget or default_budget(d, alerts, lay.name),
+        monthly_budget=d.monthly_budget or default_budget(cfg, lay.name),
         retrain_schedule=d.retrain_schedule,
     )
 
 
-def default_budget(deploy: DeploySection, alerts: AlertsSection, layout_name: str) -> float:
-    """The budget when ``[deploy] monthly_budget`` is not set: `mlopsctl cost`'s estimate of this configuration
-    (assumed traffic) plus 25 %, rounded up to whole $5."""
+def default_budget(cfg: Config | None, layout_name: str) -> float:
+    """The budget when ``[deploy] monthly_budget`` is not set: `mlopsctl cost`'s estimate of this project and
+    layout (assumed traffic) plus 25 %, rounded up to whole $5."""
     from mlopsctl.deploy.cost import estimate_for
 
-    total = estimate_for(deploy, alerts, layout_name)
+    total = estimate_for(cfg, layout_name)
     return float(5 * math.ceil(total * 1.25 / 5))
 
 

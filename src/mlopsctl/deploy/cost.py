@@ -38,7 +38,7 @@ from mlopsctl.deploy.sizes import FARGATE_SIZES, fargate_problem
 from mlopsctl.errors import ValidationError
 
 if TYPE_CHECKING:
-    from mlopsctl.config import AlertsSection, Config, DeploySection
+    from mlopsctl.config import Config
 
 # the inputs that count or measure something, each set by the option of its name: none may be negative
 COUNTS_AND_SIZES: tuple[str, ...] = ("public_ips", "nat_gateways", "insights_metrics", "metrics", "alarms")
@@ -261,21 +261,14 @@ def estimate(o: CostInputs, traffic: Traffic | Callable[[], Traffic], service: s
     }
 
 
-def estimate_for(deploy: DeploySection, alerts: AlertsSection, layout: str) -> float:
-    """The monthly total of the Fargate estimate for `deploy aws`'s settings at the assumed traffic (USD): the
-    base of the budget it writes. Prices of the region's table, else of us-east-1's."""
+def estimate_for(cfg: Config | None, layout: str) -> float:
+    """The monthly total of the Fargate estimate `mlopsctl cost --layout LAYOUT` gives in this project at the
+    assumed traffic (USD): the base of the budget `deploy aws` writes. A region without a built-in price
+    table is priced at us-east-1's."""
     from mlopsctl.deploy.cost_prices import builtin_regions
     from mlopsctl.deploy.cost_traffic import assumed
 
-    o = CostInputs(
-        region=deploy.region if deploy.region in builtin_regions() else "us-east-1",
-        layout=layout,
-        cpu=deploy.cpu,
-        memory=deploy.memory,
-        replicas=deploy.min_replicas,
-        log_retention_days=deploy.log_retention_days,
-        retrain_schedule=deploy.retrain_schedule,
-        accuracy_alarm=alerts.accuracy_min is not None,
-    )
+    region = cfg.deploy.region if cfg is not None else "us-east-1"
+    o = inputs_from(cfg, layout=layout, region=region if region in builtin_regions() else "us-east-1")
     report = estimate(o, assumed(None, None))
     return float(report["estimates"][0]["total"])

@@ -214,8 +214,10 @@ class DriftSection(_Section):
     p_value: float = Field(default=0.05, gt=0, lt=1)  # KS / chi-square: drift below this (after correction)
     psi_threshold: float = Field(default=0.2, gt=0)  # PSI: drift above this
     share: float = Field(default=0.3, gt=0, le=1)  # dataset drift when this share of features drifted
-    correction: Literal["none", "bonferroni", "holm", "fdr_bh"] = "none"  # for many features
+    # over every check of a report: holm keeps the chance that a report on unchanged data flags anything <= p_value
+    correction: Literal["none", "bonferroni", "holm", "fdr_bh"] = "holm"
     min_rows: int = Field(default=30, ge=1)  # fewer current rows: an error, not a verdict
+    effect: float = Field(default=0.1, ge=0, lt=1)  # and a check drifts only with KS D / total variation >= this
 
 
 class AlertsSection(_Duration):

@@ -79,11 +79,13 @@ def _predict(
     return frame.assign(**{PREDICTION: preds})
 
 
-def _settings(cfg: Any, p_value: float | None, share: float | None, correction: str | None) -> Any:
+def _settings(
+    cfg: Any, p_value: float | None, share: float | None, correction: str | None, effect: float | None = None
+) -> Any:
     from mlopsctl.monitoring.drift import DriftSettings
 
     settings = DriftSettings.from_section(cfg.monitoring.drift if cfg else None)
-    overrides: dict[str, Any] = {"p_value": p_value, "share": share, "correction": correction}
+    overrides: dict[str, Any] = {"p_value": p_value, "share": share, "correction": correction, "effect": effect}
     try:
         return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
@@ -98,6 +100,8 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
     rows = []
     for f in report.features:
         verdict = "[red]drift[/red]" if f.drifted else "[yellow]PSI[/yellow]" if f.psi_drifted else "ok"
+        if not f.drifted and any(t.test == "missing" and t.drifted for t in f.tests):
+            verdict = "[red]missing[/red]"
         rows.append(
             [
                 escape(f.name),
@@ -105,6 +109,7 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
                 f.test,
                 fmt_num(f.statistic),
                 fmt_p(f.p_value_adjusted),
+                fmt_num(f.effect, 3),
                 fmt_num(f.psi, 3),
                 verdict,
             ]
@@ -115,9 +120,9 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
         rows.append(
             ["(prediction)", p.details.get("prediction_kind", ""), p.test, fmt_num(p.statistic), fmt_p(p.p_value)]
         )
-        rows[-1] += [fmt_num(p.psi, 3), verdict]
+        rows[-1] += [fmt_num(p.effect, 3), fmt_num(p.psi, 3), verdict]
     title = f"{report.model} v{report.version}" + (f" ({report.alias})" if report.alias else "")
-    common.table(title, ["feature", "kind", "test", "statistic", "p-value", "PSI", "verdict"], rows)
+    common.table(title, ["feature", "kind", "test", "statistic", "p-value", "effect", "PSI", "verdict"], rows)
     c = common.console()
     src = report.source
     where = src.get("path") if src.get("kind") == "file" else f"captured in the last {src.get('window')}"
@@ -127,7 +132,7 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
     c.print(
         f"{verdict}: {report.n_drifted} of {report.n_features} features drifted "
         f"({report.drifted_share:.0%}, threshold {report.settings['share']:.0%}); "
-        f"{report.current_rows:,} current rows ({escape(str(where))}) vs {report.reference_rows:,} reference rows"
+        f"{report.current_rows:,} current rows ({escape(str(where))}) vs {report.reference_rows:,} training rows"
     )
     for note in report.notes:
         c.print(f"[dim]note: {escape(note)}[/dim]")
@@ -169,7 +174,13 @@ def drift(
         None, "--share", help="Override monitoring.drift.share (dataset drift at this share of features)."
     ),
     correction: str | None = typer.Option(
-        None, "--correction", help="Override monitoring.drift.correction: none | bonferroni | holm | fdr_bh."
+        None, "--correction", help="Override monitoring.drift.correction: holm (default) | bonferroni | fdr_bh | none."
+    ),
+    effect: float | None = typer.Option(
+        None,
+        "--effect",
+        help="Override monitoring.drift.effect: a check drifts only with an effect this large (KS D, total "
+        "variation: a share of rows; default 0.1).",
     ),
 ) -> None:
     """Test current inputs against the version's training baseline, feature by feature.
@@ -178,7 +189,7 @@ def drift(
     """
     try:
         report, saved = _run(
-            name, alias, version, since, current, html, save, predict, p_value, share, correction, quiet=as_json
+            name, alias, version, since, current, html, save, predict, p_value, share, correction, effect, quiet=as_json
         )
     except (MlopsError, OSError) as exc:
         if common.STATE.debug:
@@ -205,6 +216,7 @@ def _run(
     p_value: float | None,
     share: float | None,
     correction: str | None,
+    effect: float | None,
     *,
     quiet: bool,
 ) -> tuple[Any, str | None]:
@@ -225,7 +237,7 @@ def _run(
             raise DataError("NAME", "give a model name (or run inside a project)")
         name = cfg.model_name
     store = common.store(cfg)
-    settings = _settings(cfg, p_value, share, correction)
+    settings = _settings(cfg, p_value, share, correction, effect)
     if version is None:
         alias = alias or (cfg.serving.alias if cfg else "prod")
     v = registry.resolve(store, name, version if version is not None else alias)
@@ -233,7 +245,7 @@ def _run(
     notes: list[str] = []
     if current is not None:
         frame, source = _current_from_file(current)
-        if predict and PREDICTION not in frame.columns and PREDICTION in reference.frame.columns:
+        if predict and PREDICTION not in frame.columns and reference.prediction[0] is not None:
             trusted = tuple(cfg.registry.trusted_types) if cfg else ()
             status = common.err_console().status(f"predicting {len(frame):,} rows with {name} v{v}…")
             with status if not quiet else contextlib.nullcontext():

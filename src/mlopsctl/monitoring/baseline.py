@@ -1,8 +1,11 @@
 """The drift baseline of a model version: what its training features and predictions looked like.
 
-Stored in every bundle as ``baseline.json`` (summary statistics and histograms) beside
-``reference.parquet`` (a bounded sample of training rows with the model's predictions),
-so later drift tests can compare live inputs against both.
+Stored in every bundle as ``baseline.json``: per feature, summary statistics (count, missing, quantiles, a
+histogram, the top categories) and the *sketch* drift tests read (``sketch``: made from every training
+row, bounded in size, with its error stated); and the same for the model's predictions on rows it was not
+fitted on (its holdout), so that unseen rows from the training distribution do not show prediction drift.
+``format`` 2 marks a baseline with sketches; ``reference.parquet`` (a bounded sample of training rows with
+the model's predictions) is still written beside it, for people and for older readers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from mlopsctl.bundle.task import is_regression
 
 SAMPLE_ROWS = 5000
 BINS = 20
+FORMAT = 2  # baseline.json with sketches
 
 
 def _num(x: Any) -> float | None:
@@ -68,26 +72,35 @@ def text_summary(values: Any) -> dict[str, Any]:
     }
 
 
-def build_baseline(X: Any, features: list[dict[str, Any]], predictions: Any, task: str) -> dict[str, Any]:
-    """Statistics of the training features ``X`` (a DataFrame) and of the model's predictions on it."""
+def build_baseline(
+    X: Any, features: list[dict[str, Any]], predictions: Any, task: str, *, prediction_source: str = "training"
+) -> dict[str, Any]:
+    """Statistics and sketches of the training features ``X`` (a DataFrame: every training row) and of the
+    model's ``predictions``; ``prediction_source`` says which rows those are (``holdout``: rows the model
+    was not fitted on, the right reference for prediction drift; ``training``: in-sample)."""
+    from mlopsctl.monitoring.sketch import sketch_of
+
     feats: dict[str, Any] = {}
     for f in features:
         col = X[f["name"]]
         if f["kind"] == "numeric":
-            feats[f["name"]] = {
-                "kind": "numeric",
-                **numeric_summary(col.to_numpy(dtype=float, na_value=np.nan)),
-            }
+            summary = {"kind": "numeric", **numeric_summary(col.to_numpy(dtype=float, na_value=np.nan))}
         elif f["kind"] == "categorical":
-            feats[f["name"]] = {"kind": "categorical", **categorical_summary(col)}
+            summary = {"kind": "categorical", **categorical_summary(col)}
         else:
-            feats[f["name"]] = {"kind": "text", **text_summary(col)}
+            summary = {"kind": "text", **text_summary(col)}
+        feats[f["name"]] = {**summary, "sketch": sketch_of(f["kind"], col).to_dict()}
+    regression = is_regression(task)
+    values = np.asarray(predictions, dtype=float) if regression else list(map(str, predictions))
     preds = (
-        {"kind": "numeric", **numeric_summary(predictions)}
-        if is_regression(task)
-        else {"kind": "categorical", **categorical_summary(list(map(str, predictions)))}
+        {"kind": "numeric", **numeric_summary(values)}
+        if regression
+        else {"kind": "categorical", **categorical_summary(values)}
     )
-    return {"n_rows": len(X), "features": feats, "predictions": preds}
+    preds["sketch"] = sketch_of("numeric" if regression else "categorical", values).to_dict()
+    preds["source"] = prediction_source
+    preds["rows"] = len(values)
+    return {"format": FORMAT, "n_rows": len(X), "features": feats, "predictions": preds}
 
 
 def reference_sample(X: Any, predictions: Any, seed: int, rows: int = SAMPLE_ROWS) -> Any:

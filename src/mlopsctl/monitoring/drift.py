@@ -1,24 +1,30 @@
 """Drift: do the inputs a model sees now look like the data it was trained on?
 
 ``detect`` compares current inputs (a DataFrame: captured predictions or a file) with a version's
-reference: ``reference.parquet`` (a sample of up to 5,000 training rows with the model's prediction in
-``__prediction__``) and ``baseline.json``. Each feature is tested by the kind its signature gives
-(``kinds``: KS for numbers, chi-square for categories, lengths and vocabulary for text); so is the
-prediction, which is reported apart and not counted in the dataset verdict.
+reference: the *sketches* in ``baseline.json``, made at publish from every training row (``sketch``: each
+numeric column's CDF within 0.001, every category's count, the text vocabulary and its expected
+out-of-vocabulary rate, the missing values), and for the prediction, a sketch of the model's predictions
+on rows it did not learn from (its holdout). A version published before sketches existed has only
+``reference.parquet`` (a sample of up to 5,000 training rows with in-sample predictions): its sketches
+are made from that sample, and the report says so.
 
-Feature p-values are adjusted for the number of features (``correction``: none, bonferroni, holm or
-fdr_bh); a feature drifts when its adjusted p-value is below ``p_value``, a text feature also when its
-out-of-vocabulary rate rises. The dataset drifts when the share of drifted features is at least
-``share``. A report is a plain JSON document, saved under ``drift/{model}/``. This module is for the CLI
-and jobs; the server never imports it (pandas and scipy are imported inside functions).
+Each feature runs the checks of its kind (``checks``: KS, chi-square over pooled categories, the text
+length and vocabulary, a missing-value test), each with a p-value and an effect size. The p-values of
+every check of the report are adjusted together (``correction``, Holm by default); a check drifts when its
+adjusted p-value is below ``p_value`` and its effect is at least ``effect``, so a large sample does not
+flag negligible shifts and a report on data from the training distribution flags nothing (at most
+``p_value`` of such reports flag anything). The dataset drifts when the share of drifted features is at
+least ``share``. The prediction is judged apart and not counted in the dataset verdict. A report is a
+plain JSON document, saved under ``drift/{model}/``. The server never imports this module.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -26,14 +32,8 @@ import numpy as np
 from mlopsctl.bundle.task import is_regression
 from mlopsctl.errors import Conflict, DataError
 from mlopsctl.monitoring.captured import PREDICTION
-from mlopsctl.monitoring.kinds import (
-    OOV_RISE,
-    FeatureDrift,
-    categorical_drift,
-    judge,
-    numeric_drift,
-    text_drift,
-)
+from mlopsctl.monitoring.checks import OOV_RISE, FeatureDrift, Measured, judge, measure
+from mlopsctl.monitoring.sketch import Sketch, sketch_from_dict, sketch_of
 from mlopsctl.monitoring.twosample import CORRECTIONS, adjust
 from mlopsctl.store.base import Store, dumps
 
@@ -45,8 +45,9 @@ class DriftSettings:
     p_value: float = 0.05
     psi_threshold: float = 0.2
     share: float = 0.3
-    correction: str = "none"
+    correction: str = "holm"
     min_rows: int = 30
+    effect: float = 0.1  # a check drifts only with an effect this large (a share of rows: KS D, total variation)
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -57,6 +58,8 @@ class DriftSettings:
             raise ValueError(f"share {self.share}: expected a number above 0 and at most 1")
         if not self.psi_threshold > 0 or self.min_rows < 1:
             raise ValueError("psi_threshold must be above 0 and min_rows at least 1")
+        if not 0 <= self.effect < 1:
+            raise ValueError(f"effect {self.effect}: expected a number from 0 up to (not including) 1")
 
     @classmethod
     def from_section(cls, section: Any | None) -> DriftSettings:
@@ -69,6 +72,7 @@ class DriftSettings:
             share=section.share,
             correction=section.correction,
             min_rows=section.min_rows,
+            effect=getattr(section, "effect", cls.effect),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,14 +81,50 @@ class DriftSettings:
 
 @dataclass
 class Reference:
-    """What a version was trained on: its input signature, baseline and reference sample."""
+    """What a version was trained on: its input signature and baseline (with the sketches drift reads).
+
+    ``frame`` is the reference sample of a version published before sketches (or any frame to compare
+    with): features without a sketch in the baseline are sketched from it.
+    """
 
     features: list[dict[str, Any]]  # the signature's inputs: name, kind, …
-    frame: Any  # DataFrame: the reference sample, with PREDICTION when known
+    frame: Any  # DataFrame or None: a reference sample, with PREDICTION when known
     task: str = "classification"
     baseline: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     version: int | None = None
+
+    @cached_property
+    def sketches(self) -> dict[str, Sketch]:
+        """A sketch per feature that has reference values (from the baseline, else from the frame)."""
+        known = self.baseline.get("features", {})
+        out: dict[str, Sketch] = {}
+        for f in self.features:
+            stored = (known.get(f["name"]) or {}).get("sketch")
+            if stored is not None:
+                out[f["name"]] = sketch_from_dict(stored)
+            elif self.frame is not None and f["name"] in self.frame.columns:
+                out[f["name"]] = sketch_of(f["kind"], self.frame[f["name"]])
+        return out
+
+    @cached_property
+    def prediction(self) -> tuple[Sketch | None, str]:
+        """The predictions' sketch and where they come from (``holdout``, or ``training`` when in-sample)."""
+        stored = self.baseline.get("predictions") or {}
+        if stored.get("sketch") is not None:
+            return sketch_from_dict(stored["sketch"]), str(stored.get("source") or "training")
+        if self.frame is not None and PREDICTION in self.frame.columns:
+            kind = "numeric" if is_regression(self.task) else "categorical"
+            return sketch_of(kind, self.frame[PREDICTION]), "training"
+        return None, ""
+
+    @property
+    def rows(self) -> int:
+        """The reference's rows: the training rows the sketches summarise (or the frame's)."""
+        stored = self.baseline.get("n_rows")
+        if any("sketch" in (v or {}) for v in self.baseline.get("features", {}).values()) and stored:
+            return int(stored)
+        return len(self.frame) if self.frame is not None else int(stored or 0)
 
 
 @dataclass
@@ -136,9 +176,11 @@ def load_reference(store: Store, name: str, version: int) -> Reference:
     from mlopsctl.bundle.version import version_at
 
     mv = version_at(store, name, version)
+    baseline = mv.json(keys.BASELINE, {}) or {}
+    if baseline.get("format", 1) >= 2:  # sketches of every training row: the sample is not needed
+        return Reference(mv.signature.input_dicts(), None, mv.task, baseline, name, version)
     if not mv.has(keys.REFERENCE):
         raise DataError(f"{name}@{version}", f"the bundle has no {keys.REFERENCE}: republish it")
-    baseline = mv.json(keys.BASELINE, {}) or {}
     return Reference(mv.signature.input_dicts(), mv.frame(keys.REFERENCE), mv.task, baseline, name, version)
 
 
@@ -199,36 +241,49 @@ def check_current(reference: Reference, current: Any, settings: DriftSettings, s
 # -- the report --------------------------------------------------------------------------------
 
 
-def _one(f: dict[str, Any], ref_col: Any, cur_col: Any, reference: Reference) -> FeatureDrift | None:
-    name, kind = f["name"], f["kind"]
-    known = reference.baseline.get("features", {}).get(name, {})
-    if kind == "numeric":
-        return numeric_drift(name, ref_col.to_numpy(dtype=np.float64, na_value=np.nan), cur_col)
-    if kind == "categorical":
-        categories = {str(c) for c in f.get("categories") or []} | set(known.get("frequencies", {}))
-        return categorical_drift(name, ref_col, cur_col, categories)
-    return text_drift(name, ref_col, cur_col, known.get("vocabulary"))
-
-
-def _prediction(reference: Reference, current: Any, settings: DriftSettings) -> FeatureDrift | None:
-    if PREDICTION not in reference.frame.columns or PREDICTION not in current.columns:
+def _measure(f: dict[str, Any], values: Any, reference: Reference, settings: DriftSettings) -> Measured | None:
+    sketch = reference.sketches.get(f["name"])
+    if sketch is None:
         return None
-    ref_col, cur_col = reference.frame[PREDICTION], current[PREDICTION]
+    known = None
+    if f["kind"] == "categorical":
+        stored = reference.baseline.get("features", {}).get(f["name"], {})
+        known = {str(c) for c in f.get("categories") or []} | set(stored.get("frequencies", {}))
+    return measure(f["name"], f["kind"], sketch, values, settings.effect, known)
+
+
+def _judge_all(measured: list[Measured], settings: DriftSettings) -> list[FeatureDrift]:
+    """Adjust the p-values of every check of ``measured`` as one family, then judge each feature."""
+    family = [c.p_value for m in measured for c in m.checks if c.test != "all_missing"]
+    adjusted = iter(adjust(family, settings.correction))
+    out = []
+    for m in measured:
+        ps = [0.0 if c.test == "all_missing" else next(adjusted) for c in m.checks]
+        out.append(judge(m, ps, settings.p_value, settings.psi_threshold))
+    return out
+
+
+def _prediction(reference: Reference, current: Any, settings: DriftSettings) -> tuple[FeatureDrift | None, str]:
+    sketch, source = reference.prediction
+    if sketch is None or PREDICTION not in current.columns:
+        return None, source
+    cur_col = current[PREDICTION]
     if is_regression(reference.task):
-        cur_values, wrong = _numbers(cur_col)
+        values, wrong = _numbers(cur_col)
         if wrong:
-            return None
-        result = numeric_drift(PREDICTION, ref_col.to_numpy(dtype=np.float64), cur_values, "prediction")
+            return None, source
     else:
-        result = categorical_drift(PREDICTION, ref_col, cur_col, None, "prediction")
-    if result is not None:
-        result.details["prediction_kind"] = "numeric" if is_regression(reference.task) else "categorical"
-        judge(result, settings.p_value, settings.psi_threshold)
-    return result
+        values = cur_col
+    m = measure(PREDICTION, "prediction", sketch, values, settings.effect)
+    if m is None:
+        return None, source
+    kind = "numeric" if is_regression(reference.task) else "categorical"
+    m = replace(m, details={**m.details, "prediction_kind": kind, "reference": source})
+    return _judge_all([m], settings)[0], source
 
 
 def order(r: FeatureDrift) -> tuple[bool, float, float, str]:
-    """Drifted first, then by severity; p-values that underflow tie, so PSI breaks ties, then the name."""
+    """Drifted first, then by severity (effect over its threshold), then PSI, then the name."""
     return (not r.drifted, -r.severity, -(r.psi or 0.0), r.name)
 
 
@@ -250,27 +305,32 @@ def detect(
     source = source or {"kind": "dataframe"}
     where = str(source.get("path") or source.get("description") or "current data")
     columns = check_current(reference, current, settings, where)
-    results: list[FeatureDrift] = []
+    measured: list[Measured] = []
     notes: list[str] = []
     for f in reference.features:
-        if f["name"] not in reference.frame.columns:
-            notes.append(f"{f['name']}: not in the reference sample; not tested")
+        if f["name"] not in reference.sketches:
+            notes.append(f"{f['name']}: not in the reference; not tested")
             continue
-        r = _one(f, reference.frame[f["name"]], columns[f["name"]], reference)
-        if r is None:
-            notes.append(f"{f['name']}: no values in the reference sample; not tested")
+        m = _measure(f, columns[f["name"]], reference, settings)
+        if m is None:
+            notes.append(f"{f['name']}: no values in the reference; not tested")
             continue
-        results.append(r)
-    tested = [(r, r.p_value) for r in results if r.p_value is not None]
-    adjusted = adjust([p for _, p in tested], settings.correction)
-    for (r, _), p in zip(tested, adjusted, strict=True):
-        r.p_value_adjusted = p
-    for r in results:
-        judge(r, settings.p_value, settings.psi_threshold)
-    results.sort(key=order)
-    prediction = _prediction(reference, current, settings)
+        measured.append(m)
+    results = sorted(_judge_all(measured, settings), key=order)
+    prediction, pred_source = _prediction(reference, current, settings)
     if prediction is None:
         notes.append("prediction drift: the current data has no predictions (column __prediction__)")
+    elif pred_source != "holdout":
+        notes.append(
+            "prediction drift: the reference predictions are the model's on its own training rows (a version "
+            "published before holdout predictions were kept), which unseen rows do not match: republish to fix"
+        )
+    if reference.frame is not None and not any(
+        "sketch" in (v or {}) for v in reference.baseline.get("features", {}).values()
+    ):
+        notes.append(
+            f"the reference is a sample of {len(reference.frame):,} training rows: republish to test against all"
+        )
     drifted = [r.name for r in results if r.drifted]
     share = len(drifted) / len(results) if results else 0.0
     return DriftReport(
@@ -279,7 +339,7 @@ def detect(
         alias=alias,
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         source=source,
-        reference_rows=len(reference.frame),
+        reference_rows=reference.rows,
         current_rows=len(current),
         settings=settings.to_dict(),
         dataset_drift=bool(results) and share >= settings.share,

@@ -164,9 +164,19 @@ def _stats_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
         ("statistic", fmt_num(f.get("statistic"))),
         ("p-value", fmt_p(f.get("p_value"))),
         ("p-value adjusted", fmt_p(f.get("p_value_adjusted"))),
-        ("threshold", f"p < {fmt_num(f.get('threshold'))}"),
+        ("threshold", f"p < {fmt_num(f.get('threshold'))} and effect ≥ {fmt_num(f.get('effect_threshold'))}"),
+        ("effect", fmt_num(f.get("effect"))),
         ("PSI", f"{fmt_num(f.get('psi'))} (threshold {fmt_num(f.get('psi_threshold'))})"),
     ]
+    for t in f.get("tests") or []:
+        verdict = "drifted" if t.get("drifted") else "no drift"
+        rows.append(
+            (
+                f"check {t.get('test')}",
+                f"adjusted p {fmt_p(t.get('p_value_adjusted'))}, effect {fmt_num(t.get('effect'))} "
+                f"(at least {fmt_num(t.get('effect_threshold'))}): {verdict}",
+            )
+        )
     if f.get("distance") is not None:
         rows.append(("Wasserstein", fmt_num(f.get("distance"))))
     if d.get("distance_std") is not None:
@@ -176,6 +186,10 @@ def _stats_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     if "oov_current" in d:
         rows.append(("OOV expected → cur.", f"{fmt_pct(d['oov_expected'])} → {fmt_pct(d['oov_current'])}"))
         rows.append(("OOV rise threshold", fmt_pct(d.get("oov_threshold"))))
+    if d.get("n_pooled"):
+        rows.append(("pooled rare categories", f"{d['n_pooled']} (expected under 5 times in the smaller sample)"))
+    if d.get("sketch_error"):
+        rows.append(("reference sketch error", f"CDF within {fmt_num(d['sketch_error'])}"))
     if d.get("unseen"):
         shown = ", ".join(map(str, d["unseen"][:10])) + (" …" if len(d["unseen"]) > 10 else "")
         rows.append(("unseen categories", f"{shown} ({fmt_pct(d.get('unseen_share'))} of current)"))
@@ -226,7 +240,7 @@ def render_html(report: dict[str, Any]) -> str:
         f'<p class="meta">{_e(src)} · {_e(fmt_num(report.get("current_rows")))} current rows vs '
         f"{_e(fmt_num(report.get('reference_rows')))} reference rows · created {_e(report.get('created_at'))}"
         f" · p-value {_e(fmt_num(settings.get('p_value')))}, correction {_e(settings.get('correction'))}, "
-        f"PSI threshold {_e(fmt_num(settings.get('psi_threshold')))}</p>"
+        f"effect {_e(fmt_num(settings.get('effect')))}, PSI threshold {_e(fmt_num(settings.get('psi_threshold')))}</p>"
     )
     cells = (
         [
@@ -235,6 +249,7 @@ def render_html(report: dict[str, Any]) -> str:
             _e(f.get("test")),
             _e(fmt_num(f.get("statistic"))),
             _e(fmt_p(f.get("p_value_adjusted"))),
+            _e(fmt_num(f.get("effect"), 3)),
             _e(fmt_num(f.get("psi"), 3)),
             _badge(f),
         ]
@@ -243,9 +258,9 @@ def render_html(report: dict[str, Any]) -> str:
     overview_rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
     overview = (
         '<section class="card"><h2>Features, most severe first</h2><table><tr><th>feature</th><th>kind</th>'
-        "<th>test</th><th>statistic</th><th>p-value (adj.)</th><th>PSI</th><th>verdict</th></tr>"
+        "<th>test</th><th>statistic</th><th>p-value (adj.)</th><th>effect</th><th>PSI</th><th>verdict</th></tr>"
         f"{overview_rows}</table>"
-        f'<p class="legend"><span style="background:{REF_COLOR}"></span>reference (training sample)'
+        f'<p class="legend"><span style="background:{REF_COLOR}"></span>reference (training data)'
         f'<span style="background:{CUR_COLOR}"></span>current</p></section>'
     )
     pred = report.get("prediction")

@@ -5,7 +5,19 @@ Numeric samples are sorted once (``Sorted``) and every statistic reads the sorte
 - the two empirical CDFs are evaluated once, at the distinct values of both samples (a linear merge
   of the two sorted arrays), which gives the Kolmogorov–Smirnov statistic (their largest gap) and the
   Wasserstein-1 distance (the area between them) in one pass;
-- PSI bins are cut at the reference's deciles and counted with ``np.searchsorted`` too.
+- PSI bins are cut at the reference's deciles, with one more bin below the reference's minimum (so a
+  sample below a constant reference is not read as PSI 0), and counted with ``np.searchsorted`` too.
+
+The same statistics against a reference *sketch* (``sketch.NumericSketch``: the training column's CDF at
+up to 1,002 of its values) are ``compare_to_sketch``: exact, and equal to scipy's, when the sketch kept
+every distinct value; otherwise the KS statistic is within the sketch's ``error`` (≤ 0.001) and the
+p-value is computed from D − error, so the sketch can only make the test more conservative.
+
+Categories: ``pooled_chi_square`` merges the categories too rare for the chi-square approximation (an
+expected count below 5 in the smaller sample) into one bin before testing. ``missing_test`` compares the
+shares of missing values; ``total_variation`` is the effect size of categories (half the sum of the
+absolute differences of shares: the largest share of rows any set of categories gained or lost, as KS D
+is for numbers over half-lines).
 
 The KS p-value is computed the way ``scipy.stats.ks_2samp(method="auto")`` computes it, so the two
 agree to the last bit: when both samples have at most 10,000 values scipy's exact distribution is used
@@ -24,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from mlopsctl.monitoring.sketch import NumericSketch
 
 KS_EXACT_MAX_N = 10_000  # scipy's MAX_AUTO_N: ks_2samp(method="auto") is exact up to this size
 PSI_BINS = 10  # PSI bins: the reference's deciles
@@ -76,10 +90,11 @@ class NumericComparison:
     method: str  # "exact" or "asymp", as scipy names them
     wasserstein: float
     psi: float
-    psi_edges: list[float]
-    psi_reference: list[float]  # shares per PSI bin
+    psi_edges: list[float]  # the reference's minimum, then its decile cut points
+    psi_reference: list[float]  # shares per PSI bin: below the minimum, then up to each edge, then above
     psi_current: list[float]
     distinct: Any | None  # the distinct values of both samples, when there are at most ``keep_distinct``
+    sketch_error: float = 0.0  # how far the reference CDF may be from the training data's (0: exact)
 
 
 def ecdf_gaps(ref: Sorted, cur: Sorted) -> tuple[Any, Any]:
@@ -158,6 +173,14 @@ def psi_edges(ref: Sorted, bins: int = PSI_BINS) -> Any:
     return np.unique(ref.cut_points(np.arange(1, bins) / bins))
 
 
+def psi_counts(sample: Sorted, lo: float, inner_edges: Any) -> Any:
+    """Counts in the PSI bins: below ``lo`` (the reference's minimum), then [lo, e0], (e0, e1], …, (e_last, inf)."""
+    below = int(np.searchsorted(sample.values, lo, side="left"))
+    counts = sample.counts(inner_edges)
+    counts[0] -= below
+    return np.concatenate(([below], counts))
+
+
 def shares(counts: Any) -> Any:
     counts = np.asarray(counts, dtype=np.float64)
     total = counts.sum()
@@ -169,14 +192,15 @@ def compare_numeric(ref: Sorted, cur: Sorted, keep_distinct: int = 0) -> Numeric
     points, gaps = ecdf_gaps(ref, cur)
     d, p, method = ks_2samp_sorted(ref, cur, gaps)
     edges = psi_edges(ref)
-    r, c = shares(ref.counts(edges)), shares(cur.counts(edges))
+    lo = float(ref.values[0])
+    r, c = shares(psi_counts(ref, lo, edges)), shares(psi_counts(cur, lo, edges))
     return NumericComparison(
         statistic=d,
         p_value=p,
         method=method,
         wasserstein=wasserstein(points, gaps),
         psi=psi(r, c),
-        psi_edges=[float(e) for e in edges],
+        psi_edges=[lo, *(float(e) for e in edges)],
         psi_reference=r.tolist(),
         psi_current=c.tolist(),
         distinct=points if points.size <= keep_distinct else None,
@@ -192,6 +216,146 @@ def chi_square(ref_counts: Any, cur_counts: Any) -> tuple[float, float, int]:
         return 0.0, 1.0, 0  # one category on both sides: nothing to compare
     res = chi2_contingency(table)
     return float(res.statistic), float(res.pvalue), int(res.dof)
+
+
+# -- against a reference sketch ------------------------------------------------------------------
+
+
+def compare_to_sketch(ref: NumericSketch, cur: Sorted, keep_distinct: int = 0) -> NumericComparison:
+    """KS, Wasserstein and PSI of a current sample (values at float32 precision) against a reference sketch.
+
+    An exact sketch is the training column itself: with both sizes at most 10,000 the p-value is scipy's
+    exact one (``ks_2samp`` on the rebuilt column), else Smirnov's asymptotic one, as scipy computes them.
+    A sketch that dropped values knows the reference CDF within ``ref.error``: D is computed at every
+    value of both (within that error of the true D) and the p-value from max(D − error, 0).
+    """
+    n, m = ref.n, cur.n
+    cur_distinct = cur.values[np.r_[cur.values[1:] != cur.values[:-1], True]] if m else cur.values
+    points = np.union1d(ref.values, cur_distinct)
+    gaps = ref.cdf(points) - np.searchsorted(cur.values, points, side="right") / m
+    if ref.exact and max(n, m) <= KS_EXACT_MAX_N:
+        d, p, method = ks_2samp_sorted(Sorted(ref.sample(), 0), cur)
+    else:
+        d = ks_statistic(gaps)
+        p, method = ks_pvalue(max(d - ref.error, 0.0), n, m), "asymp"
+    edges = np.unique(ref.cut_points(PSI_BINS))
+    lo = float(ref.values[0])
+    r = shares(np.concatenate(([0], ref.counts(edges))))  # nothing of the reference is below its minimum
+    c = shares(psi_counts(cur, lo, edges))
+    return NumericComparison(
+        statistic=d,
+        p_value=p,
+        method=method,
+        wasserstein=wasserstein(points, gaps),
+        psi=psi(r, c),
+        psi_edges=[lo, *(float(e) for e in edges)],
+        psi_reference=r.tolist(),
+        psi_current=c.tolist(),
+        distinct=points if points.size <= keep_distinct else None,
+        sketch_error=ref.error,
+    )
+
+
+# -- categories and missing values -----------------------------------------------------------------
+
+
+MIN_EXPECTED = 5.0  # a category expected fewer times than this (in the smaller sample) is pooled
+POOLED = "(rare categories)"
+
+
+@dataclass(frozen=True)
+class CategoryTest:
+    statistic: float
+    p_value: float
+    dof: int
+    labels: list[str]  # the bins tested: categories, and POOLED when some were merged
+    reference: Any  # counts per bin
+    current: Any
+    pooled: list[str]  # the categories merged into POOLED
+    method: str = "chi2"  # how the p-value was computed: chi2, or fisher (a 2×2 table with a rare bin)
+
+
+def pooled_chi_square(categories: list[str], ref_counts: Any, cur_counts: Any) -> CategoryTest:
+    """Chi-square on the 2×k table after merging the rare categories.
+
+    A category whose expected count in the smaller sample, (r + c)·min(R, C)/(R + C), is below
+    ``MIN_EXPECTED`` goes into one pooled bin; while that bin is still too rare it takes the next rarest
+    category, as long as another bin is left. Pooling reads only the two samples' combined counts, which
+    do not depend on which sample a row came from, so it does not bias the test. A 2×2 table with an
+    expected count still below ``MIN_EXPECTED`` gets Fisher's exact test; one bin: nothing to test.
+    """
+    r = np.asarray(ref_counts, dtype=np.int64)
+    c = np.asarray(cur_counts, dtype=np.int64)
+    total = r + c
+    scale = min(r.sum(), c.sum()) / max(total.sum(), 1)
+    rare = total * scale < MIN_EXPECTED
+    if rare.all() and rare.size:
+        rare[int(np.argmax(total))] = False  # keep the largest apart: two bins at least
+    if rare.any():
+        for i in np.argsort(total, kind="stable"):  # a pooled bin still too rare takes the next rarest
+            if total[rare].sum() * scale >= MIN_EXPECTED or (~rare).sum() < 2:
+                break
+            rare[i] = True
+    keep = ~rare
+    labels = [k for k, kept in zip(categories, keep.tolist(), strict=True) if kept]
+    merged = [k for k, kept in zip(categories, keep.tolist(), strict=True) if not kept]
+    r_bins, c_bins = r[keep], c[keep]
+    if merged:
+        labels.append(merged[0] if len(merged) == 1 else POOLED)
+        r_bins = np.append(r_bins, r[rare].sum())
+        c_bins = np.append(c_bins, c[rare].sum())
+    stat, p, dof = chi_square(r_bins, c_bins)
+    method = "chi2"
+    if r_bins.size == 2 and min(r_bins.sum(), c_bins.sum()) * (r_bins + c_bins).min() / total.sum() < MIN_EXPECTED:
+        from scipy.stats import fisher_exact
+
+        p, method = float(fisher_exact(np.vstack([r_bins, c_bins])).pvalue), "fisher"  # the statistic stays chi²
+    return CategoryTest(stat, p, dof, labels, r_bins, c_bins, merged if len(merged) > 1 else [], method)
+
+
+def total_variation(ref_counts: Any, cur_counts: Any) -> float:
+    """Half the sum of |share in reference − share in current|: the largest share of rows that any set of
+    bins gained or lost (0 same, 1 disjoint)."""
+    return float(0.5 * np.abs(shares(ref_counts) - shares(cur_counts)).sum())
+
+
+def missing_test(ref_missing: int, ref_rows: int, cur_missing: int, cur_rows: int) -> tuple[float, float, float]:
+    """(statistic, p-value, difference of the missing shares, current − reference) of the 2×2 table of
+    missing and present values: Fisher's exact test when an expected count is below 5, else chi-square
+    with Yates' correction (scipy's ``chi2_contingency``)."""
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    table = np.array([[ref_missing, ref_rows - ref_missing], [cur_missing, cur_rows - cur_missing]], dtype=np.int64)
+    diff = (cur_missing / cur_rows if cur_rows else 0.0) - (ref_missing / ref_rows if ref_rows else 0.0)
+    if table.sum(axis=0).min() == 0 or table.sum(axis=1).min() == 0:
+        return 0.0, 1.0, diff
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    if expected.min() < MIN_EXPECTED:
+        res = fisher_exact(table)
+        return float(res.statistic), float(res.pvalue), diff
+    res2 = chi2_contingency(table)
+    return float(res2.statistic), float(res2.pvalue), diff
+
+
+def ratio_rise(numerators: Any, denominators: Any, expected: float) -> tuple[float, float, float]:
+    """(rate, z, one-sided p-value) of Σ numerators / Σ denominators above ``expected``, with the
+    variance of a ratio of sums over independent rows (tokens of one text are not independent)."""
+    from scipy.stats import norm
+
+    a = np.asarray(numerators, dtype=np.float64)
+    b = np.asarray(denominators, dtype=np.float64)
+    total, k = b.sum(), a.size
+    if total <= 0:
+        return 0.0, 0.0, 1.0
+    rate = float(a.sum() / total)
+    if k < 2:
+        return rate, 0.0, 1.0
+    var = float(np.sum((a - rate * b) ** 2)) / total**2 * k / (k - 1)
+    if var <= 0:
+        z = math.copysign(math.inf, rate - expected) if rate != expected else 0.0
+    else:
+        z = (rate - expected) / math.sqrt(var)
+    return rate, z, float(norm.sf(z))
 
 
 def adjust(p_values: list[float], method: str) -> list[float]:

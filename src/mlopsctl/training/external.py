@@ -224,7 +224,10 @@ def record_model(
         holdout_metrics = {k: v for k, v in reported.items() if k in metrics_of(the_task)}
     snapshot, _ = ingest(store, labelled, source=source, target=target_name if y is not None else None, schema=schema)
     predictions = back.predict(frame)
-    baseline = build_baseline(frame, inputs, predictions, the_task)
+    # with y these rows are the holdout, predictions on them are out of sample (the prediction drift reference)
+    baseline = build_baseline(
+        frame, inputs, predictions, the_task, prediction_source="holdout" if y is not None else "training"
+    )
     reference = reference_sample(frame, predictions, seed)
     holdout = frame.assign(**{target_name: labelled[target_name].to_numpy()}) if y is not None else frame
     run: dict[str, Any] = {

@@ -272,7 +272,9 @@ def train_project(
     classes = None if is_regression(task) else [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]
     signature = signature_of(schema, features, task, target, classes)
     train_pred = pipeline.predict(X_train)
-    baseline = build_baseline(X_train, feat_sig, train_pred, task)
+    # drift: the features of every row given for training; the predictions on rows the model was not fitted
+    # on (in-sample ones are too confident, so unseen rows would show prediction drift)
+    baseline = build_baseline(X_all, feat_sig, pipeline.predict(X_hold), task, prediction_source="holdout")
     reference = reference_sample(X_train, train_pred, tcfg.seed)
     report("evaluate", 1, 1)
 

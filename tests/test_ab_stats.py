@@ -99,68 +99,88 @@ def test_sample_sizes_match_the_textbook_formula() -> None:
     def by_hand(p1: float, p2: float) -> int:
         return math.ceil((Z975 + Z80) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2)
 
-    assert stats.sample_size_proportions(0.8, 0.02, 0.05, 0.8) == by_hand(0.8, 0.82) == 6036
-    assert stats.sample_size_proportions(0.8, 0.05, 0.05, 0.8) == by_hand(0.8, 0.85) == 903
-    assert stats.sample_size_proportions(0.5, 0.1) == 385  # the classic 50 % vs 60 %: 385 per group
-    assert stats.sample_size_proportions(0.99, 0.02) == by_hand(0.99, 0.97)  # p + effect would pass 1
+    def fixed(p: float, effect: float) -> int:
+        return stats.sample_size_proportions(p, effect, 0.05, 0.8, sequential=False)
+
+    assert fixed(0.8, 0.02) == by_hand(0.8, 0.82) == 6036
+    assert fixed(0.8, 0.05) == by_hand(0.8, 0.85) == 903
+    assert fixed(0.5, 0.1) == 385  # the classic 50 % vs 60 %: 385 per group
+    assert fixed(0.99, 0.02) == by_hand(0.99, 0.97)  # p + effect would pass 1
     # means: 2·(z + z)²·sd²/effect²; a standardised effect of 0.5 needs 63 per group (normal approximation)
-    assert stats.sample_size_means(1.0, 0.5) == 63
-    assert stats.sample_size_means(0.6, 0.04) == math.ceil(2 * (Z975 + Z80) ** 2 * 0.36 / 0.0016)
+    assert stats.sample_size_means(1.0, 0.5, sequential=False) == 63
+    assert stats.sample_size_means(0.6, 0.04, sequential=False) == math.ceil(2 * (Z975 + Z80) ** 2 * 0.36 / 0.0016)
 
 
-# -- the verdict -----------------------------------------------------------------------------------
+def test_the_sequential_plan_is_the_same_formula_with_the_always_valid_bound() -> None:
+    """The verdict's test needs |z| ≥ b(τ²/V) rather than 1.96: at α = 5 % and 80 % power the standardised
+    effect is η ≈ 3.96 (not 2.80), so a plan needs (3.96/2.80)² ≈ 2.0 times the rows."""
+    eta, r = stats._design(0.05, 0.8)
+    assert eta == pytest.approx(3.9644, abs=1e-3) and r == pytest.approx(8.28, abs=0.05)
+    seq = stats.sample_size_proportions(0.8, 0.02)
+    assert seq == math.ceil(eta**2 * (0.8 * 0.2 + 0.82 * 0.18) / 0.02**2) == 12086
+    assert seq / stats.sample_size_proportions(0.8, 0.02, sequential=False) == pytest.approx(2.0, abs=0.01)
+    # read once at the planned size, the test has the planned power (the normal model, exactly)
+    power = stats.sequential_power(seq, 0.8 * 0.2 + 0.82 * 0.18, 0.02)
+    assert power == pytest.approx(0.8, abs=1e-3)
+    assert stats.mixing_sd(0.02) == pytest.approx(0.02 * math.sqrt(r) / eta)
 
 
-def test_verdict_haybittle_peto() -> None:
-    v, why = stats.verdict(0.0004, 0.03, 812, 3841, 0.05, 0.001)
+def test_msprt_by_hand_and_its_interval_agrees_with_its_p_value() -> None:
+    d, v, tau, alpha = 0.03, 0.0001, 0.015, 0.05
+
+    def lr(x: float) -> float:  # the normal mixture's likelihood ratio at deviation x, written out
+        return sum(
+            w * math.sqrt(v / (v + (m * tau) ** 2)) * math.exp(x * x * (m * tau) ** 2 / (2 * v * (v + (m * tau) ** 2)))
+            for m, w in stats.MIXTURE
+        )
+
+    seq = stats.msprt(d, v, tau, alpha)
+    assert float(seq.p_value) == pytest.approx(min(1.0, 1 / lr(d)), rel=1e-12)
+    half = float(seq.ci_high) - d
+    assert float(seq.ci_low) == pytest.approx(d - half, rel=1e-12) and lr(half) == pytest.approx(1 / alpha, rel=1e-9)
+    # the interval excludes 0 exactly when p ≤ alpha, over a grid of estimates
+    grid = np.linspace(-0.08, 0.08, 801)
+    many = stats.msprt(grid, v, tau, alpha)
+    assert np.array_equal(many.p_value <= alpha, (many.ci_low > 0) | (many.ci_high < 0))
+    none = stats.msprt([0.0, 0.1, 0.1], [0.0, 0.0, math.nan], tau, alpha)
+    assert none.p_value[0] == 1.0 and none.p_value[1] == 0.0 and math.isnan(none.p_value[2])
+    # a difference far past the minimum effect shows early: 35 points on 123 and 277 rows
+    assert float(stats.msprt(-0.355, 0.0021, stats.mixing_sd(0.02)).p_value) < 1e-9
+
+
+def test_verdict_is_always_valid_and_says_where_it_stands() -> None:
+    v, why = stats.verdict(0.004, 0.03, 812, 3841, 0.05, interval=(0.011, 0.049))
     assert v == "candidate_better"
-    assert why == "p = 0.0004 < 0.001 (interim bound, 812 of 3,841 planned labelled rows per variant)"
-    v, why = stats.verdict(0.01, 0.03, 812, 3841, 0.05, 0.001)  # significant at 5 %, but an interim look
-    assert v == "no_difference_yet" and "0.01 ≥ 0.001" in why and "3,029 more" in why
-    v, why = stats.verdict(0.01, 0.03, 3841, 3841, 0.05, 0.001)
-    assert v == "candidate_better" and "0.01 < 0.05" in why and "planned size reached" in why
-    v, _ = stats.verdict(0.01, 0.03, 4000, 3841, 0.05, 0.001, higher_is_better=False)  # an error went up
+    assert why == (
+        "always-valid p = 0.004 ≤ 0.05 (812 of 3,841 planned labelled rows per variant, "
+        "difference +0.03 [+0.011, +0.049])"
+    )
+    v, why = stats.verdict(0.2, 0.03, 812, 3841, 0.05)
+    assert v == "no_difference_yet" and "0.2 > 0.05" in why and "3,029 more" in why
+    v, _ = stats.verdict(0.01, 0.03, 4000, 3841, 0.05, higher_is_better=False)  # an error went up
     assert v == "control_better"
-    v, why = stats.verdict(0.3, 0.004, 4000, 3841, 0.05, 0.001, effect="2 accuracy points", power=0.8)
+    v, why = stats.verdict(0.3, 0.004, 4000, 3841, 0.05, effect="2 accuracy points", power=0.8)
     assert v == "no_difference_yet"
     assert why.endswith("no difference of 2 accuracy points or more was found at 80 % power")
-    v, why = stats.verdict(0.0002, -0.1, 50, None, 0.05, 0.001)  # planned size unknown: interim bound only
+    v, why = stats.verdict(0.0002, -0.1, 50, None, 0.05)
     assert v == "control_better" and "not known" in why
-    assert stats.verdict(0.02, -0.1, 50, None)[0] == "no_difference_yet"
     assert stats.verdict(None, None, 0, 100)[0] == "no_difference_yet"
-    assert stats.verdict(0.04999, 0.1, 10, 10, 0.05, 0.001)[1].startswith("p = 0.04999 < 0.05")  # no "0.05 < 0.05"
-    assert stats.verdict(0.0, 0.1, 10, 10)[1].startswith("p ≈ 0 < 0.05")
+    assert stats.verdict(0.05001, 0.1, 10, 10, 0.05)[1].startswith("always-valid p = 0.05001 > 0.05")
+    assert stats.verdict(0.0, 0.1, 10, 10)[1].startswith("always-valid p ≈ 0 ≤ 0.05")
 
 
 def test_decide_is_verdict_vectorised() -> None:
     rng = np.random.default_rng(11)
     p = rng.uniform(0, 0.08, 400) ** rng.uniform(1, 3, 400)
     diff = rng.normal(size=400)
-    n_min = rng.integers(0, 200, 400)
-    codes = stats.decide(p, diff, n_min, 100, 0.05, 0.001, higher_is_better=False)
+    codes = stats.decide(p, diff, 0.05, higher_is_better=False)
     names = {1: "candidate_better", -1: "control_better", 0: "no_difference_yet"}
     for i in range(400):
-        v, _ = stats.verdict(float(p[i]), float(diff[i]), int(n_min[i]), 100, 0.05, 0.001, False)
+        v, _ = stats.verdict(float(p[i]), float(diff[i]), 100, 100, 0.05, False)
         assert names[int(codes[i])] == v
 
 
 # -- power and false positives, by simulation -------------------------------------------------------
-
-
-def test_power_classification_at_the_planned_size() -> None:
-    """Accuracy 0.80 vs 0.85, min_effect 0.05: at the planned size the test finds it ~80 % of the time."""
-    rng = np.random.default_rng(2025)
-    n = stats.sample_size_proportions(0.80, 0.05, 0.05, 0.8)
-    runs = 1000
-    xc, xt = rng.binomial(n, 0.80, runs), rng.binomial(n, 0.85, runs)
-    _, p = stats.z_test_proportions(xc, n, xt, n)
-    codes = stats.decide(p, xt / n - xc / n, n, n, 0.05, 0.001)
-    assert 0.75 <= np.mean(codes == 1) <= 0.87
-    assert np.mean(codes == -1) == 0
-    for i in range(50):  # the scalar path says the same
-        c = stats.two_proportions(int(xc[i]), n, int(xt[i]), n)
-        names = {1: "candidate_better", -1: "control_better", 0: "no_difference_yet"}
-        assert stats.verdict(c.p_value, c.diff, n, n)[0] == names[int(codes[i])]
 
 
 def _regression_records(rng: np.random.Generator, n: int, sd_control: float, sd_candidate: float, tag: str) -> list:
@@ -201,33 +221,6 @@ def test_power_regression_through_analyze() -> None:
     assert verdicts.count("candidate_better") / len(verdicts) >= 0.75
     assert verdicts.count("control_better") == 0
     assert abs(np.median(required) / planned - 1) < 0.1  # the estimate of the plan is about right
-
-
-def test_false_positives_at_the_final_look_are_alpha() -> None:
-    rng = np.random.default_rng(31)
-    n, runs = 903, 10_000
-    xc, xt = rng.binomial(n, 0.8, runs), rng.binomial(n, 0.8, runs)
-    _, p = stats.z_test_proportions(xc, n, xt, n)
-    codes = stats.decide(p, xt - xc, n, n, 0.05, 0.001)
-    assert abs(np.mean(codes != 0) - 0.05) < 0.015
-
-
-def test_peeking_with_haybittle_peto_keeps_alpha_naive_peeking_does_not() -> None:
-    """10 looks per experiment, no true difference: stop at the first look that declares a winner."""
-    rng = np.random.default_rng(32)
-    runs, looks, n = 4000, 10, 900
-    step = n // looks
-    xc = np.cumsum(rng.binomial(step, 0.8, (runs, looks)), axis=1)
-    xt = np.cumsum(rng.binomial(step, 0.8, (runs, looks)), axis=1)
-    rows = step * np.arange(1, looks + 1)
-    _, p = stats.z_test_proportions(xc, rows, xt, rows)
-    diff = (xt - xc) / rows
-    rule = stats.decide(p, diff, rows, n, 0.05, 0.001)  # interim looks at 0.001, the last (n rows) at 0.05
-    naive = stats.decide(p, diff, rows, n, 0.05, 0.05)  # every look at 0.05
-    fp_rule, fp_naive = np.mean((rule != 0).any(axis=1)), np.mean((naive != 0).any(axis=1))
-    assert fp_rule <= 0.05 + 0.015
-    assert fp_naive >= 0.12  # ≈ 0.19 for 10 looks: what the rule is for
-    assert fp_naive > 2 * fp_rule
 
 
 # -- bootstrap ---------------------------------------------------------------------------------------
@@ -306,7 +299,7 @@ def test_analyze_hand_made_records() -> None:
     assert report["test"]["diff"] == pytest.approx(0.5)
     assert report["sample_size"]["have"] == {"control": 2, "candidate": 2}
     assert report["sample_size"]["required_per_variant"] == stats.sample_size_proportions(0.5, 0.02)
-    assert report["verdict"] == "no_difference_yet" and "interim bound" in report["reason"]
+    assert report["verdict"] == "no_difference_yet" and report["reason"].startswith("too few labelled predictions")
     assert report["error_rate_test"]["diff"] == pytest.approx(0 - 1 / 3)
     assert report["first_time"] == "2023-11-14T22:13:20+00:00" and report["last_time"] == "2023-11-14T22:14:20+00:00"
     assert report["records"] == len(HAND_MADE) and report["metric"] == "accuracy"
@@ -358,7 +351,7 @@ def test_analyze_regression_with_string_labels() -> None:
     assert candidate["mae"]["value"] == pytest.approx(0.125)
     assert shadow["mean_abs_difference"] == pytest.approx(0.5) and shadow["compared"] == 1
     assert shadow["mae"]["value"] == pytest.approx(0.5)
-    assert report["test"]["test"] == "Welch t-test" and report["metric"] == "mae"
+    assert report["test"]["test"] == "mixture SPRT (always valid)" and report["metric"] == "mae"
     assert report["test"]["diff"] == pytest.approx(0.125 - 0.5)
     assert report["sample_size"]["required_per_variant"] is None  # fewer than 30 control labels: not known
     assert report["verdict"] == "no_difference_yet"
@@ -387,10 +380,16 @@ def test_analyze_finds_a_real_difference_both_ways() -> None:
         assert v["accuracy"]["ci_low"] < true_acc < v["accuracy"]["ci_high"]
     swapped = [{**r, "variant": "candidate" if r["variant"] == "control" else "control"} for r in records]
     assert analyze(swapped, task="classification", min_effect=0.05)["verdict"] == "control_better"
-    # a plan fixed at the start wins over the estimate: far from it, only the interim bound applies
+    # a plan fixed at the start is rechecked against the live rates (and says how much power it has at them);
+    # the verdict does not depend on it: the test is valid at any size
     fixed = analyze(records, task="classification", min_effect=0.05, planned_per_variant=100_000)
-    assert fixed["sample_size"]["required_per_variant"] == 100_000 and fixed["sample_size"]["still_needed"] == 97_500
-    assert "interim bound" in fixed["reason"]
+    ss = fixed["sample_size"]
+    assert ss["planned_at_start"] == 100_000 and ss["power_of_start_plan"] == pytest.approx(1.0)
+    live = stats.sample_size_proportions(report["variants"][0]["accuracy"]["value"], 0.05)
+    assert ss["required_per_variant"] == live and "the start plan (100,000) has 100 % power" in ss["basis"]
+    assert fixed["verdict"] == "candidate_better"
+    # the interval of the difference is the test's: it excludes 0, as the verdict says
+    assert 0 < fixed["test"]["ci_low"] < fixed["test"]["diff"] < fixed["test"]["ci_high"]
 
 
 @pytest.mark.alone  # a bound in seconds
@@ -415,7 +414,7 @@ def test_render_html_is_self_contained_and_escaped() -> None:
         assert name in page
     assert "<b>" not in page and "<x>" not in page
     assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
-    assert "<svg" in page and "Haybittle–Peto" in page
+    assert "<svg" in page and "mixture sequential probability ratio test" in page
 
 
 @pytest.mark.parametrize(

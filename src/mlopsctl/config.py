@@ -293,11 +293,11 @@ class GuardSection(_Section):
 class ExperimentsSection(_Section):
     """A/B analysis: the significance level, power and smallest effect worth detecting."""
 
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # two-sided significance level of the verdict
-    power: float = Field(default=0.8, gt=0.5, lt=1)  # chance to detect an effect of min_effect
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # chance of ever declaring a false winner, however often read
+    power: float = Field(default=0.8, gt=0.5, lt=1)  # chance to detect an effect of min_effect at the planned size
     # classification: accuracy points (0.02 = 2 points); regression: a share of the control's MAE (0.05 = 5 %)
     min_effect: float = Field(default=0.02, gt=0, lt=1)
-    # before the planned sample size a verdict needs p below this (Haybittle-Peto), so looking early is safe
+    # deprecated, ignored: the verdict is an always-valid test (mixture SPRT), safe to read at any time
     interim_alpha: float = Field(default=0.001, gt=0, lt=0.5)
     ramp: list[float] = []  # default ramp for `ab start`, e.g. [5, 25, 50, 100] (% to the candidate)
     guard: GuardSection = GuardSection()

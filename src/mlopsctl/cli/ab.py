@@ -193,13 +193,14 @@ def report_cmd(
     if test.get("p_value") is not None:
         c.print(
             f"{test.get('test')}: candidate − control = {test['diff']:+.4g} "
-            f"[{test['ci_low']:+.4g}, {test['ci_high']:+.4g}], p = {test['p_value']:.4g}"
+            f"[{test['ci_low']:+.4g}, {test['ci_high']:+.4g}] (an interval valid at every look), "
+            f"p = {test['p_value']:.4g}; {test.get('clusters', 0):,} units by {test.get('cluster_by', 'request')}"
         )
     ss = report.get("sample_size") or {}
     if ss.get("required_per_variant"):
         c.print(
             f"sample size: {ss['required_per_variant']:,} labelled per variant, "
-            f"{ss.get('still_needed', 0):,} still needed"
+            f"{ss.get('still_needed', 0):,} still needed ({ss.get('basis')})"
         )
     c.print(f"verdict: [bold]{report['verdict'].replace('_', ' ')}[/bold]: {report['reason']}")
     if html is not None:

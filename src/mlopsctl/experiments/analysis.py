@@ -4,9 +4,15 @@
 ``label`` its feedback gave or None) and returns a JSON document: per variant the traffic (requests,
 errors, latency), the labelled rows and the metrics on them with intervals; the test of the candidate
 against the control on the primary metric (accuracy for classification, MAE for regression); the
-planned sample size and how much of it is there; and the verdict with its reason (``stats.verdict``:
-Haybittle–Peto, so the report can be read at any time). Shadows are measured like the others and also
-by how often they agree with the answer actually given for the same row.
+planned sample size, rechecked against the live rates, and how much of it is there; and the verdict with
+its reason. Shadows are measured like the others and also by how often they agree with the answer
+actually given for the same row.
+
+The test (``stats.estimate`` then ``stats.msprt``) is valid however often the report is read: each ramp
+step is a stratum (``strata``: the times the split changed), and rows are clustered by their unit, the
+record's ``unit`` (the hashed sticky key, when the server records it) or else its request, so correlated
+rows of one user or one request count once. The interval of the difference is the test's confidence
+sequence: it excludes 0 exactly when the verdict declares a winner.
 
 A label is joined by (request_id, row), so a shadow row gets the label its primary answer got. A
 label that is not among ``classes``, or a regression label that is not a number, is counted as
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +34,7 @@ from numpy.typing import NDArray
 from mlopsctl.bundle.task import is_classification
 from mlopsctl.experiments import stats
 
-MIN_PILOT = 30  # labelled control rows needed before its accuracy / error spread sets the sample size
+MIN_PILOT = 30  # labelled rows per variant before a verdict, and before the live rates recheck the plan
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
@@ -42,6 +48,7 @@ class _Columns:
     variant: Ints
     request: Ints  # request id codes
     key: Ints  # (request id, row) codes
+    unit: Ints  # the unit rows are clustered by: the record's "unit" (sticky key) or else its request
     ok: NDArray[np.bool_]  # status 200: answered
     latency: Floats
     time: Floats
@@ -67,6 +74,7 @@ def _columns(records: Iterable[dict[str, Any]], control: str) -> _Columns:
     to_name = np.array([names.setdefault(str(v or control), len(names)) for v in raw_names], dtype=np.int64)
     variant = to_name[raw_variant] if n else raw_variant
     request, _ = _factorize([r.get("request_id") for r in recs])
+    unit, _ = _factorize([("unit", r["unit"]) if r.get("unit") else ("request", r.get("request_id")) for r in recs])
     row = np.asarray([r.get("row") or 0 for r in recs], dtype=np.int64)
     key = request * (int(row.max()) + 1) + row if n else request
     status = _floats([r.get("status") for r in recs])
@@ -80,6 +88,7 @@ def _columns(records: Iterable[dict[str, Any]], control: str) -> _Columns:
         variant=variant,
         request=request,
         key=key,
+        unit=unit,
         ok=ok,
         latency=np.array([r.get("latency_ms") for r in recs], dtype=float),
         time=np.array([r.get("time") for r in recs], dtype=float),
@@ -177,6 +186,9 @@ class _Labelled:
     correct: int = 0  # classification
     cells: Ints | None = None  # classification: true · k + predicted
     abs_err: Floats | None = None  # regression
+    y: Floats = field(default_factory=lambda: np.zeros(0))  # the tested value: correct (0/1) or |error|
+    time: Floats = field(default_factory=lambda: np.zeros(0))
+    unit: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _labelled(cols: _Columns, regression: bool, classes: Sequence[Any] | None) -> tuple[dict[int, _Labelled], int]:
@@ -189,9 +201,17 @@ def _labelled(cols: _Columns, regression: bool, classes: Sequence[Any] | None) -
     if regression:
         err = np.abs(_floats(preds) - _floats(truth))
         for v in range(len(cols.names)):
-            e = err[var == v]
-            usable = e[np.isfinite(e)]
-            out[v] = _Labelled(n=usable.size, ignored=e.size - usable.size, abs_err=usable)
+            sel = var == v
+            ok = sel & np.isfinite(err)
+            usable = err[ok]
+            out[v] = _Labelled(
+                n=usable.size,
+                ignored=int(sel.sum()) - usable.size,
+                abs_err=usable,
+                y=usable,
+                time=cols.time[rows[ok]],
+                unit=cols.unit[rows[ok]],
+            )
         return out, 1
     index: dict[str, int] = {}
     known = None if not classes else _class_codes(list(classes), index)
@@ -202,7 +222,13 @@ def _labelled(cols: _Columns, regression: bool, classes: Sequence[Any] | None) -
         sel = var == v
         tv, pv = t[sel & fine], p[sel & fine]
         out[v] = _Labelled(
-            n=tv.size, ignored=int((sel & ~fine).sum()), correct=int((tv == pv).sum()), cells=tv * k + pv
+            n=tv.size,
+            ignored=int((sel & ~fine).sum()),
+            correct=int((tv == pv).sum()),
+            cells=tv * k + pv,
+            y=(tv == pv).astype(float),
+            time=cols.time[rows[sel & fine]],
+            unit=cols.unit[rows[sel & fine]],
         )
     return out, k
 
@@ -230,14 +256,17 @@ def _traffic(cols: _Columns, v: int, alpha: float) -> dict[str, Any]:
 
 
 def _metrics(lab: _Labelled, regression: bool, k: int, alpha: float) -> dict[str, Any]:
+    """The variant's metrics with intervals that allow for clustered rows: MAE's t interval with a
+    cluster-robust standard error, accuracy's Wilson interval at the effective number of rows (n over the
+    design effect); RMSE by a studentised bootstrap, macro F1 by BCa."""
     if regression:
         assert lab.abs_err is not None
         e = lab.abs_err
         if e.size == 0:
             return {"mae": _interval(None), "rmse": _interval(None)}
-        rmse_ci = stats.bootstrap_ci(_rmse_statistic, e**2, alpha=alpha) if e.size > 1 else (None, None)
+        rmse_ci = stats.rmse_interval(e**2, alpha) if e.size > 1 else (None, None)
         return {
-            "mae": _interval(*stats.mean_interval(e, alpha)),
+            "mae": _interval(*stats.cluster_mean_interval(e, lab.unit, alpha)),
             "rmse": _interval(math.sqrt(float(np.mean(e**2))), *rmse_ci),
         }
     assert lab.cells is not None
@@ -247,10 +276,11 @@ def _metrics(lab: _Labelled, regression: bool, k: int, alpha: float) -> dict[str
     levels, counts = np.unique(lab.cells, return_counts=True)
     f1 = float(stat(levels, counts[None, :].astype(float))[0])
     f1_ci = stats.bootstrap_ci(stat, lab.cells, alpha=alpha) if lab.n > 1 else (None, None)
-    return {
-        "accuracy": _interval(lab.correct / lab.n, *stats.wilson_interval(lab.correct, lab.n, alpha)),
-        "macro_f1": _interval(f1, *f1_ci),
-    }
+    deff = stats.design_effect(lab.y, lab.unit)
+    n_eff = lab.n / deff
+    acc = lab.correct / lab.n
+    lo, hi = stats.wilson_interval(acc * n_eff, n_eff, alpha)
+    return {"accuracy": _interval(acc, lo, hi), "macro_f1": _interval(f1, *f1_ci)}
 
 
 def _agreement(cols: _Columns, v: int, primaries: list[int], regression: bool, alpha: float) -> dict[str, Any]:
@@ -284,19 +314,23 @@ def analyze(
     alpha: float = 0.05,
     power: float = 0.8,
     min_effect: float = 0.02,
-    interim_alpha: float = 0.001,
     control: str = "control",
     candidate: str = "candidate",
     planned_per_variant: int | None = None,
+    strata: Sequence[float] = (),
+    reference_mae: float | None = None,
 ) -> dict[str, Any]:
     """The report document of an A/B test (see the module docstring), JSON-ready: no NaN, no numpy.
 
     ``min_effect`` is in accuracy points for classification and a share of the control's MAE for
-    regression. The planned rows per variant are estimated from the data (the control's accuracy, or
-    0.5 before ``MIN_PILOT`` labels; the spread of absolute errors) unless ``planned_per_variant``
-    fixes them, as a plan made when the experiment started would.
+    regression (``reference_mae``, the control's holdout MAE, else its live MAE). ``planned_per_variant``
+    is the plan made when the experiment started; once the control has ``MIN_PILOT`` labels the plan is
+    recomputed from the live rates (and the clustering of the rows) and the start plan's power under them
+    is reported. ``strata`` are the times (epoch seconds) the traffic split changed: each period between
+    them is a stratum of the test.
     """
     regression = not is_classification(task)
+    records = _as_list(records)
     cols = _columns(records, control)
     code = {name: i for i, name in enumerate(cols.names)}
     shadows = sorted(n for n in code if n not in (control, candidate))
@@ -319,13 +353,23 @@ def analyze(
     c_rows, t_rows = rows.get(code.get(control, -1), empty), rows.get(code.get(candidate, -1), empty)
     metric = "mae" if regression else "accuracy"
     higher_is_better = not regression
-    if regression:
-        assert c_rows.abs_err is not None and t_rows.abs_err is not None
-        comparison = stats.welch(c_rows.abs_err, t_rows.abs_err, alpha)
-        control_value = float(c_rows.abs_err.mean()) if c_rows.n else math.nan
-    else:
-        comparison = stats.two_proportions(c_rows.correct, c_rows.n, t_rows.correct, t_rows.n, alpha)
-        control_value = c_rows.correct / c_rows.n if c_rows.n else math.nan
+    bounds = np.sort(np.asarray(list(strata), dtype=float))
+    est = stats.estimate(
+        np.concatenate([c_rows.y, t_rows.y]),
+        np.r_[np.zeros(c_rows.n, dtype=bool), np.ones(t_rows.n, dtype=bool)],
+        np.searchsorted(bounds, np.concatenate([c_rows.time, t_rows.time]), side="right"),
+        np.concatenate([c_rows.unit, t_rows.unit]),
+    )
+    control_value = float(c_rows.y.mean()) if c_rows.n else math.nan
+    base = reference_mae if regression and reference_mae else control_value if regression else 1.0
+    delta = min_effect * base if base and math.isfinite(base) else math.nan
+    tau = stats.mixing_sd(delta, alpha, power) if math.isfinite(delta) and delta > 0 else math.nan
+    seq = stats.msprt(est.diff, est.variance, tau, alpha) if math.isfinite(tau) else None
+    p_value = float(seq.p_value) if seq is not None else math.nan
+    lo, hi = (float(seq.ci_low), float(seq.ci_high)) if seq is not None else (math.nan, math.nan)
+    z = est.diff / math.sqrt(est.variance) if est.variance > 0 else math.nan
+    comparison = stats.Comparison("mixture SPRT (always valid)", est.diff, lo, hi, z, p_value, alpha)
+    unit = "sticky key" if any(r.get("unit") for r in records) else "request"
     test = {
         "metric": metric,
         "higher_is_better": higher_is_better,
@@ -334,18 +378,29 @@ def analyze(
         "n_control": c_rows.n,
         "n_candidate": t_rows.n,
         **comparison.to_dict(),
-        "relative_diff": _f(comparison.diff / control_value) if control_value else None,
+        "relative_diff": _f(est.diff / est.control_mean) if est.control_mean else None,
+        "always_valid": True,
+        "tau": _f(tau),
+        "variance": _f(est.variance),
+        "clusters": est.clusters,
+        "cluster_by": unit,
+        "design_effect": _f(est.design_effect),
+        "strata": est.strata,
+        "rows_tested": {control: est.n_control, candidate: est.n_candidate},
     }
 
-    required, basis, effect = _plan(regression, c_rows, t_rows, alpha, power, min_effect, planned_per_variant)
+    plan = _plan(regression, c_rows, t_rows, est, alpha, power, min_effect, delta, planned_per_variant)
     have = {control: c_rows.n, candidate: t_rows.n}
     n_min = min(have.values())
+    required = plan.required
     sample_size = {
         "required_per_variant": required,
-        "basis": basis,
+        "basis": plan.basis,
         "have": have,
         "still_needed": None if required is None else max(0, required - n_min),
         "reached": required is not None and n_min >= required,
+        "planned_at_start": planned_per_variant,
+        "power_of_start_plan": _f(plan.power_of_start),
     }
 
     if c_rows.n == 0 and t_rows.n == 0:
@@ -355,20 +410,27 @@ def analyze(
             stats.NO_DIFFERENCE_YET,
             f"no labelled predictions for {control if c_rows.n == 0 else candidate} yet",
         )
-    elif not math.isfinite(comparison.p_value):  # Welch needs two rows a side
-        verdict, reason = stats.NO_DIFFERENCE_YET, "too few labelled predictions to test yet (2 per variant at least)"
+    elif min(est.n_control, est.n_candidate) < MIN_PILOT or not math.isfinite(p_value):
+        verdict, reason = (
+            stats.NO_DIFFERENCE_YET,
+            f"too few labelled predictions to test yet ({MIN_PILOT} per variant at least, in the same ramp step)",
+        )
     else:
         verdict, reason = stats.verdict(
-            comparison.p_value,
-            comparison.diff,
+            p_value,
+            est.diff,
             n_min,
             required,
             alpha,
-            interim_alpha,
             higher_is_better,
-            effect=effect,
+            interval=(lo, hi),
+            effect=plan.effect,
             power=power,
         )
+        if est.strata > 1:
+            reason += f"; {est.strata} ramp steps compared step by step"
+        if est.design_effect > 1.05:
+            reason += f"; rows clustered by {unit} (variance x{est.design_effect:.2g})"
 
     by_name = {e["name"]: e for e in variants}
     traffic = {n: (by_name[n]["requests"], by_name[n]["errors"]) if n in by_name else (0, 0) for n in have}
@@ -391,7 +453,7 @@ def analyze(
         "alpha": alpha,
         "power": power,
         "min_effect": min_effect,
-        "interim_alpha": interim_alpha,
+        "method": "msprt",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "records": int(cols.variant.size),
         "first_time": _iso(float(finite_times.min())) if finite_times.size else None,
@@ -406,41 +468,61 @@ def analyze(
     }
 
 
+def _as_list(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return records if isinstance(records, list) else list(records)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    required: int | None  # rows per variant the verdict needs to find the minimum effect with the power
+    basis: str
+    effect: str  # the minimum effect in words
+    power_of_start: float | None  # the start plan's power at the live rates
+
+
 def _plan(
     regression: bool,
     c: _Labelled,
     t: _Labelled,
+    est: stats.Estimate,
     alpha: float,
     power: float,
     min_effect: float,
+    delta: float,
     planned: int | None,
-) -> tuple[int | None, str, str]:
-    """Rows per variant to plan for, where that number comes from, and the minimum effect in words."""
+) -> _Plan:
+    """Rows per variant to plan for: the start plan until the control has ``MIN_PILOT`` labels, then the
+    plan at the live rates (with the rows' design effect), and the start plan's power at those rates."""
+    deff = est.design_effect if math.isfinite(est.design_effect) else 1.0
+    clustered = f", design effect {deff:.2g}" if deff > 1.05 else ""
     if not regression:
         effect = f"{100 * min_effect:g} accuracy points"
-        if planned is not None:
-            return planned, "fixed when the experiment started", effect
-        if c.n >= MIN_PILOT:
-            p = c.correct / c.n
-            basis = f"control accuracy {p:.3f} on {c.n:,} labelled rows, {effect}"
-        else:
-            p = 0.5
+        if c.n < MIN_PILOT:
+            if planned is not None:
+                return _Plan(planned, f"fixed when the experiment started, {effect}", effect, None)
             basis = f"accuracy 0.5 assumed (the control has fewer than {MIN_PILOT} labelled rows), {effect}"
-        return stats.sample_size_proportions(p, min_effect, alpha, power), basis, effect
-    assert c.abs_err is not None and t.abs_err is not None
-    effect = f"{100 * min_effect:g} % of the control's MAE"
-    if planned is not None:
-        return planned, "fixed when the experiment started", effect
-    if c.n < MIN_PILOT:
-        return None, f"not known yet: the control has fewer than {MIN_PILOT} labelled rows", effect
-    mae = float(c.abs_err.mean())
-    if t.n >= 2:
-        sd = math.sqrt(((c.n - 1) * c.abs_err.var(ddof=1) + (t.n - 1) * t.abs_err.var(ddof=1)) / (c.n + t.n - 2))
+            return _Plan(stats.sample_size_proportions(0.5, min_effect, alpha, power), basis, effect, None)
+        p1 = c.correct / c.n
+        p2 = p1 + min_effect if p1 + min_effect <= 1 else p1 - min_effect
+        s2 = (p1 * (1 - p1) + p2 * (1 - p2)) * deff
+        basis = f"live control accuracy {p1:.3f} on {c.n:,} labelled rows{clustered}, {effect}"
     else:
-        sd = float(c.abs_err.std(ddof=1))
-    delta = min_effect * mae
-    effect = f"{100 * min_effect:g} % of the control's MAE ({delta:.4g})"
-    if delta <= 0:
-        return None, "not known: the control's MAE is 0", effect
-    basis = f"sd of absolute errors {sd:.4g}, control MAE {mae:.4g}, {effect}"
-    return stats.sample_size_means(sd, delta, alpha, power), basis, effect
+        assert c.abs_err is not None and t.abs_err is not None
+        effect = f"{100 * min_effect:g} % of the control's MAE"
+        if c.n < MIN_PILOT or not math.isfinite(delta) or delta <= 0:
+            if planned is not None:
+                return _Plan(planned, f"fixed when the experiment started, {effect}", effect, None)
+            return _Plan(None, f"not known yet: the control has fewer than {MIN_PILOT} labelled rows", effect, None)
+        if t.n >= 2:
+            sd = math.sqrt(((c.n - 1) * c.abs_err.var(ddof=1) + (t.n - 1) * t.abs_err.var(ddof=1)) / (c.n + t.n - 2))
+        else:
+            sd = float(c.abs_err.std(ddof=1))
+        s2 = 2 * sd * sd * deff
+        effect = f"{100 * min_effect:g} % of the control's MAE ({delta:.4g})"
+        basis = f"live sd of absolute errors {sd:.4g}{clustered}, {effect}"
+    required = stats.rows_for(s2, delta, alpha, power, True)
+    start_power = None
+    if planned is not None:
+        start_power = float(stats.sequential_power(planned, s2, delta, alpha, power))
+        basis += f"; the start plan ({planned:,}) has {100 * start_power:.0f} % power at these rates"
+    return _Plan(required, basis, effect, start_power)

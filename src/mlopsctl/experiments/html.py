@@ -3,9 +3,10 @@
 ``render_html`` takes the document ``analysis.analyze`` returns (or a saved one) and returns a page in
 the drift report's style (its CSS and number formats are imported from ``monitoring.report``): the
 verdict first, in a banner with its reason; the variants' traffic and metrics; each variant's primary
-metric with its interval as an inline SVG chart; the test; how much of the planned sample is there;
-and a note on why looking early is safe. No script, no font, nothing fetched from the network; every
-string from the report is escaped.
+metric with its interval as an inline SVG chart; the test (always valid: its interval is the confidence
+sequence that agrees with the verdict); how much of the planned sample is there, as rechecked against the
+live rates; and a note on why reading the report at any time is safe. No script, no font, nothing
+fetched from the network; every string from the report is escaped.
 """
 
 from __future__ import annotations
@@ -170,11 +171,14 @@ def _test_section(report: dict[str, Any]) -> str:
     rows = [
         ("comparison", f"{t.get('candidate')} − {t.get('control')} on {_LABELS.get(metric, metric)} ({better})"),
         ("difference", _diff(metric, t.get("diff"))),
-        (f"{100 * level:g} % interval", ci),
+        (f"{100 * level:g} % always-valid interval", ci),
         ("relative to the control", fmt_pct(t.get("relative_diff"))),
         ("test", str(t.get("test") or "–")),
         ("statistic", fmt_num(t.get("statistic"))),
-        ("p-value", fmt_p(t.get("p_value"))),
+        ("always-valid p-value", fmt_p(t.get("p_value"))),
+        ("units (clusters)", f"{fmt_num(t.get('clusters'))} by {t.get('cluster_by') or 'request'}"),
+        ("design effect", fmt_num(t.get("design_effect"))),
+        ("ramp steps compared", fmt_num(t.get("strata"))),
         ("labelled rows", f"{fmt_num(t.get('n_control'))} control, {fmt_num(t.get('n_candidate'))} candidate"),
     ]
     e = report.get("error_rate_test") or {}
@@ -199,6 +203,7 @@ def _sample_section(report: dict[str, Any]) -> str:
     rows = [
         ("planned labelled rows per variant", fmt_num(required)),
         ("basis", str(s.get("basis") or "–")),
+        ("planned at the start", fmt_num(s.get("planned_at_start"))),
         ("labelled so far", have_text),
         ("still needed per variant", fmt_num(s.get("still_needed"))),
     ]
@@ -212,21 +217,20 @@ def _sample_section(report: dict[str, Any]) -> str:
 
 
 def _note(report: dict[str, Any]) -> str:
-    alpha, interim = report.get("alpha"), report.get("interim_alpha")
-    power, effect = report.get("power"), report.get("min_effect")
+    alpha, power, effect = report.get("alpha"), report.get("power"), report.get("min_effect")
     unit = " accuracy points" if report.get("metric") == "accuracy" else " % of the control's MAE"
     effect_text = f"{100 * effect:g}{unit}" if isinstance(effect, int | float) else "the minimum effect"
     return (
-        '<section class="card"><h2>Reading this report early</h2><p class="note">'
-        f"The sample size is planned so that a true difference of {_e(effect_text)} is found with "
-        f"{_e(fmt_pct(power))} power at significance level {_e(fmt_num(alpha))}. Looking at a test again and "
-        "again and stopping at the first p-value under that level would declare far more false winners than "
-        f"it promises. So this report follows the Haybittle–Peto rule: until every variant has its planned "
-        f"labelled rows, a difference is declared only when p &lt; {_e(fmt_num(interim))}, a bar so high that "
-        "any number of interim looks barely adds to the error rate; once the planned size is reached the "
-        f"nominal level {_e(fmt_num(alpha))} applies. Stop the test at the planned size: looking on after it "
-        "spends that level again. Without a difference then, the test says no difference of the planned size "
-        "was found, not that there is none.</p></section>"
+        '<section class="card"><h2>Reading this report at any time</h2><p class="note">'
+        "The test is a mixture sequential probability ratio test: its p-value and interval are valid at every "
+        "look, with no end, so reading the report every hour, stopping at the first winner, or running past "
+        f"the plan does not raise the chance of a false winner above {_e(fmt_num(alpha))}. The interval of the "
+        "difference is the test's confidence sequence: it excludes zero exactly when a winner is declared. "
+        "Each ramp step is compared on its own (a metric that moves in time cannot pass for a difference when "
+        "the ramp moves traffic), and rows of one sticky user or one request are counted as one unit. The "
+        f"sample size says how long to run to find a true difference of {_e(effect_text)} with "
+        f"{_e(fmt_pct(power))} power; it is rechecked against the live rates. Without a difference at that size, "
+        "the test says no difference of the planned size was found, not that there is none.</p></section>"
     )
 
 
@@ -246,7 +250,7 @@ def render_html(report: dict[str, Any]) -> str:
     meta = (
         f'<p class="meta">{_e(where)}{_e(report.get("task"))} · {_e(fmt_num(report.get("records")))} captured rows'
         f"{_e(span)} · α {_e(fmt_num(report.get('alpha')))}, power {_e(fmt_pct(report.get('power')))}, "
-        f"interim α {_e(fmt_num(report.get('interim_alpha')))} · created {_e(report.get('created_at'))}</p>"
+        f"always-valid test · created {_e(report.get('created_at'))}</p>"
     )
     banner = (
         f'<section class="verdict {css_class}"><div class="big">{_e(title)}</div>'

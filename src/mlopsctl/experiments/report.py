@@ -3,8 +3,10 @@
 ``build_report`` reads the capture records of the model between the experiment's start and
 end (all statuses, every variant: control, candidate and the shadows), attaches the last
 feedback label given for each (request id, row), and hands them to ``analysis.analyze`` with
-the significance level, power and minimum effect of ``[experiments]``. The experiment's own
-facts (id, environment, versions, weights, status, guard and ramp events) are added on top.
+the significance level, power and minimum effect of ``[experiments]``, the times the split changed
+(ramp steps and pull-backs from the experiment's log: the strata of the test) and the control's
+holdout MAE (the unit of a regression's minimum effect). The experiment's own facts (id,
+environment, versions, weights, status, guard and ramp events) are added on top.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ def experiment_rows(store: Store, name: str, since: float, until: float | None) 
 
 
 def planned_rows(store: Store, name: str, control_version: int, cfg: ExperimentsSection) -> int | None:
-    """Labelled rows per variant to plan for, fixed at the start from the control's holdout metrics.
+    """Labelled rows per variant to plan for at the start, from the control's holdout metrics.
 
-    Fixing the plan up front keeps the Haybittle-Peto rule honest: the final look is where it was
-    planned, not wherever the data happen to put it. Classification: the two-proportion formula at
-    the holdout accuracy. Regression: the two-mean formula on absolute errors, whose spread follows
-    from the holdout RMSE and MAE (Var|e| = RMSE² − MAE²), for an effect of ``min_effect`` × MAE.
-    None when the version has no such metrics (the report then estimates the plan from live data).
+    The plan is for the always-valid test (``stats.sample_size_*``), so it says how long to run, never
+    when it is safe to look. Classification: the two-proportion variance at the holdout accuracy.
+    Regression: the two-mean formula on absolute errors, whose spread follows from the holdout RMSE and
+    MAE (Var|e| = RMSE² − MAE²), for an effect of ``min_effect`` × MAE. None when the version has no such
+    metrics. Live rates differ from holdout ones: the report rechecks the plan once labels come in.
     """
     from mlopsctl.bundle.version import version_at
 
@@ -71,6 +73,22 @@ def plan_from_metrics(task: str, metrics: dict[str, Any], cfg: ExperimentsSectio
     return sample_size_proportions(p, cfg.min_effect, cfg.alpha, cfg.power)
 
 
+def split_changes(record: dict[str, Any]) -> list[float]:
+    """The times (epoch seconds) the experiment's traffic split changed: its ramp steps and pull-backs.
+
+    Between two changes the split is constant, so each period is a stratum of the test: comparing the
+    variants within a step, never across steps, keeps a metric that moves in time (a weekday, a season)
+    from looking like a difference when the ramp moves traffic at the same time.
+    """
+    out = []
+    for entry in record.get("log") or []:
+        if "weight" in entry and entry.get("at"):
+            t = _parse_iso(str(entry["at"]))
+            if t is not None:
+                out.append(t)
+    return sorted(out)
+
+
 def build_report(store: Store, name: str, record: dict[str, Any], cfg: ExperimentsSection) -> dict[str, Any]:
     """The report of the experiment ``record`` (as `deployment.experiment_record` returns it)."""
     since = float(record["started_ts"])
@@ -85,6 +103,7 @@ def build_report(store: Store, name: str, record: dict[str, Any], cfg: Experimen
         for r in experiment_rows(store, name, since, until)
         if r.get("variant") in (CONTROL, CANDIDATE) or str(r.get("variant", "")).startswith(SHADOW_PREFIX)
     ]
+    mae = control.metrics.get("mae")
     report = analyze(
         records,
         task=control.task,
@@ -94,8 +113,9 @@ def build_report(store: Store, name: str, record: dict[str, Any], cfg: Experimen
         alpha=cfg.alpha,
         power=cfg.power,
         min_effect=cfg.min_effect,
-        interim_alpha=cfg.interim_alpha,
         planned_per_variant=record.get("planned_per_variant"),
+        strata=split_changes(record),
+        reference_mae=float(mae) if isinstance(mae, int | float) and mae > 0 else None,
     )
     live = None
     if until is None:

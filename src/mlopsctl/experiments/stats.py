@@ -1,19 +1,27 @@
-"""The statistics of an A/B test: intervals, two-sample tests, sample sizes and the verdict.
+"""The statistics of an A/B test: intervals, the always-valid test, sample sizes and the verdict.
 
 Pure functions of counts and values (numpy and ``scipy.stats``), no I/O:
 
-- ``wilson_interval``: the Wilson score interval of a proportion;
-- ``two_proportions``: the pooled two-sided z-test, with Newcombe's hybrid score interval (his
-  method 10) for the difference; ``welch``: Welch's t-test and interval for a difference of means;
-  both return a ``Comparison``, always candidate − control;
-- ``bootstrap_ci``: a percentile bootstrap for statistics without a closed form (macro F1, RMSE);
-- ``sample_size_proportions`` / ``sample_size_means``: rows per variant for a two-sided test to find
-  ``min_effect`` with the given power;
-- ``verdict``: one of three answers and a sentence saying why, by the Haybittle–Peto rule: before
-  every variant has its planned rows a difference counts only when p < ``interim_alpha`` (0.001), so
-  looking at the test every day does not inflate the false-positive rate; at the planned size the
-  nominal ``alpha`` applies. ``z_test_proportions`` and ``decide`` are the vectorised cores of
-  ``two_proportions`` and ``verdict``, for simulations over many experiments at once.
+- ``wilson_interval``: the Wilson score interval of a proportion; ``two_proportions`` (pooled z-test,
+  Newcombe's hybrid score interval) and ``welch`` (Welch's t): fixed-sample comparisons, kept for the
+  error rates and for reference;
+- ``estimate``: candidate − control on per-row values (correct or not, absolute errors), **stratified** by
+  ramp step (each step's difference, weighted by its information, so a ramp that moves traffic while the
+  metric drifts in time cannot make a difference out of nothing) with a **cluster-robust** variance
+  (rows of one sticky user, or of one request, are not independent: their influence is summed per
+  cluster before squaring);
+- ``msprt``: the mixture sequential probability ratio test on that estimate (a normal mixture of
+  likelihood ratios, Robbins 1970; Johari et al. 2017): an always-valid p-value and a confidence
+  sequence, so the chance of ever declaring a difference that is not there stays below ``alpha`` however
+  often, and however long, the report is read; the interval excludes 0 exactly when the verdict declares
+  a difference;
+- ``sample_size_proportions`` / ``sample_size_means``: rows per variant for the verdict to find
+  ``min_effect`` with the given power (by default for the sequential test, read once at the planned
+  size; reading it more often only adds power);
+- ``bootstrap_ci``: BCa or percentile bootstrap for statistics without a closed form (macro F1);
+  ``rmse_interval``: a studentised bootstrap on the log of the mean squared error (percentile intervals
+  of an RMSE under-cover when errors are heavy-tailed);
+- ``verdict``: one of three answers and a sentence with the numbers; ``decide`` is its vectorised core.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -77,7 +86,7 @@ def _wilson(x: Any, n: Any, z: float) -> tuple[NDArray[np.float64], NDArray[np.f
     return np.where(empty, 0.0, np.clip(centre - half, 0, 1)), np.where(empty, 1.0, np.clip(centre + half, 0, 1))
 
 
-def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
     """The Wilson score interval of ``successes / n`` at level 1 − alpha; (0, 1) when n is 0."""
     lo, hi = _wilson(successes, n, _z(alpha))
     return float(lo), float(hi)
@@ -171,8 +180,11 @@ def bootstrap_ci(
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     max_rows: int = BOOTSTRAP_MAX_ROWS,
+    method: str = "bca",
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic`` over the rows ``values`` (a 1-D array).
+    """Bootstrap interval of ``statistic`` over the rows ``values`` (a 1-D array): BCa (Efron's bias-corrected
+    and accelerated interval, the default: the acceleration from the jackknife over the distinct values) when
+    there are at most ``BOOTSTRAP_MAX_LEVELS`` distinct values, else the percentile interval.
 
     ``statistic(levels, counts)`` gets the distinct values (G,) and a (B, G) matrix saying how many
     times each was drawn in each of B resamples, and returns the B statistics; it must depend on the
@@ -216,59 +228,365 @@ def bootstrap_ci(
     thetas = thetas[np.isfinite(thetas)]
     if thetas.size == 0:
         return math.nan, math.nan
-    lo, hi = np.quantile(thetas, [alpha / 2, 1 - alpha / 2])
+    shares = [alpha / 2, 1 - alpha / 2]
+    uniq = np.unique(x, return_counts=True)
+    if method == "bca" and 2 <= uniq[0].size <= BOOTSTRAP_MAX_LEVELS and n > 2:
+        shares = _bca_shares(statistic, uniq, full, thetas, alpha)
+    lo, hi = np.quantile(thetas, shares)
     return float(lo), float(hi)
+
+
+def _bca_shares(
+    statistic: Statistic, uniq: tuple[Any, Any], full: float, thetas: NDArray[np.float64], alpha: float
+) -> list[float]:
+    """The BCa quantile levels: bias correction z₀ from the share of resamples below the estimate, and the
+    acceleration a from the jackknife (each distinct value left out once, weighted by its count)."""
+    levels, freq = uniq
+    freq = freq.astype(float)
+    below = float(np.mean(thetas < full) + 0.5 * np.mean(thetas == full))
+    if not 0 < below < 1:
+        return [alpha / 2, 1 - alpha / 2]
+    z0 = float(stats.norm.ppf(below))
+    leave_one = freq[None, :] - np.eye(levels.size)
+    keep = freq > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jack = statistic(levels, leave_one[keep])
+    if not np.all(np.isfinite(jack)):
+        return [alpha / 2, 1 - alpha / 2]
+    w = freq[keep]
+    mean = float(np.sum(w * jack) / w.sum())
+    dev = mean - jack
+    denom = float(np.sum(w * dev**2)) ** 1.5
+    a = float(np.sum(w * dev**3)) / (6 * denom) if denom > 0 else 0.0
+    out = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        zq = float(stats.norm.ppf(q))
+        out.append(float(stats.norm.cdf(z0 + (z0 + zq) / (1 - a * (z0 + zq)))))
+    return out
+
+
+def rmse_interval(
+    squared_errors: ArrayLike,
+    alpha: float = 0.05,
+    *,
+    n_resamples: int = 2000,
+    seed: int = BOOTSTRAP_SEED,
+    max_rows: int = BOOTSTRAP_MAX_ROWS,
+) -> tuple[float, float]:
+    """A studentised bootstrap (bootstrap-t) interval of the RMSE, √mean(e²).
+
+    The pivot is t = (log m* − log m)/se*, with m the mean squared error and se its delta-method standard
+    error on the log scale (sd(e²)/(√n·m)); the interval is exp(log m − t*·se) at the pivot's quantiles,
+    then the square root. On the log scale the mean of squared heavy-tailed errors is far closer to
+    symmetric, and the pivot's own spread is resampled, so it keeps its coverage where the percentile
+    interval falls to 60–80 %. Above ``max_rows`` rows the pivot's quantiles come from a random
+    ``max_rows`` of them (a pivot's distribution barely depends on n). (NaN, NaN) with fewer than 2 rows.
+    """
+    x = np.asarray(squared_errors, dtype=float)
+    n = x.size
+    if n < 2:
+        return math.nan, math.nan
+    m = float(x.mean())
+    sd = float(x.std(ddof=1))
+    if m <= 0 or sd == 0:
+        r = math.sqrt(max(m, 0.0))
+        return r, r
+    se = sd / (math.sqrt(n) * m)
+    rng = np.random.default_rng(seed)
+    sub = x if n <= max_rows else rng.choice(x, max_rows, replace=False)
+    k = sub.size
+    pivots = []
+    chunk = max(1, min(n_resamples, 131_072 // k))
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        draw = sub[rng.integers(0, k, size=(b, k))]
+        mb = draw.mean(axis=1)
+        sb = draw.std(axis=1, ddof=1)
+        ok = (mb > 0) & (sb > 0)
+        sub_m = float(sub.mean())
+        pivots.append((np.log(mb[ok]) - math.log(sub_m)) / (sb[ok] / (math.sqrt(k) * mb[ok])))
+    t = np.concatenate(pivots)
+    lo_t, hi_t = np.quantile(t, [alpha / 2, 1 - alpha / 2])
+    return math.sqrt(m * math.exp(-float(hi_t) * se)), math.sqrt(m * math.exp(-float(lo_t) * se))
+
+
+# -- the always-valid test -------------------------------------------------------------------------
+
+
+# The mixing distribution over effects: a normal N(0, τ²) with weight 0.75 at the τ tuned to the minimum
+# effect, and 0.0625 each at 4, 16, 64 and 256 times it. The first gives the plan its power; the others let a
+# difference far larger than the minimum show within a few dozen rows (a single τ tuned to 2 accuracy points
+# needs hundreds of rows to believe a 35-point gap). Costs ~6 % more rows at the plan.
+MIXTURE: tuple[tuple[float, float], ...] = ((1.0, 0.75), (4.0, 0.0625), (16.0, 0.0625), (64.0, 0.0625), (256.0, 0.0625))
+
+
+def _log_lr(d2: Any, v: Any, tau: float) -> Any:
+    """log Λ: the likelihood ratio of an estimate with squared deviation ``d2`` and variance ``v`` from the
+    tested value, averaged over the mixture of normal alternatives (``MIXTURE``, scaled by ``tau``)."""
+    d2, v = np.asarray(d2, dtype=float), np.asarray(v, dtype=float)
+    terms = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for multiple, weight in MIXTURE:
+            t2 = (multiple * tau) ** 2
+            terms.append(math.log(weight) + 0.5 * np.log(v / (v + t2)) + d2 * t2 / (2 * v * (v + t2)))
+        stacked = np.stack(terms)
+        top = np.max(stacked, axis=0)
+        return top + np.log(np.sum(np.exp(stacked - top), axis=0))
+
+
+def _half_width(v: Any, tau: float, alpha: float) -> Any:
+    """The x at which log Λ(x², v) reaches log(1/α): the confidence sequence's half-width (by bisection:
+    Λ grows with x). Bracketed by the single components: the mixture reaches 1/α once any component j
+    reaches 1/(α·w_j), and not before one reaches 1/α."""
+    v = np.asarray(v, dtype=float)
+    target = math.log(1 / alpha)
+
+    def single(t2: float, level: float) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.sqrt(2 * v * (v + t2) / t2 * (math.log(1 / level) + 0.5 * np.log((v + t2) / v)))
+
+    lo = np.min([single((m * tau) ** 2, alpha) for m, _ in MIXTURE], axis=0)
+    hi = np.min([single((m * tau) ** 2, alpha * w) for m, w in MIXTURE], axis=0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        below = _log_lr(mid * mid, v, tau) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return hi
+
+
+@lru_cache(maxsize=64)
+def _design(alpha: float, power: float) -> tuple[float, float]:
+    """(η, r): the standardised effect η = δ/√V at which the test, read once, has ``power``, and the ratio
+    r = τ²/V (τ the mixture's first sd) that minimises it; τ is set to √(r·V) at the planned size."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    def bound(log_r: float) -> float:
+        return float(_half_width(1.0, math.exp(0.5 * log_r), alpha))
+
+    best = minimize_scalar(bound, bounds=(-4.0, 10.0), method="bounded", options={"xatol": 1e-4})
+    r = math.exp(float(best.x))
+    b = bound(float(best.x))
+
+    def shortfall(eta: float) -> float:
+        return float(stats.norm.cdf(eta - b) + stats.norm.cdf(-eta - b)) - power
+
+    return float(brentq(shortfall, 0.0, b + 20)), r
+
+
+def mixing_sd(min_effect: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """τ, the sd of the mixture's first normal, in the metric's unit: tuned so that an effect of
+    ``min_effect`` at the planned size is found with ``power`` (τ = min_effect·√r/η)."""
+    eta, r = _design(alpha, power)
+    return float(min_effect) * math.sqrt(r) / eta
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """The mSPRT at one look: always-valid p-value and confidence sequence of the difference."""
+
+    p_value: Any  # min(1, 1/Λ): at most alpha exactly when the interval excludes 0
+    ci_low: Any
+    ci_high: Any
+    log_lr: Any  # log Λ, the mixture likelihood ratio against no difference
+
+
+def msprt(diff: ArrayLike, variance: ArrayLike, tau: float, alpha: float = 0.05) -> Sequential:
+    """The mixture SPRT of "no difference", element-wise over arrays of estimates and their variances.
+
+    Λ is the likelihood ratio of the estimate d ~ N(θ, V) averaged over alternatives θ ~ Σ w_j N(0, (m_j τ)²)
+    (``MIXTURE``): for one normal, √(V/(V+τ²)) · exp(d²τ² / (2V(V+τ²))). Under no difference Λ is a
+    martingale (asymptotically, with V estimated), so by Ville's inequality P(Λ ever reaches 1/α) ≤ α:
+    p = min(1, 1/Λ) may be read at every look. The confidence sequence is every θ₀ the same test would
+    not reject (d ± the x where Λ reaches 1/α). A variance of 0 (every row alike) gives p = 1 for d = 0
+    and 0 otherwise; NaN gives NaN.
+    """
+    d = np.asarray(diff, dtype=float)
+    v = np.asarray(variance, dtype=float)
+    log_lr = _log_lr(d * d, v, float(tau))
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.minimum(1.0, np.exp(-log_lr))
+    half = _half_width(v, float(tau), alpha)
+    zero = v == 0
+    p = np.where(zero, np.where(d == 0, 1.0, 0.0), p)
+    half = np.where(zero, 0.0, half)
+    log_lr = np.where(zero, np.where(d == 0, 0.0, np.inf), log_lr)
+    return Sequential(p, d - half, d + half, log_lr)
+
+
+def sequential_power(n: ArrayLike, s2: float, min_effect: float, alpha: float = 0.05, power: float = 0.8) -> Any:
+    """The chance that the verdict, read once at ``n`` rows per variant, finds a true ``min_effect``
+    (per-row variance of the difference ``s2`` = σ²_control + σ²_candidate; τ as ``mixing_sd``)."""
+    tau = mixing_sd(min_effect, alpha, power)
+    v = s2 / np.asarray(n, dtype=float)
+    half = _half_width(v, tau, alpha)
+    sd = np.sqrt(v)
+    return stats.norm.cdf((min_effect - half) / sd) + stats.norm.cdf((-min_effect - half) / sd)
 
 
 # -- sample sizes --------------------------------------------------------------------------------
 
 
-def sample_size_proportions(p_control: float, min_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Rows per variant for a two-sided test to find a change of ``min_effect`` in a proportion.
+def rows_for(s2: float, min_effect: float, alpha: float, power: float, sequential: bool = True) -> int:
+    """Rows per variant for a per-row variance of the difference ``s2`` (σ²_control + σ²_candidate)."""
+    z = _design(alpha, power)[0] if sequential else _z(alpha) + float(stats.norm.ppf(power))
+    return max(2, math.ceil(z * z * s2 / min_effect**2))
 
-    n = (z₁₋α/₂ + z_power)² · (p₁(1 − p₁) + p₂(1 − p₂)) / min_effect², with p₂ = p₁ + min_effect (or
-    p₁ − min_effect when that would pass 1).
+
+def sample_size_proportions(
+    p_control: float, min_effect: float, alpha: float = 0.05, power: float = 0.8, *, sequential: bool = True
+) -> int:
+    """Rows per variant for the verdict to find a change of ``min_effect`` in a proportion with ``power``.
+
+    n = z² · (p₁(1 − p₁) + p₂(1 − p₂)) / min_effect², with p₂ = p₁ + min_effect (or p₁ − min_effect when
+    that would pass 1). ``sequential`` (the default, the test the verdict runs): z = η, the standardised
+    effect the always-valid test needs to reach ``power`` when read once at n (about 3.9 for α = 0.05 and
+    80 %, against 2.8 for a test read only once: 1.9 times the rows). Otherwise the fixed-sample
+    two-sided z-test's z₁₋α/₂ + z_power.
     """
     if not 0 < min_effect < 1:
         raise ValueError(f"min_effect {min_effect}: expected a number between 0 and 1")
     p1 = min(max(float(p_control), 0.0), 1.0)
     p2 = p1 + min_effect if p1 + min_effect <= 1 else p1 - min_effect
-    z = _z(alpha) + float(stats.norm.ppf(power))
-    return max(2, math.ceil(z * z * (p1 * (1 - p1) + p2 * (1 - p2)) / min_effect**2))
+    return rows_for(p1 * (1 - p1) + p2 * (1 - p2), min_effect, alpha, power, sequential)
 
 
-def sample_size_means(sd: float, min_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
-    """Rows per variant for a two-sided test to find a change of ``min_effect`` in a mean.
+def sample_size_means(
+    sd: float, min_effect: float, alpha: float = 0.05, power: float = 0.8, *, sequential: bool = True
+) -> int:
+    """Rows per variant for the verdict to find a change of ``min_effect`` in a mean with ``power``.
 
-    n = 2 · (z₁₋α/₂ + z_power)² · sd² / min_effect², with ``sd`` the (pooled) standard deviation of
-    one row's value and ``min_effect`` in the same unit.
+    n = z² · 2·sd² / min_effect², with ``sd`` the (pooled) standard deviation of one row's value, z as in
+    ``sample_size_proportions``.
     """
     if not min_effect > 0:
         raise ValueError(f"min_effect {min_effect}: expected a number above 0")
-    z = _z(alpha) + float(stats.norm.ppf(power))
-    return max(2, math.ceil(2 * z * z * float(sd) ** 2 / min_effect**2))
+    return rows_for(2 * float(sd) ** 2, min_effect, alpha, power, sequential)
+
+
+# -- the estimate: stratified by ramp step, clustered by unit ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Candidate − control on a per-row value, over the strata where both variants have rows."""
+
+    diff: float
+    variance: float  # cluster-robust
+    control_mean: float  # the strata's means, weighted as the difference is
+    candidate_mean: float
+    n_control: int  # rows in the strata used
+    n_candidate: int
+    clusters: int  # units (sticky keys or requests) with rows in those strata
+    strata: int  # strata with both variants
+    design_effect: float  # the variance over what independent rows would give (1: no clustering)
+    row_variance: float  # per-row variance of the difference (σ²_control + σ²_candidate) times the design effect
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (_finite(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def estimate(values: ArrayLike, candidate: ArrayLike, stratum: ArrayLike, cluster: ArrayLike) -> Estimate:
+    """Stratified difference of means with a cluster-robust (CR1) variance.
+
+    Per stratum s (a ramp step) the difference of the two variants' means d_s, weighted by
+    w_s ∝ n_cs·n_ts/(n_cs + n_ts) (each step's information: rows moved between steps do not mix steps with
+    different allocations). The variance sums, per cluster, each row's influence w_s·(y − mean)/n_vs
+    (+ for the candidate, − for the control) and squares those sums (G/(G − 1) small-sample factor). With
+    every row its own cluster and one stratum this is the unpooled two-sample variance.
+    """
+    y = np.asarray(values, dtype=float)
+    cand = np.asarray(candidate, dtype=bool)
+    strat = np.asarray(stratum, dtype=np.int64)
+    clus = np.asarray(cluster, dtype=np.int64)
+    nan = math.nan
+    if y.size == 0:
+        return Estimate(nan, nan, nan, nan, 0, 0, 0, 0, nan, nan)
+    small = strat.min() >= 0 and strat.max() < 64  # ramp steps: codes already; else factorise
+    s_code = strat if small else np.unique(strat, return_inverse=True)[1]
+    k = int(s_code.max()) + 1
+    cell = s_code * 2 + cand  # (stratum, variant)
+    n_cell = np.bincount(cell, minlength=2 * k).astype(float)
+    sum_cell = np.bincount(cell, weights=y, minlength=2 * k)
+    n_c, n_t = n_cell[0::2], n_cell[1::2]
+    both = (n_c > 0) & (n_t > 0)
+    if not both.any():
+        return Estimate(nan, nan, nan, nan, int((~cand).sum()), int(cand.sum()), 0, 0, nan, nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_cell = np.where(n_cell > 0, sum_cell / n_cell, 0.0)
+        info = np.where(both, n_c * n_t / (n_c + n_t), 0.0)
+    w = info / info.sum()
+    mc, mt = mean_cell[0::2], mean_cell[1::2]
+    diff = float(np.sum(w * (mt - mc)))
+    used = both[s_code]
+    sign = np.where(cand, 1.0, -1.0)
+    influence = np.where(used, sign * w[s_code] * (y - mean_cell[cell]) / np.maximum(n_cell[cell], 1), 0.0)
+    c_used = clus[used]
+    if c_used.size and c_used.min() >= 0 and c_used.max() < 4 * c_used.size:  # dense codes: count directly
+        per_cluster = np.bincount(c_used, weights=influence[used])
+        g = int(np.count_nonzero(np.bincount(c_used)))
+    else:
+        _, c_code = np.unique(c_used, return_inverse=True)
+        g = int(c_code.max()) + 1 if c_code.size else 0
+        per_cluster = np.bincount(c_code, weights=influence[used], minlength=g)
+    rows_var = float(np.sum(influence[used] ** 2))
+    var = float(np.sum(per_cluster**2)) * (g / (g - 1) if g > 1 else math.nan)
+    n_rows = int(used.sum())
+    deff = var / (rows_var * (n_rows / (n_rows - 1))) if rows_var > 0 and n_rows > 1 else 1.0
+    # per-row variance of the difference, as a plan reads it: σ²_c + σ²_t with the design effect
+    sc = float(np.var(y[used & ~cand])) if (used & ~cand).sum() > 1 else nan
+    st = float(np.var(y[used & cand])) if (used & cand).sum() > 1 else nan
+    return Estimate(
+        diff=diff,
+        variance=var,
+        control_mean=float(np.sum(w * mc)),
+        candidate_mean=float(np.sum(w * mt)),
+        n_control=int((used & ~cand).sum()),
+        n_candidate=int((used & cand).sum()),
+        clusters=g,
+        strata=int(both.sum()),
+        design_effect=max(deff, 1.0) if math.isfinite(deff) else 1.0,
+        row_variance=(sc + st) * (max(deff, 1.0) if math.isfinite(deff) else 1.0),
+    )
+
+
+def cluster_mean_interval(values: ArrayLike, cluster: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
+    """The mean and its t interval with a cluster-robust standard error (rows of one cluster are summed)."""
+    x = np.asarray(values, dtype=float)
+    c = np.asarray(cluster, dtype=np.int64)
+    if x.size == 0:
+        return (math.nan,) * 3
+    m = float(x.mean())
+    _, code = np.unique(c, return_inverse=True)
+    g = int(code.max()) + 1
+    if g < 2:
+        return m, math.nan, math.nan
+    sums = np.bincount(code, weights=(x - m) / x.size, minlength=g)
+    se = math.sqrt(float(np.sum(sums**2)) * g / (g - 1))
+    half = float(stats.t.ppf(1 - alpha / 2, g - 1)) * se
+    return m, m - half, m + half
+
+
+def design_effect(values: ArrayLike, cluster: ArrayLike) -> float:
+    """How much clustering inflates the variance of a mean (≥ 1; 1 when every row is its own cluster)."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return 1.0
+    _, lo, hi = cluster_mean_interval(x, cluster, 0.3173105078629141)  # ±1 se (t with G − 1 df ≈ z)
+    se_rows = float(x.std(ddof=1)) / math.sqrt(x.size)
+    if not (math.isfinite(lo) and se_rows > 0):
+        return 1.0
+    return max(1.0, ((hi - lo) / 2 / se_rows) ** 2)
 
 
 # -- the verdict ---------------------------------------------------------------------------------
 
 
-def decide(
-    p_value: ArrayLike,
-    diff: ArrayLike,
-    n_min: ArrayLike,
-    n_required: ArrayLike,
-    alpha: float,
-    interim_alpha: float,
-    higher_is_better: bool = True,
-) -> NDArray[np.int8]:
-    """``verdict`` element-wise, as codes: 1 candidate better, −1 control better, 0 no difference yet.
-
-    ``n_required`` may hold NaN (planned size unknown): then only the interim bound applies.
-    """
+def decide(p_value: ArrayLike, diff: ArrayLike, alpha: float, higher_is_better: bool = True) -> NDArray[np.int8]:
+    """``verdict`` element-wise, as codes: 1 candidate better, −1 control better, 0 no difference yet
+    (an always-valid p-value at most ``alpha`` declares the direction of ``diff``)."""
     p = np.asarray(p_value, dtype=float)
-    final = np.asarray(n_min, dtype=float) >= np.asarray(n_required, dtype=float)  # NaN: False
     with np.errstate(invalid="ignore"):
-        significant = p < np.where(final, alpha, interim_alpha)  # NaN p: False
+        significant = p <= alpha  # NaN p: False
     direction = np.sign(np.asarray(diff, dtype=float)) * (1 if higher_is_better else -1)
     return np.where(significant, np.nan_to_num(direction), 0).astype(np.int8)
 
@@ -281,7 +599,7 @@ def _fmt_p(p: float, bound: float) -> str:
         return f"p = {p:.1e}"
     for digits in range(2, 8):
         s = f"{p:.{digits}g}"
-        if (float(s) < bound) == (p < bound) and float(s) != bound:
+        if (float(s) <= bound) == (p <= bound) and float(s) != bound:
             return f"p = {s}"
     return f"p = {p!r}"
 
@@ -292,35 +610,34 @@ def verdict(
     n_min: int,
     n_required: int | None,
     alpha: float = 0.05,
-    interim_alpha: float = 0.001,
     higher_is_better: bool = True,
     *,
+    interval: tuple[float, float] | None = None,
     effect: str = "the minimum effect",
     power: float | None = None,
 ) -> tuple[str, str]:
     """The verdict (one of ``VERDICTS``) and one sentence with the numbers behind it.
 
-    ``n_min`` is the fewest labelled rows among the variants, ``n_required`` the planned rows per
-    variant (None when not known yet: only the interim bound applies). ``effect`` describes the
-    minimum effect for the sentence ("2 accuracy points"), ``power`` the plan's power.
+    ``p_value`` is the always-valid p-value (``msprt``), so the verdict may be read at any time: a
+    difference is declared when it is at most ``alpha``, before, at or after the planned size. ``n_min``
+    is the fewest labelled rows among the variants, ``n_required`` the planned rows per variant (None
+    when not known yet), ``interval`` the confidence sequence of the difference, ``effect`` the minimum
+    effect in words ("2 accuracy points"), ``power`` the plan's power.
     """
     if p_value is None or diff is None or not math.isfinite(p_value) or not math.isfinite(diff):
         return NO_DIFFERENCE_YET, "not enough labelled predictions to test yet"
-    final = n_required is not None and n_min >= n_required
-    planned = math.nan if n_required is None else n_required
-    code = int(decide(p_value, diff, n_min, planned, alpha, interim_alpha, higher_is_better))
-    bound = alpha if final else interim_alpha
+    code = int(decide(p_value, diff, alpha, higher_is_better))
+    ci = f", difference {diff:+.4g} [{interval[0]:+.4g}, {interval[1]:+.4g}]" if interval else ""
     if n_required is None:
-        where = f"interim bound, {n_min:,} labelled rows per variant, the planned size not known yet"
-    elif final:
-        where = f"planned size reached: {n_min:,} labelled rows per variant, {n_required:,} planned"
+        where = f"{n_min:,} labelled rows per variant, the planned size not known yet"
     else:
-        where = f"interim bound, {n_min:,} of {n_required:,} planned labelled rows per variant"
+        where = f"{n_min:,} of {n_required:,} planned labelled rows per variant"
+    test = f"always-valid {_fmt_p(p_value, alpha)}"
     if code:
         name = CANDIDATE_BETTER if code > 0 else CONTROL_BETTER
-        return name, f"{_fmt_p(p_value, bound)} < {bound:g} ({where})"
-    why = f"{_fmt_p(p_value, bound)} ≥ {bound:g} ({where})"
-    if final:
+        return name, f"{test} ≤ {alpha:g} ({where}{ci})"
+    why = f"{test} > {alpha:g} ({where}{ci})"
+    if n_required is not None and n_min >= n_required:
         at = f" at {100 * power:g} % power" if power is not None else " at the planned power"
         return NO_DIFFERENCE_YET, f"{why}: no difference of {effect} or more was found{at}"
     if n_required is None:

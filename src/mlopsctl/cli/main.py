@@ -50,14 +50,28 @@ def main_options(
 
 
 def _register() -> None:
-    from mlopsctl.cli import ab, capture, cost, data, deploy, drift, models, monitor, pipeline, project, serve, train
-    from mlopsctl.cli.transfer import register as register_transfer
+    from mlopsctl.cli import (
+        ab,
+        capture,
+        cost,
+        data,
+        deploy,
+        drift,
+        models,
+        monitor,
+        pipeline,
+        project,
+        serve,
+        smoke,
+        train,
+        transfer,
+    )
 
     project.register(app)
     app.add_typer(data.app, name="data", help="Validate and ingest data (content-addressed snapshots).")
     train.register(app)
     models.register(app)
-    register_transfer(app)
+    transfer.register(app)
     serve.register(app)
     capture.register(app)
     drift.register(app)
@@ -66,7 +80,7 @@ def _register() -> None:
     pipeline.register(app)
     deploy.register(app)
     cost.register(app)
-    __import__("mlopsctl.cli.smoke", fromlist=["register"]).register(app)
+    smoke.register(app)
 
 
 _register()

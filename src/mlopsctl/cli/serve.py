@@ -68,6 +68,11 @@ def serve(
         notify=cfg.monitoring.notify.model_dump() if cfg else {},
         project=str(cfg.root.resolve()) if cfg else None,
         variant_header=bool(sv and sv.variant_header),
+        cloudwatch=(
+            {**cfg.monitoring.cloudwatch.model_dump(), "service": cfg.monitoring.cloudwatch.service or cfg.service_name}
+            if cfg
+            else {}
+        ),
     )
     if settings.runtime not in ("auto", "onnx", "sklearn"):
         raise DataError("--runtime", f"got {settings.runtime!r}: use auto, onnx or sklearn")

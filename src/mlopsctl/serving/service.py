@@ -40,6 +40,7 @@ class Service:
     shadows: ShadowRunner
     guard: Any  # experiments.guard.Guard
     guard_every: Every
+    emf: Any = None  # monitoring.emf.EmfEmitter when [monitoring.cloudwatch] or MLOPS_CLOUDWATCH asks
 
     @property
     def first(self) -> Slot:
@@ -98,7 +99,14 @@ class Service:
         shadows = ShadowRunner(metrics, capture, max_rows=settings.max_batch_rows)
         guard = Guard(store, served, live, metrics, guard_cfg, notifiers(NotifySection(**settings.notify)))
         guard_every = Every("mlops-guard", guard_cfg.interval, guard.tick)
-        return cls(settings, store, metrics, slots, served, reloader, capture, live, shadows, guard, guard_every)
+        from mlopsctl.config import service_slug
+        from mlopsctl.monitoring.emf import EmfEmitter
+
+        # this process's own registry, never the merged one of --workers N: each worker sends its own counts
+        emf = EmfEmitter.from_settings(
+            metrics.registry, settings.cloudwatch, default_service=service_slug(settings.models[0][0])
+        )
+        return cls(settings, store, metrics, slots, served, reloader, capture, live, shadows, guard, guard_every, emf)
 
     async def start(self) -> None:
         """Load every model, then start the background parts (before the first request)."""
@@ -109,6 +117,8 @@ class Service:
         self.shadows.start()
         await run_in_threadpool(self.live.start)
         self.guard_every.start()
+        if self.emf is not None:
+            self.emf.start()
 
     async def stop(self) -> None:
         """Stop the background parts; the capture buffer is written before the process exits."""
@@ -116,6 +126,8 @@ class Service:
         self.guard_every.stop()
         self.live.stop()
         self.shadows.stop()
+        if self.emf is not None:
+            self.emf.stop()  # writes the last partial interval
         if self.capture is not None:
             await run_in_threadpool(self.capture.close)
         from mlopsctl.serving.metrics import multiprocess

@@ -29,6 +29,7 @@ class ServeSettings:
     notify: dict[str, Any] = field(default_factory=dict)  # [monitoring.notify] (NotifySection fields)
     project: str | None = None  # the folder of mlops.toml, for POST /retrain
     variant_header: bool = False  # [serving] variant_header: answer with X-Variant
+    cloudwatch: dict[str, Any] = field(default_factory=dict)  # [monitoring.cloudwatch] (CloudWatchSection fields)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -157,9 +157,10 @@ def test_mlflow_invocations_formats(client: TestClient) -> None:
     r = client.post("/invocations", content=csv_body, headers={"content-type": "text/csv"})
     assert r.status_code == 200 and r.json()["predictions"] == expected
     r = client.post("/invocations", content="alcohol\nhigh\n", headers={"content-type": "text/csv"})
-    assert r.status_code == 422
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"  # MLflow's error body
     r = client.post("/invocations", json={"dataframe_split": {"columns": cols, "data": [[1]]}})
-    assert r.status_code == 422 and "dataframe_split.data[0]" in _problems(r)
+    assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST" and r.json()["message"]
+    assert "dataframe_split.data[0]" in {d["field"]: d["problem"] for d in r.json()["detail"]}
 
 
 def test_health_ready_models(client: TestClient) -> None:

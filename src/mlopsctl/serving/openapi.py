@@ -30,6 +30,43 @@ ERROR_BODY = {
     },
     "required": ["error", "detail"],
 }
+MLFLOW_ERROR_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "MLflow's scoring-server error: its error_code (BAD_REQUEST: the body cannot be read as a table; "
+    "INVALID_PARAMETER_VALUE: it does not fit the model's signature) and message, with mlopsctl's problems by field "
+    "and the request id beside them.",
+    "properties": {
+        "error_code": {"type": "string"},
+        "message": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+                "required": ["field", "problem"],
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+    "required": ["error_code", "message"],
+}
+# the statuses /invocations answers in MLflow's shape: 413 (asgi.py) and 503 (predict.answer) are answered before
+# the protocol is asked, in mlopsctl's own shape
+_MLFLOW_SHAPED = (400, 415)
+_MLFLOW_WHY = {
+    400: "invalid input: the body cannot be read as a table (BAD_REQUEST) or does not fit the signature "
+    "(INVALID_PARAMETER_VALUE)",
+    413: "body over [serving] max_body_bytes",
+    415: "a content type other than application/json, text/csv or application/vnd.apache.parquet",
+    503: "no model loaded yet",
+}
+INVOCATIONS_DOC = (
+    "MLflow's scoring protocol, as `mlflow models serve` answers it. JSON with one of dataframe_split, "
+    "dataframe_records, instances or inputs (records, an object of columns, or one row's values; params and other "
+    "keys are ignored); text/csv as pandas' to_csv writes it, with or without its index; or a Parquet file "
+    "(Content-Type: application/vnd.apache.parquet). Features are matched by exact name; columns that are not "
+    'features are ignored. The answer is {"predictions": [...]}; errors are MLflow\'s {"error_code", "message"}.'
+)
 _WHY = {
     400: "malformed JSON",
     401: "the management key is missing or wrong",
@@ -43,7 +80,7 @@ _WHY = {
 _ERRORS = {
     ("/predict", "post"): (400, 413, 415, 422, 503),
     ("/models/{name}/predict", "post"): (400, 404, 413, 415, 422, 503),
-    ("/invocations", "post"): (400, 413, 415, 422, 503),
+    ("/invocations", "post"): (400, 413, 415, 503),
     ("/feedback", "post"): (400, 401, 404, 409, 413, 422),
     ("/retrain", "post"): (400, 401, 409, 413, 422),
     ("/retrain/{run_id}", "get"): (401, 404),
@@ -92,8 +129,10 @@ def feedback_item(tasks: list[str]) -> dict[str, Any]:
 
 
 def invocations_body(row: dict[str, Any], max_rows: int) -> dict[str, Any]:
-    """The MLflow scoring protocol's JSON forms, for the columns of ``row`` (an object schema)."""
+    """The MLflow scoring protocol's JSON forms, for the columns of ``row`` (an object schema): columns that are
+    not features, ``params`` and other keys are ignored, as MLflow ignores them."""
     columns = list(row["properties"])
+    row = {**row, "additionalProperties": True}
     records = {"type": "array", "items": row, "minItems": 1, "maxItems": max_rows}
     values = {
         "type": "array",
@@ -103,18 +142,27 @@ def invocations_body(row: dict[str, Any], max_rows: int) -> dict[str, Any]:
     }
     split = {
         "type": "object",
+        # "index" (pandas' row labels, one per row of data: MLflow refuses any other length) is taken and ignored;
+        # JSON Schema cannot say "as long as data", so it is not in the schema, which would then be untrue
+        "description": "pandas' to_dict(orient='split'): an index (one label per row) may be given too, and is ignored",
         "properties": {
             "columns": {"const": columns, "description": "the features, in this order"},
             "data": {"type": "array", "items": values, "minItems": 1, "maxItems": max_rows},
-            "index": {"type": "array", "description": "pandas' row labels (ignored)"},
         },
         "required": ["columns", "data"],
         "additionalProperties": False,
     }
-    forms = [("dataframe_records", records), ("instances", records), ("dataframe_split", split)]
+    forms = [("dataframe_records", records), ("instances", records), ("inputs", records), ("dataframe_split", split)]
+    others = ["dataframe_records", "instances", "inputs", "dataframe_split", "messages", "prompt", "input"]
     return {
         "oneOf": [
-            {"type": "object", "properties": {k: v}, "required": [k], "additionalProperties": False} for k, v in forms
+            {
+                "type": "object",
+                "properties": {k: v},
+                "required": [k],
+                "propertyNames": {"not": {"enum": [o for o in others if o != k]}},  # one form; no LLM keys
+            }
+            for k, v in forms
         ]
     }
 
@@ -152,6 +200,7 @@ def document(
     ``names`` are the models served (the values of a ``{name}`` in a path)."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorBody"] = ERROR_BODY
+    components["MlflowErrorBody"] = MLFLOW_ERROR_BODY
     components["FeedbackItem"] = feedback_item(tasks or [])
 
     def body(path: str, request: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
@@ -166,6 +215,7 @@ def document(
             invocations_body(first.row_schema(), max_rows),
             {"text/csv": {"schema": csv_body(first.row_schema())}},
         )
+        schema["paths"]["/invocations"]["post"]["description"] = INVOCATIONS_DOC
     templated = schema["paths"].pop("/models/{name}/predict", None)
     for name, spec in zip(names or [], specs, strict=False):
         # one path per served model, each with its own body: a templated path could not say which body
@@ -195,9 +245,11 @@ def document(
             if kind is not None:
                 responses["200"] = {"description": "OK", "content": {kind[0]: {"schema": kind[1]}}}
             route = "/models/{name}/predict" if re.fullmatch(r"/models/[^/{}]+/predict", path) else path
+            mlflow = route == "/invocations"  # MLflow's error body, as MLflow's clients read it
             for status in _ERRORS.get((route, method), ()):
+                error = "MlflowErrorBody" if mlflow and status in _MLFLOW_SHAPED else "ErrorBody"
                 responses[str(status)] = {
-                    "description": _WHY[status],
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    "description": (_MLFLOW_WHY if mlflow else _WHY)[status],
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}},
                 }
     return schema

@@ -184,7 +184,7 @@ async def answer(
     current = slot.current  # read once: a swap during this request does not affect it
     if current is None:
         problem = slot.last_error or f"{slot.name} is loading"
-        return Answer(503, error_body("not_ready", [("model", problem)], request_id), None)
+        return Answer(503, PROTOCOLS[endpoint].error(503, "not_ready", [("model", problem)], request_id), None)
     model, mm = current
     refused: Refused | None = None
     try:

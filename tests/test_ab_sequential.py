@@ -78,7 +78,7 @@ def false_positives(scenario: Scenario, runs: int, seed: int) -> tuple[float, fl
             if min(c.sum(), (~c).sum()) < 30:
                 continue
             est = stats.estimate(y, c, r.stratum[:m], r.unit[:m])
-            hit = hit or float(stats.msprt(est.diff, est.variance, TAU, ALPHA).p_value) <= ALPHA
+            hit = hit or float(stats.msprt(est.diff, est.variance, TAU, ALPHA, interval=False).p_value) <= ALPHA
             # a fixed-sample z-test read at every look, steps pooled, rows independent
             yt, yc = y[c], y[~c]
             z = (yt.mean() - yc.mean()) / math.sqrt(yt.var() / yt.size + yc.var() / yc.size)
@@ -111,7 +111,7 @@ def power_at(n: int, p_candidate: float, runs: int, seed: int, p_control: float 
     for _ in range(runs):
         y = np.r_[rng.random(n) < p_control, rng.random(n) < p_candidate].astype(float)
         est = stats.estimate(y, cand, np.zeros(2 * n, int), np.arange(2 * n))
-        p = float(stats.msprt(est.diff, est.variance, TAU, ALPHA).p_value)
+        p = float(stats.msprt(est.diff, est.variance, TAU, ALPHA, interval=False).p_value)
         wins += int(stats.decide(p, est.diff, ALPHA)) == 1
     return wins / runs
 

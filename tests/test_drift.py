@@ -17,6 +17,15 @@ from scipy import stats
 
 from mlopsctl.errors import DataError
 from mlopsctl.monitoring.baseline import build_baseline
+from mlopsctl.monitoring.checks import (
+    OOV_RISE,
+    FeatureDrift,
+    Measured,
+    judge,
+    measure_categorical,
+    measure_numeric,
+    measure_text,
+)
 from mlopsctl.monitoring.drift import (
     PREDICTION,
     DriftSettings,
@@ -26,9 +35,8 @@ from mlopsctl.monitoring.drift import (
     report_keys,
     save_report,
 )
-from mlopsctl.monitoring.kinds import OOV_RISE, categorical_drift, numeric_drift, text_drift
 from mlopsctl.monitoring.report import render_html
-from mlopsctl.monitoring.sketch import f32
+from mlopsctl.monitoring.sketch import CategoricalSketch, NumericSketch, TextSketch, f32
 from mlopsctl.monitoring.twosample import (
     PSI_EPSILON,
     Sorted,
@@ -52,6 +60,19 @@ def _reference(frame: pd.DataFrame, kinds: dict[str, str], task: str = "classifi
     else:
         preds = pd.Series([0.0 if task == "regression" else "a"] * len(frame))
     return Reference(features, frame, task, build_baseline(X, features, preds, task), "m", 1)
+
+
+def _judged(m: Measured | None) -> FeatureDrift | None:
+    """One feature's checks judged alone (no correction), at p < 0.05 and the default effect."""
+    return None if m is None else judge(m, [c.p_value for c in m.checks], 0.05, 0.2)
+
+
+def categorical_drift(name: str, ref: Any, cur: Any, known: set[str] | None = None) -> FeatureDrift | None:
+    return _judged(measure_categorical(name, CategoricalSketch.of(ref), cur, 0.1, known))
+
+
+def numeric_drift(name: str, ref: Any, cur: Any) -> FeatureDrift | None:
+    return _judged(measure_numeric(name, NumericSketch.of(ref), cur, 0.1))
 
 
 def _wine(path: Path) -> pd.DataFrame:
@@ -333,10 +354,12 @@ def test_sentiment_text_length_and_vocabulary() -> None:
     assert t2.p_value is not None and t2.p_value < 1e-6  # movie reviews are longer too
 
 
-def test_text_without_a_baseline_vocabulary_uses_the_reference_words() -> None:
+def test_text_vocabulary_is_the_reference_words() -> None:
     ref = pd.Series(["the cat sat on the mat", "a dog ran in the park"] * 30)
-    r = text_drift("t", ref, pd.Series(["quantum chromodynamics lattice gauge theory"] * 40), None)
-    assert r is not None and r.details["oov_current"] == 1.0
+    r = _judged(
+        measure_text("t", TextSketch.of(ref), pd.Series(["quantum chromodynamics lattice gauge theory"] * 40), 0.1)
+    )
+    assert r is not None and r.details["oov_current"] == 1.0 and r.drifted
 
 
 def test_numeric_result_shape_and_chart() -> None:

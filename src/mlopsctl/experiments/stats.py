@@ -390,22 +390,24 @@ class Sequential:
     log_lr: Any  # log Λ, the mixture likelihood ratio against no difference
 
 
-def msprt(diff: ArrayLike, variance: ArrayLike, tau: float, alpha: float = 0.05) -> Sequential:
+def msprt(
+    diff: ArrayLike, variance: ArrayLike, tau: float, alpha: float = 0.05, *, interval: bool = True
+) -> Sequential:
     """The mixture SPRT of "no difference", element-wise over arrays of estimates and their variances.
 
     Λ is the likelihood ratio of the estimate d ~ N(θ, V) averaged over alternatives θ ~ Σ w_j N(0, (m_j τ)²)
     (``MIXTURE``): for one normal, √(V/(V+τ²)) · exp(d²τ² / (2V(V+τ²))). Under no difference Λ is a
     martingale (asymptotically, with V estimated), so by Ville's inequality P(Λ ever reaches 1/α) ≤ α:
     p = min(1, 1/Λ) may be read at every look. The confidence sequence is every θ₀ the same test would
-    not reject (d ± the x where Λ reaches 1/α). A variance of 0 (every row alike) gives p = 1 for d = 0
-    and 0 otherwise; NaN gives NaN.
+    not reject (d ± the x where Λ reaches 1/α; ``interval=False`` skips it: NaN). A variance of 0 (every
+    row alike) gives p = 1 for d = 0 and 0 otherwise; NaN gives NaN.
     """
     d = np.asarray(diff, dtype=float)
     v = np.asarray(variance, dtype=float)
     log_lr = _log_lr(d * d, v, float(tau))
     with np.errstate(over="ignore", invalid="ignore"):
         p = np.minimum(1.0, np.exp(-log_lr))
-    half = _half_width(v, float(tau), alpha)
+    half = _half_width(v, float(tau), alpha) if interval else np.full(np.shape(v), math.nan)
     zero = v == 0
     p = np.where(zero, np.where(d == 0, 1.0, 0.0), p)
     half = np.where(zero, 0.0, half)

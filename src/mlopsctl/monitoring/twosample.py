@@ -230,9 +230,8 @@ def compare_to_sketch(ref: NumericSketch, cur: Sorted, keep_distinct: int = 0) -
     value of both (within that error of the true D) and the p-value from max(D − error, 0).
     """
     n, m = ref.n, cur.n
-    cur_distinct = cur.values[np.r_[cur.values[1:] != cur.values[:-1], True]] if m else cur.values
-    points = np.union1d(ref.values, cur_distinct)
-    gaps = ref.cdf(points) - np.searchsorted(cur.values, points, side="right") / m
+    points, cur_le = _merge_points(ref.values, cur.values)
+    gaps = ref.cdf(points) - cur_le / m
     if ref.exact and max(n, m) <= KS_EXACT_MAX_N:
         d, p, method = ks_2samp_sorted(Sorted(ref.sample(), 0), cur)
     else:
@@ -254,6 +253,19 @@ def compare_to_sketch(ref: NumericSketch, cur: Sorted, keep_distinct: int = 0) -
         distinct=points if points.size <= keep_distinct else None,
         sketch_error=ref.error,
     )
+
+
+def _merge_points(knots: Any, values: Any) -> tuple[Any, Any]:
+    """The distinct values of the sorted ``values`` merged with the sorted ``knots``, and how many of
+    ``values`` are at or below each: one pass over the current sample (it is sorted once, in ``Sorted``),
+    a binary search per knot."""
+    ends = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # the last of each run of equal values
+    distinct, le = values[ends], ends + 1
+    pos = np.searchsorted(distinct, knots, side="left")
+    known = (pos < distinct.size) & (distinct[np.minimum(pos, max(distinct.size - 1, 0))] == knots)
+    extra, at = knots[~known], pos[~known]
+    extra_le = np.searchsorted(values, extra, side="right")
+    return np.insert(distinct, at, extra), np.insert(le, at, extra_le)
 
 
 # -- categories and missing values -----------------------------------------------------------------

@@ -108,8 +108,10 @@ class CaptureWriter:
         variant: str | None = None,
         *,
         remember: bool = True,
+        unit: str | None = None,
     ) -> None:
-        """Queue one request: its records (one per row), encoded.
+        """Queue one request: its records (one per row), encoded. ``unit``: the hashed sticky key of a request
+        routed by an experiment (A/B analysis clusters its rows by it), else None.
 
         Never blocks, never raises into the request: the records encoded, one tuple appended, a few
         counters.
@@ -133,7 +135,7 @@ class CaptureWriter:
         variant = variant or model.alias or f"v{model.version}"
         t = time.time()
         data = encode_lines(
-            self.records(model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant)
+            self.records(model, request_id, t, endpoint, status, latency, cols, preds, probas, error, variant, unit)
         )
         where = (model.name, int(t // 3600))
         with self._batch_lock:
@@ -161,9 +163,10 @@ class CaptureWriter:
         probas: Any,
         error: str | None,
         variant: str,
+        unit: str | None = None,
     ) -> list[dict[str, Any]]:
         """The capture records of one request: one per row."""
-        base = {
+        base: dict[str, Any] = {
             "request_id": request_id,
             "time": t,
             "model": model.name,
@@ -173,6 +176,8 @@ class CaptureWriter:
             "status": status,
             "latency_ms": round(latency * 1000, 3),
         }
+        if unit is not None:
+            base["unit"] = unit
         if cols is None or preds is None:
             return [{**base, "row": 0, "inputs": None, "prediction": None, "error": error}]
         names = model.spec.names

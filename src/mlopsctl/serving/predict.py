@@ -6,6 +6,7 @@ Every protocol (native, MLflow) turns its body into a list of row objects, calls
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -144,6 +145,14 @@ def parse(
     return PROTOCOLS[endpoint].rows(model, content_type, body, max_rows)
 
 
+def sticky_unit(experiment: str | None, sticky_key: bytes | None) -> str | None:
+    """The unit an experiment's rows are clustered by: the caller's sticky key, hashed with the experiment id
+    (the raw key, a user id, is never written), or None outside an experiment or without the header."""
+    if not experiment or not sticky_key:
+        return None
+    return hashlib.blake2b(experiment.encode() + b"\0" + sticky_key, digest_size=8).hexdigest()
+
+
 def refusal_bookkeeping(
     current: tuple[LoadedModel, ModelMetrics],
     capture: CaptureWriter | None,
@@ -152,6 +161,7 @@ def refusal_bookkeeping(
     status: int,
     t0: float,
     note: str,
+    unit: str | None = None,
 ) -> Callable[[], None]:
     """What a refused request leaves behind, to run once its answer is sent: the error counted, the
     request captured (without inputs)."""
@@ -161,7 +171,7 @@ def refusal_bookkeeping(
     def after() -> None:
         mm.error(endpoint, status)
         if capture is not None:
-            capture.offer(model, request_id, endpoint, status, elapsed, None, None, None, note, mm.variant)
+            capture.offer(model, request_id, endpoint, status, elapsed, None, None, None, note, mm.variant, unit=unit)
 
     return after
 
@@ -175,12 +185,14 @@ async def answer(
     max_rows: int,
     t0: float,
     capture: CaptureWriter | None = None,
+    unit: str | None = None,
 ) -> Answer:
     """Parse, validate, predict and format one request to ``slot`` (``endpoint``: predict | invocations).
 
     Its bookkeeping, the metrics and the capture records, is left to the caller (``Answer.after``), to run
     once the answer is sent: it then overlaps with the client reading the answer. What must be known
-    before the answer leaves (the request id, for feedback sent at once) is recorded here."""
+    before the answer leaves (the request id, for feedback sent at once) is recorded here. ``unit`` goes
+    into the capture records (`sticky_unit`)."""
     current = slot.current  # read once: a swap during this request does not affect it
     if current is None:
         problem = slot.last_error or f"{slot.name} is loading"
@@ -204,7 +216,7 @@ async def answer(
         )
     protocol = PROTOCOLS[endpoint]
     if refused is not None:
-        counted = refusal_bookkeeping(current, capture, request_id, endpoint, refused.status, t0, refused.note)
+        counted = refusal_bookkeeping(current, capture, request_id, endpoint, refused.status, t0, refused.note, unit)
         body_out = protocol.error(refused.status, refused.error, refused.problems, request_id)
         return Answer(refused.status, body_out, model.version, mm.variant, counted)
     out = protocol.answer(model, preds, probas, single, mm.variant, request_id)
@@ -217,6 +229,8 @@ async def answer(
         mm.observe(endpoint, elapsed, preds)
         if capture is not None:
             variant = mm.variant
-            capture.offer(model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, variant, remember=False)
+            capture.offer(
+                model, request_id, endpoint, 200, elapsed, cols, preds, probas, None, variant, remember=False, unit=unit
+            )
 
     return Answer(200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), model.version, mm.variant, after)

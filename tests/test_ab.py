@@ -410,3 +410,41 @@ def test_callers_cannot_sink_a_canary_with_bad_requests(ab_store: Path) -> None:
         assert judge(stats["control"], candidate, cfg, 120).action == "pull_back"
         assert 'mlops_candidate_refusals_total{model="wine",variant="candidate"}' in c.get("/metrics").text
     assert sum(seen.values()) == 100
+
+
+def test_capture_records_the_hashed_sticky_key_as_the_unit(ab_store: Path) -> None:
+    """Within an experiment with a sticky header, each record carries its caller's unit: the key hashed with
+    the experiment id (never the key itself), the same for every request of a caller, absent without the
+    header; the A/B analysis then clusters by it."""
+    from fastapi.testclient import TestClient
+
+    from mlopsctl.experiments import deployment as dep
+    from mlopsctl.monitoring.captured import load_captures
+    from mlopsctl.serving.app import ServeSettings, create_app
+    from mlopsctl.serving.predict import sticky_unit
+    from mlopsctl.store import open_store
+
+    store = open_store(str(ab_store))
+    dep.start(store, "wine", control="prod", candidate="2", split="50/50", sticky="X-User-Id", reason="units")
+    app = create_app(ServeSettings(store_uri=str(ab_store), models=[("wine", "prod")], reload_interval=0.1))
+    ids: dict[str, str] = {}
+    with TestClient(app) as c:
+        wait_for(lambda: app.app.state.served[0].route.experiment is not None)
+        experiment = app.app.state.served[0].route.experiment
+        for i in range(40):
+            user = f"user-{i % 10}"
+            r = c.post("/predict", json={"features": wine_rows(1)[0]}, headers={"X-User-Id": user})
+            ids[r.json()["request_id"]] = user
+        plain = c.post("/predict", json={"features": wine_rows(1)[0]}).json()["request_id"]
+        refused = c.post("/predict", json={"features": {}}, headers={"X-User-Id": "user-3"})
+        assert refused.status_code == 422
+        ids[refused.headers["x-request-id"]] = "user-3"
+    records = {r["request_id"]: r for r in load_captures(store, "wine")}
+    assert set(ids) | {plain} <= set(records)
+    for request_id, user in ids.items():
+        assert records[request_id]["unit"] == sticky_unit(experiment, user.encode())
+    assert len({records[r]["unit"] for r in ids}) == 10  # one unit per caller, refused requests included
+    assert "unit" not in records[plain]
+    assert not any("user-" in json.dumps(r) for r in records.values())  # the key itself is never written
+    assert sticky_unit(None, b"user-1") is None and sticky_unit(experiment, None) is None
+    assert sticky_unit("other", b"user-1") != sticky_unit(experiment, b"user-1")  # salted by the experiment

@@ -44,7 +44,9 @@ def test_config_reference_parses_and_names_every_section() -> None:
 
 @pytest.mark.shared_data
 def test_serving_examples(wine_store_copy: Path) -> None:
-    request, error = blocks("serving.md", "json")
+    found = blocks("serving.md", "json")  # the other protocols' blocks are tested beside them
+    (request,) = [b for b in found if b.startswith('{"features"')]
+    (error,) = [b for b in found if '"invalid_input"' in b]
     app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")]))
     with TestClient(app) as c:
         body = c.post("/predict", json=json.loads(request)).json()

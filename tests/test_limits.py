@@ -38,6 +38,14 @@ def test_every_route_with_a_body_has_the_limit(wine_store_copy: Path) -> None:
             assert r.status_code == 413, (path, r.status_code, r.text)
             assert r.json()["error"] == "body_too_large" and r.json()["detail"][0]["field"] == "body"
         assert c.post("/predict", json={"instances": wine_rows(40)}).status_code == 413
+        # each prediction protocol says so in its own error shape
+        mlflow = c.post("/invocations", json={"dataframe_records": wine_rows(40)})
+        assert mlflow.status_code == 413 and mlflow.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        assert "max_body_bytes" in mlflow.json()["message"]
+        rows = wine_rows(40) * 5
+        tensors = [{"name": k, "datatype": "FP64", "shape": [200], "data": [r[k] for r in rows]} for k in rows[0]]
+        oip = c.post("/v2/models/wine/infer", json={"inputs": tensors})
+        assert oip.status_code == 413 and "max_body_bytes" in oip.json()["error"]
         assert c.post("/feedback", json={"request_id": ids[0], "label": 5}).status_code == 200  # small ones pass
         assert c.get("/health").status_code == 200
 

@@ -33,7 +33,7 @@ __all__ = ["SETTINGS_ENV", "ServeSettings", "app_from_env", "create_app"]
 
 def create_app(settings: ServeSettings) -> PredictRoutes:
     """The service: the FastAPI app (``.app``) behind the lean prediction routes."""
-    from mlopsctl.serving.routes import dashboard, docs, feedback, models, ops, retrain
+    from mlopsctl.serving.routes import dashboard, docs, feedback, models, oip, ops, retrain
 
     service = Service.build(settings)
 
@@ -60,8 +60,10 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
     _state(app, service)
     _errors(app)
     _openapi(app, service)
+    oip.install(app, service)  # the Open Inference Protocol's /v2 routes, and their part of the OpenAPI document
     routes = {"/predict": (service.served[0], "predict"), "/invocations": (service.served[0], "invocations")}
     routes.update({f"/models/{s.name}/predict": (s, "predict") for s in service.served})
+    routes.update({f"/v2/models/{s.name}/infer": (s, "infer") for s in service.served})
     # in front of FastAPI, not inside it as a middleware: its middleware stack costs ~20 µs a request
     return PredictRoutes(
         app,
@@ -72,6 +74,7 @@ def create_app(settings: ServeSettings) -> PredictRoutes:
         shadows=service.shadows,
         metrics=service.metrics,
         variant_header=settings.variant_header,
+        versioned={s.name: s for s in service.served},  # /v2/models/{name}/versions/{v}/infer
     )
 
 

@@ -1,10 +1,12 @@
 """The prediction routes as a lean ASGI layer in front of FastAPI.
 
 FastAPI's request machinery (routing, dependency solving, response classes) costs more
-per request than running the model, so `POST /predict`, `/models/{name}/predict` and
-`/invocations` are answered here, straight from the ASGI messages, by the same
-`predict.answer` function. Everything else (docs, health, metrics, model info, unknown
-paths) goes on to the FastAPI app, which also documents these routes.
+per request than running the model, so `POST /predict`, `/models/{name}/predict`,
+`/invocations` and the Open Inference Protocol's `/v2/models/{name}[/versions/{v}]/infer`
+are answered here, straight from the ASGI messages, by the same `predict.answer`
+function. Exact paths are one dict lookup; only a POST that misses them is tried as a
+versioned `/infer`. Everything else (docs, health, metrics, model info, unknown paths)
+goes on to the FastAPI app, which also documents these routes.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 from mlopsctl.experiments.deployment import CONTROL
 from mlopsctl.serving.capture import CaptureWriter
 from mlopsctl.serving.metrics import ServerMetrics
-from mlopsctl.serving.predict import Answer, answer, error_body, parse, refusal_bookkeeping
+from mlopsctl.serving.predict import PROTOCOLS, Answer, answer, error_body, parse, refusal_bookkeeping, sticky_unit
+from mlopsctl.serving.protocols.oip import with_header
 from mlopsctl.serving.reload import Route, Served, Slot
 from mlopsctl.serving.shadow import ShadowRunner
 
 Scope = dict[str, Any]
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
+_V2, _INFER, _VERSIONS = "/v2/models/", "/infer", "/versions/"
 
 
 class PredictRoutes:
@@ -37,8 +41,10 @@ class PredictRoutes:
         shadows: ShadowRunner | None = None,
         metrics: ServerMetrics | None = None,
         variant_header: bool = False,
+        versioned: dict[str, Served] | None = None,
     ) -> None:
         self.app = app
+        self.versioned = versioned or {}  # name → Served, for /v2/models/{name}/versions/{v}/infer
         self.capture = capture
         self.shadows = shadows
         self.routes = routes
@@ -49,6 +55,9 @@ class PredictRoutes:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        version = None
+        if route is None and scope["type"] == "http" and scope["method"] == "POST":
+            route, version = self._versioned(scope["path"])
         if route is None:
             if scope["type"] == "http" and scope["method"] in _WITH_BODY:
                 await self._bounded(scope, receive, send)
@@ -70,17 +79,24 @@ class PredictRoutes:
             elif key == sticky:
                 sticky_key = value
         request_id = request_id or secrets.token_hex(8)
-        slot = plan.pick(sticky_key)
+        if endpoint == "infer":  # the binary tensor extension's header travels with the content type
+            content_type = self._infer_content_type(scope["headers"], content_type)
+        slot = plan.pick(sticky_key) if version is None else self._pinned(plan, sticky_key, version)
+        if slot is None:
+            await self._version_not_served(send, served, version or "", request_id)
+            return
+        unit = sticky_unit(plan.experiment, sticky_key)
         body = await self._body(receive, declared)
         if body is None:
             current = slot.current
             after = None
             if current is not None:
-                after = refusal_bookkeeping(current, self.capture, request_id, endpoint, 413, t0, "413")
-            problem = [("body", f"larger than {self.limit} bytes")]
-            result = Answer(413, error_body("body_too_large", problem, request_id), None, None, after)
+                after = refusal_bookkeeping(current, self.capture, request_id, endpoint, 413, t0, "413", unit)
+            problem = [("body", f"larger than {self.limit} bytes ([serving] max_body_bytes)")]
+            refusal = PROTOCOLS[endpoint].error(413, "body_too_large", problem, request_id)
+            result = Answer(413, refusal, None, None, after)
         else:
-            result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0, self.capture)
+            result = await answer(slot, endpoint, content_type, request_id, body, self.max_rows, t0, self.capture, unit)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(result.body)).encode()),
@@ -100,6 +116,51 @@ class PredictRoutes:
                 self._refused_by_candidate(plan, slot, endpoint, content_type, body)
         if plan.shadows and result.status == 200 and self.shadows is not None and body:
             self.shadows.offer(plan.shadows, endpoint, content_type, body, request_id)
+
+    def _versioned(self, path: str) -> tuple[tuple[Served, str] | None, str | None]:
+        """``/v2/models/{name}/versions/{v}/infer`` of a served name: its route and the version asked for."""
+        if not (path.startswith(_V2) and path.endswith(_INFER)):
+            return None, None
+        name, sep, version = path[len(_V2) : -len(_INFER)].rpartition(_VERSIONS)
+        served = self.versioned.get(name) if sep else None
+        return (None, None) if served is None else ((served, "infer"), version)
+
+    @staticmethod
+    def _pinned(plan: Route, key: bytes | None, version: str) -> Slot | None:
+        """The variant serving ``version``: the one the route picks when it does (an A/A test keeps its
+        split), else the first that does; None when no variant serves it. A version is never loaded on
+        request: loading takes seconds and memory, and which versions serve is the deployment's to say."""
+        slot = plan.pick(key)
+        current = slot.current
+        if current is not None and str(current[0].version) == version:
+            return slot
+        for slot in plan.variants:
+            current = slot.current
+            if current is not None and str(current[0].version) == version:
+                return slot
+        return None
+
+    @staticmethod
+    def _infer_content_type(headers: list[tuple[bytes, bytes]], content_type: str) -> str:
+        length = encoding = None
+        for key, value in headers:
+            if key == b"inference-header-content-length":
+                length = value
+            elif key == b"content-encoding":
+                encoding = value
+        return content_type if length is None and encoding is None else with_header(content_type, length, encoding)
+
+    async def _version_not_served(self, send: Any, served: Served, version: str, request_id: str) -> None:
+        versions = sorted({str(s.current[0].version) for s in served.route.variants if s.current is not None})
+        problem = f"{served.name} version {version!r} is not served here; served: {', '.join(versions) or 'none yet'}"
+        body = PROTOCOLS["infer"].error(404, "not_found", [("version", problem)], request_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _refused_by_candidate(self, plan: Route, slot: Slot, endpoint: str, content_type: str, body: bytes) -> None:
         """A variant other than the control refused a request: if the control accepts the same input, count it

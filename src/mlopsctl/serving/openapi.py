@@ -10,10 +10,11 @@ types of the pages that are not JSON. `tests/test_openapi.py` holds the server t
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
-ERROR_BODY = {
+ERROR_BODY: dict[str, Any] = {
     "type": "object",
     "description": "Every error: a code, and the problems by field (and the request id on prediction routes).",
     "properties": {
@@ -52,7 +53,7 @@ MLFLOW_ERROR_BODY: dict[str, Any] = {
 }
 # the statuses /invocations answers in MLflow's shape: 413 (asgi.py) and 503 (predict.answer) are answered before
 # the protocol is asked, in mlopsctl's own shape
-_MLFLOW_SHAPED = (400, 415)
+_MLFLOW_SHAPED = (400, 413, 415, 503)
 _MLFLOW_WHY = {
     400: "invalid input: the body cannot be read as a table (BAD_REQUEST) or does not fit the signature "
     "(INVALID_PARAMETER_VALUE)",
@@ -252,4 +253,240 @@ def document(
                     "description": (_MLFLOW_WHY if mlflow else _WHY)[status],
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}},
                 }
+    return schema
+
+
+# -- the Open Inference Protocol (/v2): its own error body and answers, one infer body per served model --------
+
+OIP_ERROR: dict[str, Any] = {
+    "type": "object",
+    "description": 'The Open Inference Protocol\'s error: {"error": "<message>"}, with the code and the problems '
+    "by field beside it.",
+    "properties": {
+        "error": {"type": "string", "description": "what went wrong, for people (clients print it)"},
+        "code": {"type": "string"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+                "required": ["field", "problem"],
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+    "required": ["error"],
+}
+_TENSOR_META: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}, "description": "-1: any number of rows"},
+    },
+    "required": ["name", "datatype", "shape"],
+}
+_OIP_SCHEMAS: dict[str, Any] = {
+    "OipError": OIP_ERROR,
+    "OipServerMetadata": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name", "version", "extensions"],
+    },
+    "OipModelMetadata": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}, "description": "the versions served now"},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": _TENSOR_META, "description": "one per feature"},
+            "outputs": {"type": "array", "items": _TENSOR_META},
+        },
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+    },
+    "OipInferResponse": {
+        "type": "object",
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string", "description": "the request's id, else the server's request id"},
+            "parameters": {"type": "object", "description": "request_id (for feedback) and variant"},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        **_TENSOR_META["properties"],
+                        "data": {"type": "array", "description": "row-major, flat"},
+                        "parameters": {"type": "object"},
+                    },
+                    "required": ["name", "datatype", "shape", "data"],
+                },
+            },
+        },
+        "required": ["model_name", "model_version", "id", "outputs"],
+    },
+}
+_OIP_WHY = {
+    400: "not a request this model takes: a field, name, datatype, shape or value count (the message says which)",
+    404: "the model, or the version, is not served here",
+    413: "body over [serving] max_body_bytes",
+    415: "a compressed body (Content-Encoding), multipart or CSV",
+    422: "a value the model's signature refuses: a missing value where training had none, or a number far "
+    "outside the training range",
+    503: "the model is not loaded (yet)",
+}
+_OIP_OK: dict[str, Any] = {
+    "/v2": {"$ref": "#/components/schemas/OipServerMetadata"},
+    "/v2/health/live": {"type": "object", "properties": {"live": {"const": True}}, "required": ["live"]},
+    "/v2/health/ready": {"type": "object", "properties": {"ready": {"const": True}}, "required": ["ready"]},
+    "/v2/models/{name}": {"$ref": "#/components/schemas/OipModelMetadata"},
+    "/v2/models/{name}/versions/{version}": {"$ref": "#/components/schemas/OipModelMetadata"},
+    "/v2/models/{name}/ready": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "ready": {"const": True}},
+        "required": ["name", "ready"],
+    },
+}
+_OIP_OK["/v2/models/{name}/versions/{version}/ready"] = _OIP_OK["/v2/models/{name}/ready"]
+_OIP_ERRORS = {
+    "/v2/health/ready": (503,),
+    "/v2/models/{name}": (404, 503),
+    "/v2/models/{name}/versions/{version}": (404,),
+    "/v2/models/{name}/ready": (404, 503),
+    "/v2/models/{name}/versions/{version}/ready": (404,),
+}
+_INFER_ERRORS = (400, 413, 415, 422, 503)
+
+
+def oip_value_schemas(feature: dict[str, Any], value: dict[str, Any]) -> list[tuple[list[str], dict[str, Any]]]:
+    """The datatypes an input tensor of ``feature`` takes, each with the schema of one value (``value``: the
+    feature's in a row, as `InputSpec.row_schema` has it): integers in the narrower of the feature's range
+    and the type's."""
+    from mlopsctl.serving.protocols.oip import FLOATS, INTS, feature_kind
+
+    kind = feature_kind(feature)
+    nullable = isinstance(value["type"], list)
+    if kind == "string":
+        return [(["BYTES"], value)]
+    if kind == "bool":
+        flag: dict[str, Any] = {"type": ["boolean", "null"] if nullable else "boolean"}
+        return [(["BOOL"], flag), (["BYTES"], value)]
+    out: list[tuple[list[str], dict[str, Any]]] = [(list(FLOATS), value)]
+    groups: dict[tuple[float, float], list[str]] = {}
+    for datatype, (lo, hi) in INTS.items():
+        low, high = max(lo, math.ceil(value["minimum"])), min(hi, math.floor(value["maximum"]))
+        if low <= high:
+            groups.setdefault((low, high), []).append(datatype)
+    for (low, high), datatypes in groups.items():
+        integer = {"type": ["integer", "null"] if nullable else "integer", "minimum": low, "maximum": high}
+        out.append((datatypes, integer))
+    return out
+
+
+def oip_infer_body(model: Any, max_rows: int) -> dict[str, Any]:
+    """An inference request for ``model`` (a `LoadedModel`), one row: the input tensors in the signature's
+    order (any order is taken), shape [1] or [1, 1], data flat or nested."""
+    from mlopsctl.serving.protocols.oip import output_names
+
+    row = model.spec.row_schema()["properties"]
+    items = []
+    for feature in model.signature["inputs"]:
+        branches = []
+        for datatypes, value in oip_value_schemas(feature, row[feature["name"]]):
+            flat = {"type": "array", "items": value, "minItems": 1, "maxItems": 1}
+            nested = {"anyOf": [flat, {"type": "array", "items": flat, "minItems": 1, "maxItems": 1}]}
+            for shape, data in (([1], flat), ([1, 1], nested)):
+                fields = {"datatype": {"enum": datatypes}, "shape": {"const": shape}, "data": data}
+                branches.append({"properties": fields})
+        items.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": feature["name"]},
+                    "datatype": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "data": {"type": "array"},
+                    "parameters": {"type": "object", "not": {"required": ["binary_data_size"]}},
+                },
+                "required": ["name", "datatype", "shape", "data"],
+                "additionalProperties": False,
+                "anyOf": branches,
+            }
+        )
+    output = {
+        "type": "object",
+        "properties": {
+            "name": {"enum": list(output_names(model))},
+            "parameters": {"type": "object", "not": {"required": ["classification"]}},
+        },
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "description": f"One input tensor per feature. N rows (up to {max_rows}): shape [N] or [N, 1] and N values "
+        "in each tensor, flat or nested [[x], ...]; this schema shows one row. With the binary tensor data "
+        "extension (Inference-Header-Content-Length), a tensor's parameters.binary_data_size replaces its data.",
+        "properties": {
+            "id": {"type": "string", "description": "echoed in the answer"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "prefixItems": items, "items": False, "minItems": len(items)},
+            "outputs": {"type": "array", "items": output, "description": "the outputs to answer (default: all)"},
+        },
+        "required": ["inputs"],
+        "additionalProperties": False,
+    }
+
+
+def oip_document(schema: dict[str, Any], served: list[tuple[str, Any, list[str]]], *, max_rows: int) -> dict[str, Any]:
+    """Fill in the /v2 routes of ``schema`` (FastAPI's, after `document`): their answers and error bodies, and
+    one infer path per served model (``served``: name, its loaded model or None, the versions served), each
+    with its request body."""
+    paths = schema["paths"]
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(_OIP_SCHEMAS)
+
+    def answers(op: dict[str, Any], ok: dict[str, Any], errors: tuple[int, ...]) -> None:
+        responses = op.setdefault("responses", {})
+        responses["200"] = {"description": "OK", "content": {"application/json": {"schema": ok}}}
+        for status in errors:
+            error = {"application/json": {"schema": {"$ref": "#/components/schemas/OipError"}}}
+            responses[str(status)] = {"description": _OIP_WHY[status], "content": error}
+
+    for path, ok in _OIP_OK.items():
+        if path in paths:
+            answers(paths[path]["get"], ok, _OIP_ERRORS.get(path, ()))
+    every = sorted({v for _, _, versions in served for v in versions}, key=int)
+    for path in ("/v2/models/{name}/versions/{version}", "/v2/models/{name}/versions/{version}/ready"):
+        for param in paths.get(path, {}).get("get", {}).get("parameters", []):
+            if param.get("name") == "version" and every:
+                param["schema"] = {"type": "string", "enum": every}
+    plain = paths.pop("/v2/models/{name}/infer", None)
+    pinned = paths.pop("/v2/models/{name}/versions/{version}/infer", None)
+    response = {"$ref": "#/components/schemas/OipInferResponse"}
+    for name, model, versions in served:
+        if model is None:
+            continue
+        slug = re.sub(r"[^0-9A-Za-z_]", "_", name)
+        body = {"required": True, "content": {"application/json": {"schema": oip_infer_body(model, max_rows)}}}
+        for template, path, errors in (
+            (plain, f"/v2/models/{name}/infer", _INFER_ERRORS),
+            (pinned, f"/v2/models/{name}/versions/{{version}}/infer", (*_INFER_ERRORS, 404)),
+        ):
+            if template is None:
+                continue
+            op = json.loads(json.dumps(template["post"]))
+            op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "name"]
+            for param in op["parameters"]:
+                if param.get("name") == "version":
+                    param["schema"] = {"type": "string", "enum": versions} if versions else {"type": "string"}
+            op["summary"] = f"Inference with {name}" + (" (a version being served)" if "{version}" in path else "")
+            op["operationId"] = f"oip_infer_{slug}" + ("_version" if "{version}" in path else "")
+            op["requestBody"] = body
+            answers(op, response, tuple(sorted(errors)))
+            paths[path] = {"post": op}
     return schema

@@ -38,5 +38,6 @@ def protocols() -> dict[str, WireProtocol]:
     """Every protocol by endpoint name."""
     from mlopsctl.serving.protocols.mlflow import MLFLOW
     from mlopsctl.serving.protocols.native import NATIVE
+    from mlopsctl.serving.protocols.oip import OIP
 
-    return {p.name: p for p in (NATIVE, MLFLOW)}
+    return {p.name: p for p in (NATIVE, MLFLOW, OIP)}

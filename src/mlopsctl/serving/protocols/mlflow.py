@@ -32,12 +32,14 @@ BAD_REQUEST, INVALID_PARAMETER_VALUE = "BAD_REQUEST", "INVALID_PARAMETER_VALUE"
 CODES = {
     "invalid_input": INVALID_PARAMETER_VALUE,
     "not_ready": "TEMPORARILY_UNAVAILABLE",
+    "body_too_large": "REQUEST_LIMIT_EXCEEDED",
     "internal_error": "INTERNAL_ERROR",
 }
 _WHAT = {
     BAD_REQUEST: "Invalid input",
     INVALID_PARAMETER_VALUE: "The input does not fit the model's signature",
     "TEMPORARILY_UNAVAILABLE": "No model is loaded yet",
+    "REQUEST_LIMIT_EXCEEDED": "The body is too large",
     "INTERNAL_ERROR": "The model failed",
 }
 PARQUET_MAX_BYTES = 64 << 20  # a Parquet body's feature columns, uncompressed: a small body can unpack to gigabytes

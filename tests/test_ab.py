@@ -172,7 +172,7 @@ def test_shadow_is_captured_never_returned_and_its_failures_stay_hidden(
 ) -> None:
     store = ab_store
     cli(store, "shadow", "add", "wine", "2", cwd=tmp_path)
-    cli(store, "shadow", "add", "wine", "3", cwd=tmp_path)  # v3 fails every request: nobody may notice
+    cli(store, "shadow", "add", "wine", "3", "--force", cwd=tmp_path)  # v3 fails every request: nobody may notice
     server = start_server(["--store", str(store), "serve", "--model", "wine@prod", "--reload-interval", "0.25"])
     client = httpx.Client(base_url=server.url, timeout=10)
     rows = wine_rows(200)
@@ -239,7 +239,7 @@ webhook_url = "{receiver.url}"
     toml = (folder / "mlops.toml").read_text()
     (folder / "mlops.toml").write_text(toml.replace("[serving]\n", "[serving]\nvariant_header = true\n", 1))
     server = start_server(["serve", "--model", "wine@prod", "--reload-interval", "0.25"], cwd=folder)
-    cli(ab_store, "ab", "start", "wine", "--candidate", "3", "--split", "50/50", cwd=folder)
+    cli(ab_store, "ab", "start", "wine", "--candidate", "3", "--split", "50/50", "--force", cwd=folder)
     client = httpx.Client(base_url=server.url, timeout=10)
     row = wine_rows(1)[0]
     statuses: Counter[tuple[int, str]] = Counter()
@@ -366,6 +366,46 @@ def test_bad_commands_are_refused_with_a_clear_message(ab_store: Path, tmp_path:
     assert [r["status"] for r in records] == ["stopped"]
 
 
+def test_a_candidate_with_other_inputs_is_refused_unless_forced(ab_store: Path, tmp_path: Path) -> None:
+    """v3 needs a `lot` column v1 (prod) never gets: `ab start`, `shadow add` and `promote` refuse it naming the
+    column (before, `ab start` took it and every request routed to it got 422); --force goes ahead and the
+    override is in the history and the experiment record."""
+    from mlopsctl import registry
+    from mlopsctl.experiments import deployment as dep
+    from mlopsctl.registry import history
+    from mlopsctl.store import open_store
+
+    store = open_store(str(ab_store))
+    for args in (
+        ("ab", "start", "wine", "--candidate", "3"),
+        ("shadow", "add", "wine", "3"),
+        ("promote", "wine", "3", "--alias", "prod"),
+    ):
+        proc = cli(ab_store, *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 1, proc.stdout
+        line = proc.stderr.strip()
+        assert line.startswith("error:") and "\n" not in line, line
+        assert "candidate v3 adds column 'lot'" in line and "--force" in line, line
+    assert dep.running(store, "wine") is None and registry.get_alias(store, "wine", "prod")["version"] == 1
+    assert dep.deployments(store, "wine") == [] or all(not d.shadows for d in dep.deployments(store, "wine"))
+    # v2 takes what v1 takes: no refusal
+    cli(ab_store, "shadow", "add", "wine", "2", cwd=tmp_path)
+
+    cli(ab_store, "ab", "start", "wine", "--candidate", "3", "--force", "--reason", "on purpose", cwd=tmp_path)
+    running = dep.running(store, "wine")
+    assert running is not None and running.experiment is not None
+    assert running.experiment["forced"] == ["candidate v3 adds column 'lot'"]
+    record = dep.experiment_record(store, "wine", running.experiment["id"])
+    assert record is not None and record["forced"] == ["candidate v3 adds column 'lot'"]
+    cli(ab_store, "ab", "stop", "wine", cwd=tmp_path)
+    cli(ab_store, "shadow", "add", "wine", "3", "--force", cwd=tmp_path)
+    cli(ab_store, "promote", "wine", "3", "--alias", "prod", "--force", cwd=tmp_path)
+    events = {e["action"]: e for e in history.events(store, "wine") if e.get("version", e.get("to")) == 3}
+    for action in ("ab_start", "shadow_add", "promote"):
+        assert events[action]["forced"], events[action]
+        assert "candidate v3 adds column 'lot'" in " ".join(events[action]["overridden"]), events[action]
+
+
 def test_callers_cannot_sink_a_canary_with_bad_requests(ab_store: Path) -> None:
     """300 requests with no features from users the candidate serves: both variants refuse them, so they are
     the callers' errors, not the candidate's, and the guard holds. v3 refusing inputs v1 answers (it needs a
@@ -398,7 +438,9 @@ def test_callers_cannot_sink_a_canary_with_bad_requests(ab_store: Path) -> None:
 
     # the candidate itself refusing what the control answers is its regression: counted, judged
     dep.end(store, "wine", outcome="stopped", reason="next")
-    dep.start(store, "wine", control="prod", candidate="3", split="50/50", sticky="X-User-Id", reason="real")
+    dep.start(
+        store, "wine", control="prod", candidate="3", split="50/50", sticky="X-User-Id", reason="real", force=True
+    )
     app = create_app(ServeSettings(store_uri=str(ab_store), models=[("wine", "prod")], reload_interval=0.1))
     with TestClient(app) as c:
         wait_for(lambda: app.app.state.served[0].route.experiment is not None)

@@ -66,6 +66,38 @@ def test_the_signature_is_typed_frozen_and_round_trips() -> None:
 
 
 @pytest.mark.shared_data
+def test_two_signatures_differ_in_columns_and_types_named_one_sentence_each() -> None:
+    """What `ab start`, `shadow add` and `promote` say when a candidate takes other inputs than the control."""
+    v1 = Signature(
+        (Feature("alcohol", "numeric"), Feature("colour", "categorical", "string"), Feature("aged", "numeric")),
+        "quality",
+        "classification",
+    )
+    v3 = Signature(
+        (
+            Feature("lot", "numeric", "int"),
+            Feature("colour", "categorical", "string"),
+            Feature("alcohol", "categorical", "string"),
+        ),
+        "quality",
+        "classification",
+    )
+    assert v3.differences(v1, name="v3", control_name="v1") == [
+        "candidate v3 adds column 'lot'",
+        "candidate v3 drops column 'aged' that v1 takes",
+        "'alcohol' is a category in v3, a number in v1",
+    ]
+    text = Signature((Feature("alcohol", "text", "string"),), "quality", "regression")
+    one = Signature((Feature("alcohol", "numeric", "int"),), "quality", "classification")
+    assert text.differences(one, name="v3", control_name="v1") == [
+        "'alcohol' is text in v3, a number in v1",
+        "v3 is a regression model, v1 a classification model",
+    ]
+    # order, ranges and int vs float do not change what a request holds
+    same = Signature((Feature("aged", "numeric", "int", min=0), *reversed(v1.inputs[:2])), "quality", "classification")
+    assert same.differences(v1) == [] and v1.differences(v1) == []
+
+
 def test_a_version_opened_from_the_store(wine_registry: dict[str, Any]) -> None:
     from mlopsctl.bundle.version import open_version
     from mlopsctl.store import open_store

@@ -107,6 +107,29 @@ class Signature:
             self.target == other.target
         )
 
+    def differences(self, control: Signature, *, name: str = "candidate", control_name: str = "control") -> list[str]:
+        """How this (a candidate's) signature differs from ``control``'s in what a request must hold, one
+        sentence each, naming the columns: columns added or dropped, a column of another kind (a number, a
+        category, text, a true/false flag), another target or task. Empty when requests fit both alike
+        (column order and training ranges do not matter to a request)."""
+        mine, theirs = {f.name: f for f in self.inputs}, {f.name: f for f in control.inputs}
+        out = []
+        added = [n for n in mine if n not in theirs]
+        dropped = [n for n in theirs if n not in mine]
+        if added:
+            out.append(f"candidate {name} adds {_columns(added)}")
+        if dropped:
+            out.append(f"candidate {name} drops {_columns(dropped)} that {control_name} takes")
+        for n, f in mine.items():
+            other = theirs.get(n)
+            if other is not None and _type_word(f) != _type_word(other):
+                out.append(f"{n!r} is {_type_word(f)} in {name}, {_type_word(other)} in {control_name}")
+        if self.target != control.target:
+            out.append(f"{name} predicts {self.target!r}, {control_name} predicts {control.target!r}")
+        if self.task != control.task:
+            out.append(f"{name} is a {self.task} model, {control_name} a {control.task} model")
+        return out
+
     # -- as data ----------------------------------------------------------------------------------
     def _as_dict(self) -> dict[str, Any]:
         return {
@@ -165,3 +188,14 @@ class Signature:
                 )
             )
         return cls(tuple(inputs), target, check_task(task), None if classes is None else tuple(classes))
+
+
+def _type_word(f: Feature) -> str:
+    """What a request must send for ``f``, in words."""
+    if f.kind == "categorical" and f.dtype == "bool":
+        return "a true/false flag"
+    return {"numeric": "a number", "categorical": "a category", "text": "text"}[f.kind]
+
+
+def _columns(names: list[str]) -> str:
+    return ("column " if len(names) == 1 else "columns ") + ", ".join(repr(n) for n in names)

@@ -183,4 +183,14 @@ def version_at(store: Store, name: str, number: int, *, trusted_types: Iterable[
     return open_version(store, ModelRef(name, version=number), trusted_types=trusted_types)
 
 
-__all__ = ["RUNTIMES", "ModelVersion", "UnsafeModel", "open_version", "version_at"]
+def signature_differences(store: Store, name: str, candidate: int, control: int) -> list[str]:
+    """How version ``candidate``'s inputs differ from version ``control``'s (`Signature.differences`): what
+    promotion, an A/B start and a shadow refuse without --force, since requests the control answers would
+    fail on the candidate."""
+    if candidate == control:
+        return []
+    cand, cur = version_at(store, name, candidate).signature, version_at(store, name, control).signature
+    return cand.differences(cur, name=f"v{candidate}", control_name=f"v{control}")
+
+
+__all__ = ["RUNTIMES", "ModelVersion", "UnsafeModel", "open_version", "signature_differences", "version_at"]

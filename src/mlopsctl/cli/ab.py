@@ -67,9 +67,13 @@ def start(
         "next each time the guard held for its window. Overrides --split. Default: [experiments] ramp.",
     ),
     reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+    force: bool = typer.Option(
+        False, "--force", help="Start even if the candidate takes other columns or types than the control (recorded)."
+    ),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Start an A/B test (or a canary with --ramp) on NAME@CONTROL."""
+    """Start an A/B test (or a canary with --ramp) on NAME@CONTROL. A candidate whose signature differs from
+    the control's (columns added or dropped, a column of another type) is refused without --force."""
     from mlopsctl.experiments import deployment as dep
     from mlopsctl.experiments.report import planned_rows
 
@@ -85,6 +89,7 @@ def start(
         ramp=ramp if ramp is not None else (ecfg.ramp or None),
         reason=reason,
         plan=lambda v: planned_rows(store, name, v, ecfg),
+        force=force,
     )
     if as_json:
         common.emit_json(d.to_dict())
@@ -300,12 +305,16 @@ def shadow_add(
     version: str = typer.Argument(..., help="The version to run as a shadow."),
     env: str | None = _env_option(),
     reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
+    force: bool = typer.Option(
+        False, "--force", help="Add it even if it takes other columns or types than NAME@ENV's version (recorded)."
+    ),
 ) -> None:
-    """Copy the traffic of NAME@ENV to VERSION: answered after the caller's answer, captured, never returned."""
+    """Copy the traffic of NAME@ENV to VERSION: answered after the caller's answer, captured, never returned.
+    A version whose signature differs from NAME@ENV's is refused without --force."""
     from mlopsctl.experiments import deployment as dep
 
     environment = _env(env)
-    d = dep.add_shadow(common.store(), name, environment, version, reason=reason)
+    d = dep.add_shadow(common.store(), name, environment, version, reason=reason, force=force)
     common.console().print(f"{name}@{environment}: shadows now {', '.join(s.name for s in d.shadows)}")
 
 

@@ -135,10 +135,13 @@ def promote(
     version: str = typer.Argument(..., help="Version number (or an alias to copy from)."),
     alias: str = typer.Option("prod", "--alias", help="The alias to move."),
     reason: str = typer.Option("", "--reason", help="Why: kept in the history."),
-    force: bool = typer.Option(False, "--force", help="Override the gate or the approval rule (recorded)."),
+    force: bool = typer.Option(
+        False, "--force", help="Override the gate, the approval rule or a signature that differs (recorded)."
+    ),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Move an alias to a version through the evaluation gate (compare-and-swap, recorded)."""
+    """Move an alias to a version through the evaluation gate (compare-and-swap, recorded). A version whose
+    signature differs from the alias's version (columns, types) is refused without --force."""
     from mlopsctl import registry
     from mlopsctl.registry.promotion import promote as promote_version
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlopsctl import registry
-from mlopsctl.errors import Conflict, NotFound, ValidationError
+from mlopsctl.errors import Conflict, GateRefused, NotFound, ValidationError
 from mlopsctl.registry import history
 from mlopsctl.registry.aliases import ALIAS_RE
 from mlopsctl.registry.versions import check_name
@@ -236,8 +236,10 @@ def start(
     ramp: str | list[float] | None = None,
     reason: str = "",
     plan: Callable[[int], int | None] | None = None,
+    force: bool = False,
 ) -> Deployment:
-    """Start an A/B test on ``name@control``; refused if one runs on this model already."""
+    """Start an A/B test on ``name@control``; refused if one runs on this model already, and (unless
+    ``force``, then recorded) when the candidate's signature differs from the control version's."""
     if registry.get_alias(store, name, control) is None:
         aliases = ", ".join(registry.aliases(store, name)) or "none"
         raise NotFound("alias", f"{name}@{control}", f"the control must be an alias; {name} has: {aliases}")
@@ -259,6 +261,7 @@ def start(
             f"{name} already has an experiment running: {e['id']} on {other.environment} "
             f"(candidate v{e['candidate_version']}); `mlopsctl ab conclude {name}` or `ab stop {name}` first",
         )
+    forced = _check_signature(store, name, cand_version, control_version, control, "ab start", force=force)
     now = time.time()
     experiment_id = f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
     # a candidate named by version is pinned; by alias it follows the alias
@@ -278,6 +281,7 @@ def start(
         "status": "running",
         "reason": reason,
         "planned_per_variant": plan(control_version) if plan else None,
+        **({"forced": forced} if forced else {}),
     }
 
     def change(dep: Deployment) -> Deployment:
@@ -309,8 +313,25 @@ def start(
         sticky=sticky,
         ramp=steps,
         reason=reason,
+        **({"forced": True, "overridden": forced} if forced else {}),
     )
     return dep
+
+
+def _check_signature(
+    store: Store, name: str, candidate: int, control: int, alias: str, command: str, *, force: bool
+) -> list[str]:
+    """How ``candidate``'s inputs differ from ``control``'s (the version ``alias`` serves): a GateRefused
+    naming each difference, or with ``force`` the differences to record as overridden."""
+    from mlopsctl.bundle.version import signature_differences
+
+    changes = signature_differences(store, name, candidate, control)
+    if changes and not force:
+        raise GateRefused(
+            f"{command} refused: {'; '.join(changes)} (v{control} is what {name}@{alias} serves: requests it "
+            f"answers would fail on v{candidate}); --force to go ahead anyway, recorded"
+        )
+    return changes
 
 
 def set_candidate_weight(
@@ -421,13 +442,19 @@ def shadow_name(version: int) -> str:
     return f"{SHADOW_PREFIX}v{version}"
 
 
-def add_shadow(store: Store, name: str, environment: str, ref: str, *, reason: str = "") -> Deployment:
-    if registry.get_alias(store, name, environment) is None:
+def add_shadow(
+    store: Store, name: str, environment: str, ref: str, *, reason: str = "", force: bool = False
+) -> Deployment:
+    """Copy the traffic of ``name@environment`` to version ``ref``; refused (unless ``force``, then recorded)
+    when its signature differs from the alias's version, whose requests it would then fail."""
+    current = registry.get_alias(store, name, environment)
+    if current is None:
         raise NotFound(
             "alias", f"{name}@{environment}", "shadows copy the traffic of an alias: promote a version to it first"
         )
     version = _ref_version(store, name, ref)
     variant = shadow_name(version)
+    forced = _check_signature(store, name, version, int(current["version"]), environment, "shadow add", force=force)
 
     def change(dep: Deployment) -> Deployment:
         if any(s.name == variant for s in dep.shadows):
@@ -437,7 +464,15 @@ def add_shadow(store: Store, name: str, environment: str, ref: str, *, reason: s
 
     dep = update(store, name, environment, change)
     assert dep is not None
-    _event(store, name, "shadow_add", alias=environment, version=version, reason=reason)
+    _event(
+        store,
+        name,
+        "shadow_add",
+        alias=environment,
+        version=version,
+        reason=reason,
+        **({"forced": True, "overridden": forced} if forced else {}),
+    )
     return dep
 
 

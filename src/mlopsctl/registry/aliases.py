@@ -9,6 +9,7 @@ only if the alias still holds what was read; otherwise it starts over.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mlopsctl.bundle.ref import ALIAS_RE as BUNDLE_ALIAS_RE
@@ -59,8 +60,13 @@ def promote(
     tolerance: float = 0.01,
     require_approval: list[str] | None = None,
     evaluator: Evaluator | None = None,
+    compatibility: Callable[[int, int], list[str]] | None = None,
 ) -> dict[str, Any] | None:
-    """Point ``alias`` at ``version``. Returns the history event, or None if it already pointed there."""
+    """Point ``alias`` at ``version``. Returns the history event, or None if it already pointed there.
+
+    ``compatibility(candidate, current)`` lists how the candidate's inputs differ from those of the version
+    the alias points at; any difference refuses the move unless ``force`` (then it is recorded as overridden).
+    """
     key = _key(name, alias)
     man = manifest(store, name, version)
     state = approval(store, name, version)
@@ -97,9 +103,15 @@ def promote(
             current_version=cur_v,
             method=method,
         )
-        problems = refusals + ([] if gate.passed else [gate.message])
+        changes = compatibility(version, cur_v) if (compatibility and cur_v is not None) else []
+        signature = (
+            [f"its signature differs from v{cur_v}'s, which {alias} serves: " + "; ".join(changes)] if changes else []
+        )
+        problems = refusals + signature + ([] if gate.passed else [gate.message])
         if problems and not force:
-            raise GateRefused("promotion refused: " + "; ".join(problems), cand_val, cur_val)
+            hint = f" (requests {name}@{alias} answers now would fail; --force promotes anyway, recorded)"
+            said = "promotion refused: " + "; ".join(problems) + (hint if changes else "")
+            raise GateRefused(said, cand_val, cur_val)
         stack = ([*current.get("stack", []), cur_v] if current else [])[-50:]
         event_fields = {
             "alias": alias,

@@ -6,7 +6,9 @@
 1. opens the candidate as a server would (every file against its manifest, the fitted model
    through the allowlist, the ONNX graph in onnxruntime): a version that would not load is refused
    before anything moves;
-2. applies the approval rule and the evaluation gate (both versions scored on the candidate's
+2. refuses a candidate whose signature differs from that of the version the alias points at (columns
+   added or dropped, a column of another type: requests answered today would fail), then applies the
+   approval rule and the evaluation gate (both versions scored on the candidate's
    holdout where their signatures agree, else each one's recorded metric), then moves the alias by
    compare-and-swap and records the event (`registry.aliases`);
 3. writes the alias's SSM mirror where ``[registry] ssm_parameter`` asks for one. The store is the
@@ -124,7 +126,11 @@ def promote(
     force: bool = False,
     evaluator: Evaluator | None = None,
 ) -> Move:
-    """Point ``alias`` at ``version`` through the load check, the approval rule and the gate, then mirror it."""
+    """Point ``alias`` at ``version`` through the load check, the signature check (the candidate takes the
+    columns and types of the version the alias points at), the approval rule and the gate, then mirror it.
+    ``force`` overrides all but the load check; what it overrode is recorded in the history event."""
+    from mlopsctl.bundle.version import signature_differences
+
     s = settings or RegistrySettings()
     mirror = mirror_settings(s)  # a bad parameter pattern fails before anything moves
     check_loadable(store, name, version, s.trusted_types)  # not even --force serves what cannot load
@@ -138,6 +144,7 @@ def promote(
         tolerance=s.gate_tolerance,
         require_approval=list(s.require_approval),
         evaluator=evaluator or holdout_evaluator(store, name, s.trusted_types),
+        compatibility=lambda candidate, current: signature_differences(store, name, candidate, current),
     )
     return _mirrored(store, mirror, Move(name, alias, version, event))
 

@@ -203,8 +203,17 @@ class CaptureSection(_Section):
     # answered request (the next one started with the folder on the host writes them); without it, a kill
     # loses at most the records queued since the last flush (flush_interval_seconds or batch_rows)
     wal_dir: str = ""
+    # compaction (`mlopsctl capture compact`, docs/monitoring.md): an hour's JSON lines become Parquet once the
+    # hour ended compact_after ago; the JSON lines are deleted keep_raw_hours after its end (0: once verified)
+    compact_after: float = 15 * 60
+    keep_raw_hours: float = Field(default=24.0, ge=0)
+    # the server compacts in the background every compact_interval, one replica at a time (a lease in the store,
+    # taken over compact_lease after its holder stopped renewing it)
+    compact_in_server: bool = False
+    compact_interval: float = Field(default=10 * 60, gt=0)
+    compact_lease: float = Field(default=15 * 60, gt=0)
 
-    @field_validator("feedback_lookback", mode="before")
+    @field_validator("feedback_lookback", "compact_after", "compact_interval", "compact_lease", mode="before")
     @classmethod
     def _lookback(cls, v: Any) -> float:
         return parse_duration(v)

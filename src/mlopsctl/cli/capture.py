@@ -1,4 +1,4 @@
-"""`mlopsctl capture export`, `mlopsctl feedback FILE` and `mlopsctl performance NAME`."""
+"""`mlopsctl capture export`, `capture compact`, `mlopsctl feedback FILE` and `mlopsctl performance NAME`."""
 
 from __future__ import annotations
 
@@ -114,6 +114,77 @@ def export(
         common.err_console().print(f"{len(records)} record(s) of {model} since {_iso(start)} → {out}")
 
 
+@capture_app.command("compact")
+def compact(
+    models: list[str] | None = typer.Option(None, "--model", "-m", help="Only this model (repeatable; default: all)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be compacted; write and delete nothing."),
+    keep_raw_hours: float | None = typer.Option(
+        None, "--keep-raw-hours", min=0, help="Delete the JSON lines this long after the hour (\\[monitoring.capture])."
+    ),
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Compact closed hours of capture JSON lines into Parquet (one file per model and hour), verified,
+    then delete the JSON lines past keep_raw_hours. Safe to run beside another compactor."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlopsctl.config import CaptureSection
+    from mlopsctl.monitoring.compaction import compact as run
+
+    cfg = common.config(required=False)
+    cs = cfg.monitoring.capture if cfg is not None else CaptureSection()
+    keep = cs.keep_raw_hours if keep_raw_hours is None else keep_raw_hours
+    store = common.store(cfg)
+    for model in models or []:
+        _known(store, model)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=common.err_console(),
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("compacting hours" if not dry_run else "reading hours", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = run(
+            store,
+            models or None,
+            compact_after=cs.compact_after,
+            keep_raw=keep * 3600,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    out = summary.to_dict()
+    if as_json:
+        common.emit_json(out)
+        return
+    before, after = out["bytes_before"], out["bytes_after"]
+    if dry_run:
+        line = f"would compact {out['hours']} hour(s): {out['records']:,} records, {out['objects']:,} object(s), "
+        line += f"{_size(before)} of JSON lines"
+    else:
+        ratio = f" ({before / after:.1f}x smaller)" if after else ""
+        line = f"compacted {out['hours']} hour(s): {out['records']:,} records, {_size(before)} of JSON lines → "
+        line += f"{_size(after)} of Parquet{ratio}; {out['deleted']:,} raw object(s) deleted"
+        if out["kept"]:
+            line += f", {out['kept']:,} kept until {keep:g} h after their hour (keep_raw_hours)"
+    common.console().print(line)
+
+
+def _size(n: float) -> str:
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
+
+
 def _write_text(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
@@ -136,16 +207,21 @@ def feedback(
     model: str | None = typer.Option(None, "--model", "-m", help="Model name (default: the project's)."),
     since: str = typer.Option("30d", "--since", help="How far back to look for the predictions."),
     label_column: str = typer.Option("label", "--label-column", help="The column holding the true value."),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = typer.Option(
+        None, "--columns", help="Names for a file without a header row, e.g. request_id,label."
+    ),
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Join ground truth to captured predictions. Unknown request ids are listed; exit 1 if any."""
     import secrets
 
-    from mlopsctl.data.read import read_table
     from mlopsctl.monitoring.captured import load_captures
     from mlopsctl.monitoring.feedback import check_items, store_feedback
 
-    frame = read_table(file)
+    # a feedback file is not the project's data: only the flags say how to read it
+    frame = common.read_file(file, None, sep, header, columns, project=False)
     missing = [c for c in ("request_id", label_column) if c not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns))

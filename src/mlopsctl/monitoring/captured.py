@@ -3,7 +3,13 @@
 Layout in the store (written by ``serving/capture.py`` and by ``record_feedback``):
 
     capture/{model}/{YYYY-MM-DDTHH}/{writer}-{seq:06d}.jsonl   one line per predicted row
+    capture-parquet/{model}/{YYYY-MM-DD}/{YYYY-MM-DDTHH}.{part:03d}.parquet
+                                                               closed hours, compacted
     feedback/{YYYY-MM-DDTHH}/{writer}-{seq:06d}.jsonl          one line per label
+
+Readers go through ``capture_hours`` / ``hour_records`` (an hour at a time): a compacted part lists the
+raw objects it holds, and a raw object a part holds is read from the part, never twice
+(``monitoring/compaction.py`` writes the parts, then deletes the raw objects they hold).
 
 The hour partition is UTC. A writer is one server process (host, pid and a random part),
 so replicas never write the same object. A capture record::
@@ -27,9 +33,11 @@ from typing import Any
 
 import orjson
 
+from mlopsctl.errors import NotFound
 from mlopsctl.store.base import Store
 
 CAPTURE = "capture/"
+COMPACTED = "capture-parquet/"  # closed hours of capture/ as Parquet (monitoring/compaction.py)
 FEEDBACK = "feedback/"
 PREDICTION = "__prediction__"  # the prediction column in frames, as in reference.parquet
 
@@ -64,18 +72,156 @@ def _keys(store: Store, prefix: str, since: float | None, until: float | None) -
             yield from store.list(f"{prefix}{part}/")
 
 
+def _in_period(t: Any, since: float | None, until: float | None) -> bool:
+    return (since is None or t >= since) and (until is None or t <= until)
+
+
+def _parse(data: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
 def _read(store: Store, prefix: str, since: float | None, until: float | None) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for key in _keys(store, prefix, since, until):
-        for line in store.get(key).splitlines():
-            if not line.strip():
-                continue
-            rec = orjson.loads(line)
-            t = rec.get("time", 0.0)
-            if (since is None or t >= since) and (until is None or t <= until):
-                out.append(rec)
+        out.extend(r for r in _parse(store.get(key)) if _in_period(r.get("time", 0.0), since, until))
     out.sort(key=lambda r: r.get("time", 0.0))
     return out
+
+
+def compacted_key(name: str, hour: str, part: int) -> str:
+    """The Parquet file of part ``part`` of model ``name``'s hour ``hour`` (``monitoring/compaction.py``)."""
+    return f"{COMPACTED}{name}/{hour[:10]}/{hour}.{part:03d}.parquet"
+
+
+def hour_of(key: str) -> str:
+    """The hour partition (``YYYY-MM-DDTHH``) of a raw capture key or a compacted one."""
+    parts = key.split("/")
+    if key.startswith(COMPACTED):
+        return parts[-1].split(".", 1)[0]
+    return parts[2]
+
+
+def capture_hours(
+    store: Store, name: str, since: float | None = None, until: float | None = None, *, hours: list[str] | None = None
+) -> list[tuple[str, list[str], list[str]]]:
+    """Model ``name``'s hours in the period, oldest first, each with its raw JSON-lines keys and its
+    compacted Parquet keys (parts in order). Lists, never reads, the objects. ``hours``: look at these
+    hour partitions only, without listing the model's folders first (a short look-back, often)."""
+    lo = hour_partition(since) if since is not None else ""
+    hi = hour_partition(until) if until is not None else "~"
+    raw_prefix, comp_prefix = f"{CAPTURE}{name}/", f"{COMPACTED}{name}/"
+    if hours is None:
+        days = [d for d in store.list_dirs(comp_prefix) if lo[:10] <= d <= hi[:10]]
+        raw_hours = [h for h in store.list_dirs(raw_prefix) if lo <= h <= hi]
+    else:
+        days, raw_hours = sorted({h[:10] for h in hours}), list(hours)
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for day in days:
+        for key in store.list(f"{comp_prefix}{day}/"):
+            if key.endswith(".parquet") and lo <= hour_of(key) <= hi and (hours is None or hour_of(key) in hours):
+                found.setdefault(hour_of(key), ([], []))[1].append(key)
+    for hour in raw_hours:
+        raw = [k for k in store.list(f"{raw_prefix}{hour}/") if k.endswith(".jsonl")]
+        if raw:
+            found.setdefault(hour, ([], []))[0].extend(raw)
+    return [(h, raw, sorted(parts)) for h, (raw, parts) in sorted(found.items())]
+
+
+def _arrow_filter(table: Any, since: float | None, until: float | None, version: int | None, ok_only: bool) -> Any:
+    """A boolean mask of the rows that may pass (typed columns only; the records are checked again after)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pa.array([True] * len(table))
+    names = table.schema.names
+
+    def typed(col: str, kind: Any) -> bool:
+        return col in names and kind(table.schema.field(col).type)
+
+    if typed("time", pa.types.is_floating):
+        if since is not None:
+            mask = pc.and_(mask, pc.fill_null(pc.greater_equal(table["time"], since), True))
+        if until is not None:
+            mask = pc.and_(mask, pc.fill_null(pc.less_equal(table["time"], until), True))
+    if version is not None and typed("version", pa.types.is_integer):
+        mask = pc.and_(mask, pc.fill_null(pc.equal(table["version"], version), True))
+    if ok_only and typed("status", pa.types.is_integer):
+        mask = pc.and_(mask, pc.fill_null(pc.equal(table["status"], 200), True))
+    return mask
+
+
+def hour_records(
+    store: Store,
+    raw: list[str],
+    parts: list[str],
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    version: int | None = None,
+    ok_only: bool = False,
+) -> list[dict[str, Any]]:
+    """One hour's records (raw objects and compacted parts), by time; each raw object's records counted once.
+
+    A raw object that a part lists as a source is read from the part (the compactor may not have deleted it
+    yet, or keeps it for ``keep_raw_hours``). Records are put in the order of their raw keys, then sorted by
+    time (stable), so an hour reads the same compacted, not compacted, or half."""
+    import numpy as np
+
+    from mlopsctl.monitoring import capture_parquet as cp
+
+    chunks: dict[str, list[dict[str, Any]]] = {}
+    for key in parts:
+        table = cp.read(store.get(key))
+        srcs = cp.sources(table)
+        index = cp.source_index(table)
+        mask = _arrow_filter(table, since, until, version, ok_only)
+        keep = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+        records = cp.decode(table.filter(mask))
+        for (src, _), rec in zip([srcs[i] for i in index[keep]], records, strict=True):
+            chunks.setdefault(src, []).append(rec)
+        for src, _ in srcs:
+            chunks.setdefault(src, [])
+    for key in raw:
+        if key not in chunks:
+            chunks[key] = _parse(store.get(key))
+    out = []
+    for key in sorted(chunks):
+        for r in chunks[key]:
+            if not _in_period(r.get("time", 0.0), since, until):
+                continue
+            if version is not None and r.get("version") != version:
+                continue
+            if ok_only and r.get("status") != 200:
+                continue
+            out.append(r)
+    out.sort(key=lambda r: r.get("time", 0.0))
+    return out
+
+
+def iter_captures(
+    store: Store,
+    name: str,
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    version: int | None = None,
+    ok_only: bool = False,
+) -> Iterator[list[dict[str, Any]]]:
+    """Capture records of model ``name`` between ``since`` and ``until``, an hour at a time, oldest first.
+
+    Only one hour's objects are held at once: a caller that aggregates as it goes never holds the period."""
+    for hour, raw, parts in capture_hours(store, name, since, until):
+        for attempt in range(3):
+            try:
+                records = hour_records(store, raw, parts, since, until, version=version, ok_only=ok_only)
+                break
+            except NotFound:  # a compactor deleted a raw object after listing: its part holds it now
+                if attempt == 2:
+                    raise
+                again = capture_hours(store, name, hours=[hour])
+                raw, parts = (again[0][1], again[0][2]) if again else ([], [])
+        if records:
+            yield records
 
 
 def load_captures(
@@ -87,13 +233,9 @@ def load_captures(
     version: int | None = None,
     ok_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Capture records of model ``name`` between ``since`` and ``until`` (epoch seconds), oldest first."""
-    records = _read(store, f"{CAPTURE}{name}/", since, until)
-    if version is not None:
-        records = [r for r in records if r.get("version") == version]
-    if ok_only:
-        records = [r for r in records if r.get("status") == 200]
-    return records
+    """Capture records of model ``name`` between ``since`` and ``until`` (epoch seconds), oldest first:
+    the compacted hours' Parquet and the JSON lines not compacted yet, each record once."""
+    return [r for hour in iter_captures(store, name, since, until, version=version, ok_only=ok_only) for r in hour]
 
 
 def load_feedback(store: Store, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
@@ -187,24 +329,35 @@ class CapturedIndex:
     def _refresh(self) -> None:
         now = time.time()
         self._last = time.monotonic()
-        parts = [hour_partition(now - self.lookback + 3600 * i) for i in range(int(self.lookback // 3600) + 1)]
-        parts = list(dict.fromkeys([*parts, hour_partition(now)]))
-        self._seen = {k for k in self._seen if k.split("/")[2] >= parts[0]}  # capture/{model}/{part}/…
+        since = now - self.lookback
+        hours = [hour_partition(since + 3600 * i) for i in range(int(self.lookback // 3600) + 1)]
+        hours = list(dict.fromkeys([*hours, hour_partition(now)]))
+        self._seen = {k for k in self._seen if hour_of(k) >= hours[0]}
         for name in self.models:
-            for part in parts:
-                for key in self.store.list(f"{CAPTURE}{name}/{part}/"):
-                    if key not in self._seen:
+            for _, raw, parts in capture_hours(self.store, name, hours=hours):
+                for key in [*parts, *raw]:  # a part first: the raw objects it holds need no reading
+                    if key in self._seen:
+                        continue
+                    try:
                         self._read(key)
-                        self._seen.add(key)
+                    except NotFound:  # compacted and deleted since the listing: its part is read next time
+                        continue
+                    self._seen.add(key)
+
+    def _records(self, key: str) -> list[dict[str, Any]]:
+        if not key.endswith(".parquet"):
+            return _parse(self.store.get(key))
+        from mlopsctl.monitoring import capture_parquet as cp
+
+        table = cp.read(self.store.get(key))
+        self._seen.update(src for src, _ in cp.sources(table))
+        return cp.decode(table.filter(_arrow_filter(table, None, None, None, True)))
 
     def _read(self, key: str) -> None:
         self.objects_read += 1
         rows: dict[str, dict[int, Any]] = {}
         meta: dict[str, tuple[str, int]] = {}
-        for line in self.store.get(key).splitlines():
-            if not line.strip():
-                continue
-            rec = orjson.loads(line)
+        for rec in self._records(key):
             if str(rec.get("variant") or "").startswith("shadow") or rec.get("status") != 200:
                 continue
             rid = rec["request_id"]

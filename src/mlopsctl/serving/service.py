@@ -41,6 +41,7 @@ class Service:
     guard: Any  # experiments.guard.Guard
     guard_every: Every
     emf: Any = None  # monitoring.emf.EmfEmitter when [monitoring.cloudwatch] or MLOPS_CLOUDWATCH asks
+    compactor: Every | None = None  # capture compaction when [monitoring.capture] compact_in_server asks
 
     @property
     def first(self) -> Slot:
@@ -106,7 +107,21 @@ class Service:
         emf = EmfEmitter.from_settings(
             metrics.registry, settings.cloudwatch, default_service=service_slug(settings.models[0][0])
         )
-        return cls(settings, store, metrics, slots, served, reloader, capture, live, shadows, guard, guard_every, emf)
+        return cls(
+            settings,
+            store,
+            metrics,
+            slots,
+            served,
+            reloader,
+            capture,
+            live,
+            shadows,
+            guard,
+            guard_every,
+            emf,
+            _compactor(settings, store),
+        )
 
     async def start(self) -> None:
         """Load every model, then start the background parts (before the first request)."""
@@ -119,11 +134,15 @@ class Service:
         self.guard_every.start()
         if self.emf is not None:
             self.emf.start()
+        if self.compactor is not None:
+            self.compactor.start()
 
     async def stop(self) -> None:
         """Stop the background parts; the capture buffer is written before the process exits."""
         self.reloader.stop()
         self.guard_every.stop()
+        if self.compactor is not None:
+            self.compactor.stop()
         self.live.stop()
         self.shadows.stop()
         if self.emf is not None:
@@ -138,6 +157,22 @@ class Service:
             from prometheus_client import multiprocess as mp
 
             mp.mark_process_dead(os.getpid())
+
+
+def _compactor(settings: ServeSettings, store: Store) -> Every | None:
+    """The background compactor ``[monitoring.capture] compact_in_server`` asks for (one replica at a time)."""
+    if settings.capture is None:
+        return None
+    from mlopsctl.config import CaptureSection
+    from mlopsctl.monitoring.compaction import BackgroundCompactor
+
+    cs = CaptureSection(**settings.capture)
+    if not cs.compact_in_server:
+        return None
+    job = BackgroundCompactor(
+        store, compact_after=cs.compact_after, keep_raw=cs.keep_raw_hours * 3600, lease_seconds=cs.compact_lease
+    )
+    return Every("mlops-compact", cs.compact_interval, job.tick)
 
 
 def _capture(settings: ServeSettings, store: Store, metrics: ServerMetrics) -> CaptureWriter | None:

@@ -106,3 +106,18 @@ def test_the_bring_your_own_model_notebook_runs(tmp_path: Path) -> None:
     assert served[0] == yours[0]  # the labels
     assert served[1] == pytest.approx(yours[1], abs=2e-4)  # probabilities, as printed to 4 places
     assert (tmp_path / "adult" / ".mlops" / "models" / "adult" / "versions" / "1" / "manifest.json").is_file()
+
+
+@pytest.mark.shared_data
+def test_the_same_row_through_each_protocol(wine_store_copy: Path) -> None:
+    """docs/serving.md's side-by-side: the curl lines for /predict and /invocations answer the same."""
+    text = (DOCS / "serving.md").read_text()
+    (block,) = [b for b in blocks("serving.md", "sh") if "/invocations" in b and "tritonclient" in b]
+    native = json.loads(block.split("-d '", 1)[1].split("'", 1)[0])
+    csv = block.split("--data-binary $'", 1)[1].split("'", 1)[0].encode().decode("unicode_escape")
+    assert "Three protocols, side by side" in text
+    app = create_app(ServeSettings(store_uri=str(wine_store_copy), models=[("wine", "prod")]))
+    with TestClient(app) as c:
+        one = c.post("/predict", json=native).json()["prediction"]
+        mlflow = c.post("/invocations", content=csv, headers={"content-type": "text/csv"}).json()["predictions"]
+        assert mlflow == [one] == [5]

@@ -50,6 +50,9 @@ class DataSection(_Section):
     # encoding makes a column per value: hist_gradient_boosting holds them dense, ~8 KB a row at 1000)
     max_categories: int = Field(default=1000, ge=2)
 
+    # numeric columns whose values that are not numbers ("strong" among the alcohol values) are read as
+    # missing, then imputed; without it `train` and `data validate` refuse them, naming their lines
+    coerce: list[str] = []
 
 class TuneSection(_Section):
     trials: int = Field(default=20, ge=1, le=10_000)

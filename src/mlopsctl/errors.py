@@ -74,6 +74,20 @@ class DataError(ValidationError):
         super().__init__(f"{where}: {problem}", [(column or "", problem)])
 
 
+class DataErrors(DataError):
+    """Several problems of one file, each its own line (one per column): the CLI prints every line."""
+
+    def __init__(self, errors: list[DataError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.problem, first.column)
+        self.errors = list(errors)
+        self.problems = [pair for e in errors for pair in e.problems]
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
 class GateRefused(MlopsError):
     """Promotion refused by the evaluation gate or the approval rule."""
 

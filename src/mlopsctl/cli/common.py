@@ -101,6 +101,39 @@ def split_ref(text: str) -> tuple[str, str | None]:
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
 
+# How every command that reads a data file reads it (`data.read.read_data`): the project's [data] settings,
+# these over them.
+SepOpt = typer.Option(
+    None, "--sep", help="The file's separator, e.g. ';' or tab (default: \\[data] separator, else detected)."
+)
+HeaderOpt = typer.Option(
+    None,
+    "--header/--no-header",
+    help="Whether the file's first line names its columns (default: \\[data] header, else detected).",
+)
+ColumnsOpt = typer.Option(
+    None, "--columns", help="Names for a file without a header row, e.g. text,label (default: \\[data] columns)."
+)
+
+
+def read_file(
+    path: Path,
+    cfg: Config | None,
+    sep: str | None = None,
+    header: bool | None = None,
+    columns: str | None = None,
+    *,
+    project: bool = True,
+    text: bool = False,
+) -> Any:
+    """``path`` read by the one reader (`data.read.read_data`) with the project's [data] settings (unless
+    ``project`` is False: a file of another kind, such as feedback) and a command's --sep, --header and
+    --columns over them."""
+    from mlopsctl.data.read import FileOptions, read_data
+
+    options = (FileOptions.of(cfg) if project else FileOptions()).but(sep=sep, header=header, columns=columns)
+    return read_data(path, options, text=text)
+
 
 def error_line(message: str) -> None:
     from rich.markup import escape

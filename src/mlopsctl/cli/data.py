@@ -12,18 +12,23 @@ from mlopsctl.cli import common
 app = typer.Typer(no_args_is_help=True)
 
 
-def _read(path: Path) -> tuple[Any, str | None, Any]:
-    """The file as a frame, the project's target and config (if in a project)."""
-    from mlopsctl.data.read import read_table
-
+def _read(path: Path, sep: str | None, header: bool | None, columns: str | None) -> tuple[Any, str | None, Any]:
+    """The file as a frame (read as `train` reads files: the project's [data] settings and the flags), the
+    project's target and config (if in a project)."""
     cfg = common.config(required=False)
-    if cfg is not None and path.absolute() == cfg.data_path().absolute():
-        d = cfg.data
-        df = read_table(path, sep=d.separator, header=d.header, names=d.columns)
-    else:
-        names = cfg.data.columns if cfg is not None and cfg.data.columns else None
-        df = read_table(path, header=False if names else None, names=names)
+    df = common.read_file(path, cfg, sep, header, columns)
     return df, (cfg.data.target if cfg is not None else None), cfg
+
+
+def print_coerced(df: Any, path: Path) -> None:
+    """A warning line for each column whose values that are not numbers were read as missing ([data] coerce)."""
+    from rich.markup import escape
+
+    for name, said in (df.attrs.get("coerced") or {}).items():
+        common.err_console().print(
+            f"[yellow]warning:[/yellow] {escape(str(path))}: column {escape(repr(name))}: {escape(said)}: read as "
+            "missing (\\[data] coerce)"
+        )
 
 
 def training_view(df: Any, target: str | None, cfg: Any, source: str) -> tuple[Any, Any, list[str]]:
@@ -77,15 +82,6 @@ def _reference(against: str | None) -> Any:
     return load_snapshot(store, against)[1].schema
 
 
-def _refusal(report: Any, path: Path, how: str) -> Any:
-    """The one line a failed check ends with: the first error, naming the column, and how many more."""
-    from mlopsctl.errors import DataError
-
-    first, more = report.errors[0], len(report.errors) - 1
-    tail = f" (and {more} more error(s) {how})" if more else ""
-    return DataError(str(path), first.detail + tail, column=first.column or None)
-
-
 @app.command("validate")
 def validate_cmd(
     path: Path = typer.Argument(..., help="CSV, Parquet or JSON lines file."),
@@ -96,6 +92,9 @@ def validate_cmd(
         "must fit; 'latest' (default when the store has one) or 'none'.",
     ),
     target: str | None = typer.Option(None, "--target", help="Target column (default: the project's)."),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Check columns, types, null rates, value ranges and categories; with a target, also what `train` needs
@@ -105,14 +104,19 @@ def validate_cmd(
 
     from mlopsctl.data.validate import validate
 
-    df, cfg_target, cfg = _read(path)
+    df, cfg_target, cfg = _read(path, sep, header, columns)
     target = target or (cfg_target if cfg_target in df.columns else None)
     frame, rules, ignored = training_view(df, target, cfg, str(path))
     schema = _reference(against)
+    if not as_json:
+        print_coerced(df, path)
     report = validate(frame, schema, target=target, rules=rules)
     if as_json:
         where = against or ("latest" if schema else None)
-        common.emit_json({"path": str(path), "against": where, "ignored_columns": ignored, **report.to_dict()})
+        coerced = df.attrs.get("coerced") or {}
+        common.emit_json(
+            {"path": str(path), "against": where, "ignored_columns": ignored, "coerced": coerced, **report.to_dict()}
+        )
     else:
         c = common.console()
         verdict = "[green]ok[/green]" if report.ok else "[red]failed[/red]"
@@ -126,13 +130,16 @@ def validate_cmd(
         for p in report.problems:
             c.print(escape(str(p)))
     if not report.ok:
-        raise _refusal(report, path, "listed above" if not as_json else "in the JSON")
+        raise report.refusal(str(path), "listed above" if not as_json else "in the JSON")
 
 
 @app.command("ingest")
 def ingest_cmd(
     path: Path = typer.Argument(..., help="CSV, Parquet or JSON lines file."),
     target: str | None = typer.Option(None, "--target", help="Target column (default: the project's)."),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Validate (as `data validate` does), then store a content-addressed snapshot (sha256) with its schema and
@@ -141,12 +148,14 @@ def ingest_cmd(
     from mlopsctl.data.snapshot import ingest
     from mlopsctl.data.validate import validate
 
-    df, cfg_target, cfg = _read(path)
+    df, cfg_target, cfg = _read(path, sep, header, columns)
     target = target or (cfg_target if cfg_target in df.columns else None)
     frame, rules, _ = training_view(df, target, cfg, str(path))
     report = validate(frame, target=target, rules=rules)
     if not report.ok:
-        raise _refusal(report, path, f"`mlopsctl data validate {path}` lists")
+        raise report.refusal(str(path), f"`mlopsctl data validate {path}` lists")
+    if not as_json:
+        print_coerced(df, path)
     schema = infer_schema(
         df,
         target,

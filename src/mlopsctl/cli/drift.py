@@ -21,10 +21,9 @@ from mlopsctl.errors import DataError, MlopsError
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
 
-def _current_from_file(path: Path) -> tuple[Any, dict[str, Any]]:
-    from mlopsctl.data.read import read_table
-
-    return read_table(path), {"kind": "file", "path": str(path)}
+def _current_from_file(path: Path, cfg: Any, options: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+    """The file read as `train` reads one: the project's [data] settings, --sep, --header and --columns."""
+    return common.read_file(path, cfg, *options), {"kind": "file", "path": str(path)}
 
 
 def _current_from_captures(store: Any, name: str, version: int, since: str) -> tuple[Any, dict[str, Any]]:
@@ -156,6 +155,9 @@ def drift(
         "--current",
         help="Current data from a file instead (CSV, Parquet, JSON lines); a target column is ignored.",
     ),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
     html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
     as_json: bool = common.JsonOpt,
     save: bool | None = typer.Option(
@@ -189,7 +191,20 @@ def drift(
     """
     try:
         report, saved = _run(
-            name, alias, version, since, current, html, save, predict, p_value, share, correction, effect, quiet=as_json
+            name,
+            alias,
+            version,
+            since,
+            current,
+            html,
+            save,
+            predict,
+            p_value,
+            share,
+            correction,
+            effect,
+            quiet=as_json,
+            file_options=(sep, header, columns),
         )
     except (MlopsError, OSError) as exc:
         if common.STATE.debug:
@@ -219,6 +234,7 @@ def _run(
     effect: float | None,
     *,
     quiet: bool,
+    file_options: tuple[Any, ...] = (None, None, None),
 ) -> tuple[Any, str | None]:
     from mlopsctl import registry
     from mlopsctl.monitoring.drift import PREDICTION, detect, load_reference, save_report
@@ -244,7 +260,7 @@ def _run(
     reference = load_reference(store, name, v)
     notes: list[str] = []
     if current is not None:
-        frame, source = _current_from_file(current)
+        frame, source = _current_from_file(current, cfg, file_options)
         if predict and PREDICTION not in frame.columns and reference.prediction[0] is not None:
             trusted = tuple(cfg.registry.trusted_types) if cfg else ()
             status = common.err_console().status(f"predicting {len(frame):,} rows with {name} v{v}…")

@@ -87,7 +87,7 @@ _register()
 
 
 def main() -> None:
-    from mlopsctl.errors import MlopsError
+    from mlopsctl.errors import DataErrors, MlopsError
 
     try:
         # standalone mode: click prints usage errors and exits with each command's code itself
@@ -95,7 +95,8 @@ def main() -> None:
     except MlopsError as exc:
         if common.STATE.debug:
             raise
-        common.error_line(str(exc))
+        for one in exc.errors if isinstance(exc, DataErrors) else [exc]:  # one line per column
+            common.error_line(str(one))
         sys.exit(1)
     except Exception as exc:
         if common.STATE.debug:

@@ -40,10 +40,14 @@ def _options(
 ) -> Any:
     from mlopsctl.pipeline.retrain import Options
 
+    files: tuple[str | None, bool | None, str | None] = (None, None, None),
     return Options(
         trigger=trigger,
         rollout=rollout or cfg.retrain.rollout,
         data=str(data) if data else None,
+        sep=files[0],
+        header=files[1],
+        columns=files[2],
         include_feedback=include_feedback,
         current=str(current) if current else None,
         alias=alias,
@@ -76,6 +80,9 @@ def retrain(
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Retrain: trigger → data → train → evaluate (fresh holdout) → gate → publish → rollout.
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
 
     Exit 0 when it rolled out, was skipped (the trigger did not fire) or awaits approval;
     1 when the gate stopped it or a step failed (production unchanged)."""
@@ -104,7 +111,7 @@ def retrain(
             raise NotFound("failed pipeline run", cfg.model_name, f"the last run is {last}: nothing to resume")
         previous = ended[0]
         log(f"resuming {previous['id']} at step {previous['error']['step']}")
-    options = _options(cfg, trigger, rollout, data, include_feedback, current, alias, reason)
+    options = _options(cfg, trigger, rollout, data, include_feedback, current, alias, reason, (sep, header, columns))
     try:
         record = pipe.run(options, resume=previous)
     except Exception:

@@ -184,8 +184,7 @@ def _init(
         task=task,
         model=model,
         text_columns=text_cols or None,
-        columns=names,
-        header=False if names else None,
+        columns=names,  # a file of the project with a first line naming them has a header (data.read)
     )
     cfg = _parsed(text, cfg_path, folder, data_ref, target, [*text_cols, *(names or [])])
     frame, _, _ = training_view(df, target, cfg, str(data))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +173,16 @@ def _capture_settings(cfg: Any, on: bool, sample_rate: float | None) -> dict[str
     return section if on and section["enabled"] else None
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV (header row) or JSON file (array of objects, {"instances": [...]}, or JSON lines)."""
+def read_rows(
+    path: Path, cfg: Any = None, sep: str | None = None, header: bool | None = None, columns: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows of a JSON file (array of objects, {"instances": [...]}, or JSON lines), or of any other data file
+    read as `train` reads one (the project's [data] settings, --sep, --header, --columns), its values the
+    strings the file spells (typed later by the model's signature)."""
     if not path.is_file():
         raise DataError(str(path), "file not found")
-    text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+        text = path.read_text(encoding="utf-8-sig")
         try:
             obj = json.loads(text)
         except json.JSONDecodeError:
@@ -192,11 +196,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             raise DataError(str(path), "expected an array of objects (one per row)")
         rows = obj
     else:
-        # the separator is the one the header row uses; a header without one is a single column
-        header = text.split("\n", 1)[0]
-        counts = {d: header.count(d) for d in ",;\t|"}
-        sep = max(counts, key=lambda d: counts[d]) if any(counts.values()) else "\x1f"
-        rows = list(csv.DictReader(text.splitlines(), delimiter=sep))
+        frame = common.read_file(path, cfg, sep, header, columns, text=True)
+        rows = [
+            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+            for r in frame.to_dict("records")
+        ]
     if not rows:
         raise DataError(str(path), "no rows")
     return rows
@@ -204,17 +208,25 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def predict(
     target: str | None = typer.Argument(None, help="NAME[@ALIAS|@VERSION] to run locally (no server)."),
-    input_file: Path = typer.Option(..., "--input", "-i", help="CSV or JSON rows."),
+    input_file: Path = typer.Option(..., "--input", "-i", help="CSV, Parquet or JSON rows."),
     url: str | None = typer.Option(None, "--url", help="A running server (its base URL or a predict URL)."),
-    target_column: str | None = typer.Option(None, "--drop", help="A column to ignore (e.g. the label)."),
+    target_column: str | None = typer.Option(
+        None, "--drop", help="A column to ignore (default: the project's target, \\[data] target, when present)."
+    ),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Predict the rows of a file with a served model (--url) or a registry version, locally."""
+    """Predict the rows of a file with a served model (--url) or a registry version, locally. The file is read
+    as `train` reads one (the project's \\[data] settings, --sep, --header, --columns); its label is left out."""
     from mlopsctl.serving.inputs import coerce_strings
 
-    rows = read_rows(input_file)
-    if target_column:
-        rows = [{k: v for k, v in r.items() if k != target_column} for r in rows]
+    project = common.config(required=False)
+    rows = read_rows(input_file, project, sep, header, columns)
+    dropped = target_column or (project.data.target if project is not None else None)
+    if dropped:
+        rows = [{k: v for k, v in r.items() if k != dropped} for r in rows]
     if url:
         import httpx
 

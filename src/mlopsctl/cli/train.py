@@ -19,6 +19,9 @@ def _fmt(v: Any) -> str:
 def train(
     tune: bool = typer.Option(False, "--tune", help="Search hyper-parameters first (\\[training.tune] budget)."),
     data: Path | None = typer.Option(None, "--data", help="Train on this file instead of the configured one."),
+    sep: str | None = common.SepOpt,
+    header: bool | None = common.HeaderOpt,
+    columns: str | None = common.ColumnsOpt,
     as_json: bool = common.JsonOpt,
 ) -> None:
     """Train the project's model: validated snapshot, CV, holdout metrics; stored as a run."""
@@ -28,7 +31,7 @@ def train(
 
     cfg = common.require_config()
     store = common.store(cfg)
-    frame = checked_frame(cfg, data)
+    frame = checked_frame(cfg, data, sep, header, columns)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -68,24 +71,31 @@ def train(
     c.print(f"Next: mlopsctl publish {run['run_id']}")
 
 
-def checked_frame(cfg: Any, data: Path | None) -> tuple[Any, str]:
+def checked_frame(
+    cfg: Any, data: Path | None, sep: str | None = None, header: bool | None = None, columns: str | None = None
+) -> tuple[Any, str]:
     """The training data as `train_project` reads it, refused before any fitting when it breaks a rule of
-    `data validate` (the same checks, rules and first message): no model is fitted on data CV cannot split,
-    and no one-hot encoding of a column with too many levels is ever allocated."""
+    `data validate` (the same checks, rules and messages: a line for each column holding values that are not
+    numbers): no model is fitted on data CV cannot split, and no one-hot encoding of a column with too many
+    levels is ever allocated."""
+    from mlopsctl.cli.data import print_coerced
+    from mlopsctl.data.read import FileOptions
     from mlopsctl.data.validate import TrainingRules, headerless_hint, validate
     from mlopsctl.errors import DataError
     from mlopsctl.training.train import load_training_data, select_features
 
-    df, source = load_training_data(cfg, data)
+    options = FileOptions.of(cfg).but(sep=sep, header=header, columns=columns)
+    df, source = load_training_data(cfg, data, options)
     target = cfg.data.target
     if target not in df.columns:
-        columns = [str(c) for c in df.columns]
-        found = f"target column not found; columns are: {', '.join(columns)}{headerless_hint(columns)}"
+        names = [str(c) for c in df.columns]
+        found = f"target column not found; columns are: {', '.join(names)}{headerless_hint(names)}"
         raise DataError(source, found, column=target)
     features = select_features(df, cfg, source)
     report = validate(df[[*features, target]], target=target, rules=TrainingRules.of(cfg))
     if not report.ok:
-        raise report.first_error(source)
+        raise report.refusal(source)
+    print_coerced(df, Path(source))
     return df, source
 
 

@@ -11,7 +11,12 @@ Inference rules (explicit ``text_columns``/``categorical_columns`` win):
 - int and float columns are numeric (``dtype`` "int" or "float");
 - bool columns are categorical with ``dtype`` "bool" and categories
   ``["false", "true"]``, since a flag is a two-level category, not a quantity;
-- string/object columns are text when their values average at least 4
+- a string/object column whose values are mostly numbers is numeric (``dtype`` "float"): at least
+  ``NUMBER_SHARE`` (95 %) of its present values parse as numbers and it is not a small set of codes
+  (at most ``CODES_MAX`` = 20 distinct values, every number whole, such as 1, 2, 3, "x"). The values
+  that do not parse are typos, found by ``not_numbers``: validation refuses them (naming their lines)
+  unless ``[data] coerce`` reads them as missing;
+- other string/object columns are text when their values average at least 4
   whitespace-separated tokens, or when they are mostly unique (> 50 %) and
   average more than 30 characters; otherwise categorical (``dtype`` "string").
 """
@@ -22,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+import numpy as np
 import pandas as pd
 
 from mlopsctl.errors import DataError
@@ -34,6 +40,10 @@ KINDS: tuple[Kind, ...] = ("numeric", "categorical", "text")
 DTYPES: tuple[DType, ...] = ("float", "int", "bool", "string")
 ROLES: tuple[Role, ...] = ("feature", "target")
 
+NUMBER_SHARE = 0.95  # a text column this share of whose present values are numbers is a numeric column
+CODES_MAX = 20  # ...unless it has at most this many distinct values, all whole numbers or words: codes
+_SAMPLE = 200  # values looked at first: a column whose first ones are mostly words is not parsed whole
+_EXAMPLES = 5
 _TEXT_MIN_TOKENS = 4.0
 _TEXT_MIN_UNIQUE = 0.5
 _TEXT_MIN_LENGTH = 30.0
@@ -178,6 +188,8 @@ def infer_column(
     nulls = int(s.isna().sum())
     dtype = column_dtype(s)
     kind = forced or infer_kind(s, dtype)
+    if kind == "numeric" and dtype == "string":  # numbers with typos: the numbers are what it holds
+        dtype = "float"
     col = ColumnSchema(
         name=name, kind=kind, dtype=dtype, nullable=nulls > 0, null_rate=nulls / n if n else 0.0, role=role
     )
@@ -219,6 +231,51 @@ def category_key(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class NotNumbers:
+    """The values of a numeric column that are not numbers: how many, of how many present, and the first
+    few with their positions in the column (0-based; `data.read.row_places` turns them into file lines)."""
+
+    n_bad: int
+    n_present: int
+    positions: tuple[int, ...]
+    values: tuple[str, ...]
+
+
+def not_numbers(s: pd.Series, *, numeric: bool = False) -> NotNumbers | None:
+    """The values of ``s`` that are not numbers, when ``s`` is a numeric column with some (None otherwise).
+
+    ``s`` is numeric by the inference rule (module docstring: ``NUMBER_SHARE`` of its values are numbers and
+    it is not a small set of codes), or because ``numeric`` says so (a schema or ``[data] coerce`` does).
+    """
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        return None
+    present = s.notna().to_numpy()
+    n_present = int(present.sum())
+    if n_present == 0:
+        return None
+    if not numeric:
+        head = s[present][:_SAMPLE]
+        parsed_head = pd.to_numeric(head.astype(object), errors="coerce")
+        if int(parsed_head.notna().sum()) < NUMBER_SHARE * len(head) - 1:
+            return None  # mostly words from the start: not worth parsing a long column
+    numbers = pd.to_numeric(s.astype(object), errors="coerce")
+    bad = present & numbers.isna().to_numpy()
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return None
+    if not numeric:
+        if n_present - n_bad < NUMBER_SHARE * n_present:
+            return None
+        parsed = numbers.dropna().to_numpy(dtype="float64")
+        whole = bool(((parsed == parsed.round()) | ~np.isfinite(parsed)).all())
+        if whole and s[present].astype(str).nunique() <= CODES_MAX:
+            return None
+    where = np.flatnonzero(bad)[:_EXAMPLES]
+    values = s.iloc[where].astype(str).tolist()
+    return NotNumbers(n_bad, n_present, tuple(int(i) for i in where), tuple(values))
+
+
 def infer_kind(s: pd.Series, dtype: DType) -> Kind:
     """The kind of a column with no override (see the module docstring for the rules)."""
     if dtype in ("int", "float"):
@@ -228,6 +285,8 @@ def infer_kind(s: pd.Series, dtype: DType) -> Kind:
     present = s.dropna()
     if present.empty:
         return "categorical"
+    if not_numbers(s) is not None:
+        return "numeric"
     strings = present.astype(str)
     tokens = float(strings.str.count(r"\S+").mean())
     length = float(strings.str.len().mean())
@@ -241,4 +300,16 @@ def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-__all__ = ["ColumnSchema", "Schema", "category_key", "column_dtype", "infer_column", "infer_kind", "infer_schema"]
+__all__ = [
+    "CODES_MAX",
+    "NUMBER_SHARE",
+    "ColumnSchema",
+    "NotNumbers",
+    "Schema",
+    "category_key",
+    "column_dtype",
+    "infer_column",
+    "infer_kind",
+    "infer_schema",
+    "not_numbers",
+]

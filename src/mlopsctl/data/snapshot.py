@@ -346,6 +346,8 @@ def _parquet_bytes(df: pd.DataFrame, source: str) -> bytes:
     import pyarrow as pa
 
     buf = io.BytesIO()
+    df = df.copy(deep=False)
+    df.attrs = {}  # where the frame was read from (data.read) is not part of the dataset
     try:
         df.to_parquet(buf, index=False, engine="pyarrow")
     except (pa.ArrowException, ValueError, TypeError) as e:

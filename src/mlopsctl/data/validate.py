@@ -26,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlopsctl.data.schema import ColumnSchema, Kind, Schema, category_key, column_dtype, infer_kind
-from mlopsctl.errors import DataError, ValidationError
+from mlopsctl.data.read import describe_not_numbers
+from mlopsctl.data.schema import ColumnSchema, Kind, Schema, category_key, column_dtype, infer_kind, not_numbers
+from mlopsctl.errors import DataError, DataErrors, ValidationError
 
 Check = Literal[
     "missing_column",
@@ -46,7 +47,6 @@ Check = Literal[
 ]
 Severity = Literal["error", "warning"]
 _EXAMPLES = 5
-_MIXED_SHARE = 0.9  # a text column this share of whose values are numbers is a numeric column with typos
 _REGRESSION = "regression"
 
 
@@ -66,6 +66,7 @@ class TrainingRules:
     model: str = ""
     text_columns: tuple[str, ...] = ()
     categorical_columns: tuple[str, ...] = ()
+    coerce: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config: Any) -> TrainingRules:
@@ -79,6 +80,7 @@ class TrainingRules:
             model="" if t.entrypoint else t.model,
             text_columns=tuple(d.text_columns or ()),
             categorical_columns=tuple(d.categorical_columns or ()),
+            coerce=tuple(d.coerce),
         )
 
     @property
@@ -152,12 +154,19 @@ class ValidationReport:
             "problems": [p.to_dict() for p in self.problems],
         }
 
-    def first_error(self, source: str) -> DataError:
-        """The first error as the one-line DataError `train` and `data ingest` refuse data with."""
-        first = self.errors[0]
-        more = len(self.errors) - 1
-        tail = f" (and {more} more error(s): `mlopsctl data validate {source}` lists them)" if more else ""
-        return DataError(source, first.detail + tail, column=first.column or None)
+    def refusal(self, source: str, how: str = "") -> DataError:
+        """What a command refuses the data with: a line for each column holding values that are not numbers
+        (a type error names its column and lines, whatever else is wrong), then the first other error with
+        how many more there are and where they are listed (``how``, e.g. "listed above")."""
+        typed = [p for p in self.errors if p.check == "wrong_type"]
+        others = [p for p in self.errors if p.check != "wrong_type"]
+        lines = [DataError(source, p.detail, column=p.column or None) for p in typed]
+        if others:
+            more = len(others) - 1
+            where = f" {how}" if how else f": `mlopsctl data validate {source}` lists them"
+            tail = f" (and {more} more error(s){where})" if more else ""
+            lines.append(DataError(source, others[0].detail + tail, column=others[0].column or None))
+        return lines[0] if len(lines) == 1 else DataErrors(lines)
 
     def raise_for_errors(self, source: str = "data") -> None:
         """Raise ValidationError listing every error (field = column), if there is any."""
@@ -267,7 +276,7 @@ def _check_plain(
     _check_infinite(s, name, report, is_target=is_target)
     present = s.dropna()
     if not (is_target and rules is not None and rules.task != _REGRESSION):  # a class may be any string
-        _check_mixed(present, name, report, rules)
+        _check_numbers(s, name, report, rules)
     if len(s) >= 2 and not present.empty and present.nunique() == 1 and not is_target:
         report.problems.append(Problem(name, "constant", len(s), f"every value is {_show(present.iloc[0])}", "warning"))
 
@@ -284,15 +293,16 @@ def _check_against(
         if pd.api.types.is_numeric_dtype(present.dtype):
             numbers = present.astype("float64")
         else:
-            numbers = pd.to_numeric(present, errors="coerce")
-            bad = present[numbers.isna()]
-            if not bad.empty:
+            numbers = pd.to_numeric(present.astype(object), errors="coerce")
+            bad = not_numbers(s, numeric=True)
+            if bad is not None:
+                said = describe_not_numbers(s, bad)
                 add(
                     Problem(
                         col.name,
                         "wrong_type",
-                        len(bad),
-                        f"{len(bad)} values are not numbers, e.g. {_examples(bad)}",
+                        bad.n_bad,
+                        f"{said}: the reference data {_number_fix(col.name)}",
                         "error",
                     )
                 )
@@ -348,29 +358,23 @@ def _check_infinite(s: pd.Series, name: str, report: ValidationReport, *, is_tar
     )
 
 
-def _check_mixed(present: pd.Series, name: str, report: ValidationReport, rules: TrainingRules | None) -> None:
-    """A text column of numbers with a few words in it ("strong" among the alcohol values): a typo that would
-    turn a numeric feature into a category. An error where training rules apply and no override names the
-    column's kind; a warning otherwise."""
-    if present.empty or pd.api.types.is_numeric_dtype(present.dtype) or pd.api.types.is_bool_dtype(present.dtype):
+def _check_numbers(s: pd.Series, name: str, report: ValidationReport, rules: TrainingRules | None) -> None:
+    """A numeric column with a few words in it ("strong" among the alcohol values): a typo that would turn a
+    number into a category. An error naming the values and their lines, unless the project says the column is
+    text or a category (the rule: `data.schema.not_numbers`)."""
+    if rules is not None and name in (*rules.text_columns, *rules.categorical_columns):
         return
-    numbers = pd.to_numeric(present.astype(str), errors="coerce")
-    n_numbers = int(numbers.notna().sum())
-    if n_numbers == 0 or n_numbers / len(present) < _MIXED_SHARE:
+    bad = not_numbers(s)
+    if bad is None:
         return
-    bad = present[numbers.isna()]
-    chosen = rules is not None and name in (*rules.text_columns, *rules.categorical_columns)
-    severity: Severity = "error" if rules is not None and not chosen else "warning"
-    report.problems.append(
-        Problem(
-            name,
-            "wrong_type",
-            len(bad),
-            f"{n_numbers} of {len(present)} values are numbers but {_count(len(bad), 'value')} not: {_examples(bad)}, "
-            f"first in data row {_row(bad)}: fix them or leave them empty; if the column is a category, list it "
-            "in [data] categorical_columns",
-            severity,
-        )
+    said = describe_not_numbers(s, bad)
+    report.problems.append(Problem(name, "wrong_type", bad.n_bad, f"{said}: the column {_number_fix(name)}", "error"))
+
+
+def _number_fix(name: str) -> str:
+    return (
+        f"holds numbers (fix these values or leave them empty; [data] coerce = [{json.dumps(name)}] reads them as "
+        "missing; if the column is a category, list it in [data] categorical_columns)"
     )
 
 
@@ -398,7 +402,12 @@ def _check_target_values(s: pd.Series, name: str, report: ValidationReport) -> N
 def _check_training(
     data: pd.DataFrame, target: str, schema: Schema | None, rules: TrainingRules, report: ValidationReport
 ) -> None:
-    for key, names in (("text_columns", rules.text_columns), ("categorical_columns", rules.categorical_columns)):
+    named = (
+        ("text_columns", rules.text_columns),
+        ("categorical_columns", rules.categorical_columns),
+        ("coerce", rules.coerce),
+    )
+    for key, names in named:
         for name in names:
             if name not in data.columns:
                 detail = f"named in [data] {key} but not a column of the data; columns are: {', '.join(data.columns)}"
@@ -515,12 +524,6 @@ def _split(rules: TrainingRules) -> str:
     if not rules.folds:
         return holdout
     return f"{holdout} and {rules.folds} CV folds ([training] cv_folds) on the rest"
-
-
-def _row(values: pd.Series) -> int:
-    """The 1-based data row of the first of ``values`` (a slice of a frame with a RangeIndex)."""
-    first = values.index[0]
-    return int(first) + 1 if isinstance(first, int | np.integer) else 1
 
 
 def _check_nulls(

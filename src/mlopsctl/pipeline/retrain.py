@@ -75,6 +75,15 @@ class Options:
     def check(self) -> None:
         if self.trigger not in TRIGGERS:
             raise ValidationError(
+    # how --data and --current are read over the project's [data] settings (data.read.FileOptions.but)
+    sep: str | None = None
+    header: bool | None = None
+    columns: str | None = None
+
+    def file_options(self, cfg: Config) -> Any:
+        from mlopsctl.data.read import FileOptions
+
+        return FileOptions.of(cfg).but(sep=self.sep, header=self.header, columns=self.columns)
                 f"--if {self.trigger!r}: use one of {', '.join(TRIGGERS)}", [("if", f"one of {', '.join(TRIGGERS)}")]
             )
         if not isinstance(self.include_feedback, bool):
@@ -293,7 +302,7 @@ class Pipeline:
     def _drift(self, version: int, o: Options) -> tuple[dict[str, Any] | None, str]:
         """The drift report's verdict; (None, why) when too few inputs were captured for one (a
         scheduled check on a quiet model is skipped, not failed)."""
-        from mlopsctl.data.read import read_table
+        from mlopsctl.data.read import read_data
         from mlopsctl.monitoring.captured import captured_frame, load_captures
         from mlopsctl.monitoring.drift import DriftSettings, detect, load_reference, save_report
 
@@ -301,7 +310,7 @@ class Pipeline:
         settings = DriftSettings.from_section(self.cfg.monitoring.drift)
         source: dict[str, Any]
         if o.current:
-            frame, source = read_table(o.current), {"kind": "file", "path": o.current}
+            frame, source = read_data(o.current, o.file_options(self.cfg)), {"kind": "file", "path": o.current}
         else:
             since = time.time() - self.rcfg.drift_window
             frame = captured_frame(load_captures(self.store, self.model, since=since, version=version))
@@ -321,13 +330,13 @@ class Pipeline:
     def _data(self, o: Options, outputs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         import pandas as pd
 
-        from mlopsctl.data.read import read_table
+        from mlopsctl.data.read import read_data
         from mlopsctl.data.snapshot import ingest
         from mlopsctl.data.validate import validate
 
         path = o.data or str(self.cfg.data_path())
         d = self.cfg.data
-        df = read_table(path, sep=d.separator, header=d.header, names=d.columns)
+        df = read_data(path, o.file_options(self.cfg))
         production = outputs.get("production_version")
         warnings: list[str] = []
         if production is not None:

@@ -71,6 +71,8 @@ def user() -> str:
 
 def parquet(df: Any) -> bytes:
     buf = io.BytesIO()
+    df = df.copy(deep=False)
+    df.attrs = {}  # where a frame was read from (data.read) stays out of the store's files
     df.to_parquet(buf, index=False)
     return buf.getvalue()
 

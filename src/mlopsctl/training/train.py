@@ -35,12 +35,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def load_training_data(config: Config, path: str | Path | None = None) -> tuple[Any, str]:
-    from mlopsctl.data.read import read_table
+def load_training_data(config: Config, path: str | Path | None = None, options: Any = None) -> tuple[Any, str]:
+    """The data file (``path``, default: ``[data] path``) read by the one reader with ``options``
+    (`data.read.FileOptions`, default: the project's [data] settings)."""
+    from mlopsctl.data.read import FileOptions, read_data
 
     src = Path(path) if path else config.data_path()
-    d = config.data
-    df = read_table(src, sep=d.separator, header=d.header, names=d.columns)
+    df = read_data(src, options if options is not None else FileOptions.of(config))
     return df, str(src)
 
 
@@ -162,7 +163,7 @@ def train_project(
         )
     vr = validate(df, target=target, rules=TrainingRules.of(config))  # what `data validate` says, before any fit
     if not vr.ok:
-        raise vr.first_error(source)
+        raise vr.refusal(source)
     snapshot, _ = ingest(store, df, source=source, target=target, schema=schema)
     report("read data", 1, 1)
 

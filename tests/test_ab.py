@@ -109,7 +109,7 @@ def test_split_sticky_report_and_promotion(ab_store: Path, start_server: Any, tm
 
     metrics = client.get("/metrics").text
     assert 'variant="candidate"' in metrics and 'variant="control"' in metrics
-    assert 'mlops_variant_weight{model="wine",variant="candidate"} 30.0' in metrics
+    assert 'mlops_variant_weight{model="wine",variant="candidate"} 0.3' in metrics  # a share, as every ratio
     assert 'mlops_variant_weight{model="wine",variant="prod"}' not in metrics  # the plain route's gauge is gone
 
     # labels for what was answered, through the server's /feedback

@@ -290,7 +290,7 @@ def test_analyze_hand_made_records() -> None:
     assert control["p50_ms"] == 20.0 and control["p95_ms"] == pytest.approx(29.0)  # over r1 (10) and r2 (30)
     assert control["labelled"] == 2 and control["ignored_labels"] == 1
     assert control["accuracy"]["value"] == 0.5
-    assert control["macro_f1"]["value"] == pytest.approx(1 / 3)  # a: 2/3, b: 0 (sklearn gives the same)
+    assert control["f1_macro"]["value"] == pytest.approx(1 / 3)  # a: 2/3, b: 0 (sklearn gives the same)
     assert candidate["versions"] == [2] and candidate["requests"] == 3 and candidate["labelled"] == 2
     assert candidate["accuracy"]["value"] == 1.0 and candidate["p50_ms"] == 40.0
     assert shadow["agreement"]["value"] == 0.5 and shadow["compared"] == 2  # r4: b vs a; r1/1: b vs b
@@ -313,8 +313,8 @@ def test_analyze_macro_f1_equals_sklearn() -> None:
     p = np.where(rng.random(3000) < 0.7, t, rng.choice(["x", "y", "z", "q"], 3000))
     records = [_rec(request_id=str(i), prediction=p[i], label=t[i]) for i in range(3000)]
     v = analyze(records, task="text-classification")["variants"][0]
-    assert v["macro_f1"]["value"] == pytest.approx(f1_score(t, p, average="macro"), rel=1e-12)
-    assert v["macro_f1"]["ci_low"] < v["macro_f1"]["value"] < v["macro_f1"]["ci_high"]
+    assert v["f1_macro"]["value"] == pytest.approx(f1_score(t, p, average="macro"), rel=1e-12)
+    assert v["f1_macro"]["ci_low"] < v["f1_macro"]["value"] < v["f1_macro"]["ci_high"]
     assert v["accuracy"]["value"] == pytest.approx(np.mean(t == p))
 
 

@@ -26,7 +26,7 @@ from mlopsctl.monitoring.notify import Event, NotifyError, SnsNotifier, StdoutNo
 from mlopsctl.monitoring.stack import dashboard, write_stack
 from mlopsctl.serving.metrics import LATENCY_BUCKETS, ServerMetrics
 from mlopsctl.store.local import LocalStore
-from tests.conftest import Receiver, run_cli, wine_rows, write_project
+from tests.conftest import Receiver, refusing_port, run_cli, wine_rows, write_project
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -110,6 +110,7 @@ class Collect:
 def only(cfg: dict[str, Any]) -> AlertsSection:
     """An alerts section with just the rules given on (the others `false`)."""
     off: dict[str, Any] = {"latency_p95_ms": False, "error_rate": False, "silence_for": False, "drift_share": False}
+    off |= {"down_for": False, "capture_for": False}
     return AlertsSection.model_validate({**off, **cfg})
 
 
@@ -118,10 +119,24 @@ def only(cfg: dict[str, Any]) -> AlertsSection:
 
 def test_defaults_and_turning_rules_off() -> None:
     cfg = AlertsSection()
-    assert cfg.rules_on() == ["latency", "errors", "silence", "drift"]
+    assert cfg.rules_on() == ["latency", "errors", "silence", "down", "capture", "drift"]
     doc = alerts.prometheus_rules(cfg, ["wine"])
     by_name = {r["alert"]: r for r in doc["groups"][0]["rules"]}
-    assert set(by_name) == {"MlopsLatencyHigh", "MlopsErrorRateHigh", "MlopsNoRequests", "MlopsDatasetDrift"}
+    assert set(by_name) == {
+        "MlopsLatencyHigh",
+        "MlopsErrorRateHigh",
+        "MlopsNoRequests",
+        "MlopsServerDown",
+        "MlopsNoCapture",
+        "MlopsDatasetDrift",
+    }
+    # absence: a target down or no server at all (at once), no capture for an hour (a 5m window held 55m)
+    assert by_name["MlopsServerDown"]["expr"] == 'up{job="mlopsctl"} == 0 or absent(mlops_ready)'
+    assert "for" not in by_name["MlopsServerDown"]
+    assert by_name["MlopsNoCapture"]["for"] == "55m" and by_name["MlopsNoCapture"]["expr"] == (
+        "sum by (model) (increase(mlops_capture_records_written_total[5m])) == 0"
+        ' or absent_over_time(mlops_capture_records_written_total{model="wine"}[5m])'
+    )
     assert by_name["MlopsLatencyHigh"]["expr"].endswith("[5m]))) > 0.5") and by_name["MlopsLatencyHigh"]["for"] == "5m"
     assert by_name["MlopsErrorRateHigh"]["expr"].endswith(") > 0.05") and by_name["MlopsErrorRateHigh"]["for"] == "3m"
     # 30 minutes of silence: a 5m window without increase, held 25m; absent metrics count too
@@ -133,9 +148,11 @@ def test_defaults_and_turning_rules_off() -> None:
 
     toml = {"project": {"name": "w"}, "data": {"path": "x.csv", "target": "y"}}
     toml["monitoring"] = {"alerts": {"latency_p95_ms": False, "silence_for": False, "accuracy_min": 0.7}}
+    toml["monitoring"]["alerts"] |= {"down_for": False, "capture_for": False, "min": {"f1_macro": 0.5}}
     on = parse_config(toml).monitoring.alerts
+    assert on.min == {"f1_macro": 0.5, "accuracy": 0.7}  # accuracy_min (deprecated) is min.accuracy
     names = [r["alert"] for r in alerts.prometheus_rules(on)["groups"][0]["rules"]]
-    assert names == ["MlopsErrorRateHigh", "MlopsDatasetDrift", "MlopsAccuracyLow"]
+    assert names == ["MlopsErrorRateHigh", "MlopsDatasetDrift", "MlopsF1MacroLow", "MlopsAccuracyLow"]
 
 
 def test_histogram_quantile_and_counter_resets_follow_prometheus() -> None:
@@ -263,7 +280,7 @@ def test_drift_and_accuracy_rules_read_the_store(tmp_path: Path, exporter: Expor
     store = LocalStore(tmp_path / "store")
     cfg = only({"drift_share": 0.3, "accuracy_min": 0.6, "accuracy_min_samples": 20})
     report: dict[str, Any] = {}
-    accuracy: list[tuple[float | None, int]] = [(None, 3)]
+    accuracy: list[tuple[dict[str, Any] | None, int, str | None]] = [(None, 3, "classification")]
     collect = Collect()
 
     def at(t: float) -> dict[str, dict[str, Any]]:
@@ -274,21 +291,43 @@ def test_drift_and_accuracy_rules_read_the_store(tmp_path: Path, exporter: Expor
             urls=[exporter.url],
             now=t,
             drift_fn=lambda s, name: report or None,
-            accuracy_fn=lambda s, name, window, n: accuracy[-1],
+            metrics_fn=lambda s, name, window, n: accuracy[-1],
+            task_fn=lambda s, name: "classification",
         )
         return {a["rule"]: a for a in r["alerts"]}
 
     first = at(0)
     assert first["drift"]["no_data"] and first["accuracy"]["no_data"]
     report.update(drifted_share=0.5, dataset_drift=True, version=1)
-    accuracy.append((0.45, 40))
+    accuracy.append(({"accuracy": 0.45}, 40, "classification"))
     both = at(30)
     assert both["drift"]["state"] == "firing" and both["accuracy"]["state"] == "firing"
     assert sorted(e.alert for e in collect.events) == ["MlopsAccuracyLow", "MlopsDatasetDrift"]
     report.update(drifted_share=0.1)
-    accuracy.append((0.8, 60))
+    accuracy.append(({"accuracy": 0.8}, 60, "classification"))
     assert {a["state"] for a in at(60).values()} == {"inactive"}
     assert [e.status for e in collect.events] == ["firing", "firing", "resolved", "resolved"]
+
+
+@pytest.mark.shared_data
+def test_a_regression_model_is_never_judged_by_accuracy(two_models_store: Path, exporter: Exporter) -> None:
+    """One server, a classifier and a regression model, a floor on accuracy: the classifier is judged by it,
+    the regression model (its task read from the registry) only by its own metrics' bounds."""
+    store = LocalStore(two_models_store)
+    exporter.requests("200", 3, model="wine-alcohol")
+    cfg = only({"min": {"accuracy": 0.6}, "max": {"mae": 0.5}, "min_labels": 1})
+    seen: list[str] = []
+
+    def metrics(s: Any, name: str, window: float, n: int) -> tuple[dict[str, Any], int, str]:
+        seen.append(name)
+        if name == "wine":
+            return {"accuracy": 0.1}, 30, "classification"
+        return {"rmse": 0.9, "mae": 0.7, "r2": 0.2, "bias": 0.1}, 30, "regression"
+
+    r = evaluate.check(store, cfg, [], urls=[exporter.url], now=50.0, metrics_fn=metrics)
+    by = {(a["model"], a["rule"]): a["state"] for a in r["alerts"]}
+    assert r["models"] == ["wine", "wine-alcohol"] and sorted(seen) == r["models"]
+    assert by == {("wine", "accuracy"): "firing", ("wine-alcohol", "mae"): "firing"}
 
 
 def test_the_default_drift_source_is_the_latest_report(tmp_path: Path, exporter: Exporter) -> None:
@@ -473,6 +512,80 @@ def test_promtool_unit_tests_fire_and_resolve_every_alert(tmp_path: Path) -> Non
     assert "SUCCESS" in r.stdout
 
 
+@needs_promtool
+def test_promtool_unit_tests_absence_and_live_metrics_by_task(tmp_path: Path) -> None:
+    """A server down and no server at all, a model with no capture, and live metric bounds of both tasks
+    (a floor on macro F1, ceilings on RMSE and on |bias|): each fires and resolves under promtool."""
+    cfg = only({"down_for": "0s", "capture_for": "10m", "min": {"f1_macro": 0.6}, "max": {"rmse": 0.8, "bias": 0.2}})
+    doc = alerts.prometheus_rules(cfg, ["wine"])
+    (tmp_path / "rules.yml").write_text(alerts.render_yaml(doc))
+
+    def case(series: dict[str, str], name: str, checks: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series.items()],
+            "alert_rule_test": [{"eval_time": t, "alertname": name, "exp_alerts": exp} for t, exp in checks],
+        }
+
+    down = _alert(doc, "MlopsServerDown")
+    one_down = {
+        "exp_labels": {"job": "mlopsctl", "instance": "b:8000", **down["labels"]},
+        "exp_annotations": {
+            "summary": "server b:8000 does not answer /metrics",
+            "description": down["annotations"]["description"],
+        },
+    }
+    none_left = {
+        "exp_labels": down["labels"],
+        "exp_annotations": {
+            "summary": "no server reports metrics (mlops_ready absent)",
+            "description": down["annotations"]["description"],
+        },
+    }
+    servers = case(
+        {
+            'up{job="mlopsctl",instance="a:8000"}': "1x15",
+            'up{job="mlopsctl",instance="b:8000"}': "1x4 0x5 1x5",
+            'mlops_ready{job="mlopsctl",instance="a:8000"}': "1x15",
+        },
+        "MlopsServerDown",
+        [("3m", []), ("7m", [one_down]), ("12m", [])],
+    )
+    gone = case({'mlops_ready{instance="a:8000"}': "1x2"}, "MlopsServerDown", [("1m", []), ("10m", [none_left])])
+    cap = _alert(doc, "MlopsNoCapture")
+    capture = case(
+        {'mlops_capture_records_written_total{model="wine"}': "0+10x10 100x30"},
+        "MlopsNoCapture",
+        [("12m", []), ("22m", [_expect(cap, "wine", "no prediction captured for 10m")])],
+    )
+    f1 = _alert(doc, "MlopsF1MacroLow")
+    floor = case(
+        {'mlops_live_f1_macro{model="wine"}': "0.5x10 0.9x10", 'mlops_live_labelled{model="wine"}': "80x20"},
+        "MlopsF1MacroLow",
+        [("5m", [_expect(f1, "wine", "live f1 macro 0.500 below 0.6")]), ("15m", [])],
+    )
+    rmse, bias = _alert(doc, "MlopsRmseHigh"), _alert(doc, "MlopsBiasHigh")
+    house = {
+        'mlops_live_rmse{model="house"}': "0.5x5 1.2x10",
+        'mlops_live_bias{model="house"}': "-0.5x5 0.1x10",
+        'mlops_live_labelled{model="house"}': "10x2 100x13",
+    }
+    ceilings = case(
+        house, "MlopsRmseHigh", [("3m", []), ("10m", [_expect(rmse, "house", "live rmse 1.200 above 0.8")])]
+    )
+    signed = case(
+        house,
+        "MlopsBiasHigh",
+        [("1m", []), ("4m", [_expect(bias, "house", "live |bias| 0.500 above 0.2")]), ("10m", [])],
+    )
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m"}
+    tests["tests"] = [servers, gone, capture, floor, ceilings, signed]  # type: ignore[assignment]
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    r = promtool("test", "rules", str(tmp_path / "tests.yml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
 # -- the stack files ---------------------------------------------------------------------------------
 
 
@@ -492,7 +605,7 @@ def server_metric_names() -> set[str]:
 def test_dashboard_queries_only_metrics_the_server_exports() -> None:
     doc = json.loads(json.dumps(dashboard(AlertsSection(accuracy_min=0.6))))
     exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
-    used = {m for e in exprs for m in re.findall(r"\bmlops_[a-z_]+", e)}
+    used = {m for e in exprs for m in re.findall(r"\bmlops_[a-z0-9_]+", e)}
     missing = used - server_metric_names()
     assert not missing, f"dashboard queries metrics the server does not export: {missing}"
     wanted = {
@@ -508,7 +621,7 @@ def test_dashboard_queries_only_metrics_the_server_exports() -> None:
     }
     assert wanted <= used
     rules = alerts.prometheus_rules(AlertsSection(accuracy_min=0.6), ["wine"])
-    rule_metrics = {m for r in rules["groups"][0]["rules"] for m in re.findall(r"\bmlops_[a-z_]+", r["expr"])}
+    rule_metrics = {m for r in rules["groups"][0]["rules"] for m in re.findall(r"\bmlops_[a-z0-9_]+", r["expr"])}
     assert rule_metrics <= server_metric_names()
 
 
@@ -520,7 +633,7 @@ def test_stack_files_pass_promtool_check_config(tmp_path: Path) -> None:
     assert {p.name for p in written} >= {"prometheus.yml", "mlops-alerts.yml", "mlopsctl.json"}
     r = promtool("check", "config", str(tmp_path / "stack" / "prometheus.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 4 rules found" in r.stdout
+    assert "SUCCESS: 6 rules found" in r.stdout
     json.loads((tmp_path / "stack" / "grafana" / "dashboards" / "mlopsctl.json").read_text())
 
 
@@ -534,7 +647,13 @@ def test_cli_rules_and_stack(tmp_path: Path) -> None:
     run_cli("monitor", "rules", "--out", str(tmp_path / "r.yml"), cwd=project)
     doc = yaml.safe_load((tmp_path / "r.yml").read_text())
     rules = doc["groups"][0]["rules"]
-    assert [r["alert"] for r in rules] == ["MlopsErrorRateHigh", "MlopsNoRequests", "MlopsDatasetDrift"]
+    assert [r["alert"] for r in rules] == [
+        "MlopsErrorRateHigh",
+        "MlopsNoRequests",
+        "MlopsServerDown",
+        "MlopsNoCapture",
+        "MlopsDatasetDrift",
+    ]
     assert rules[0]["for"] == "10m" and 'model="wine"' in rules[1]["expr"]
     out = run_cli("monitor", "stack", "--out", str(tmp_path / "s"), "--json", cwd=project)
     assert len(json.loads(out.stdout)["written"]) == 5
@@ -542,22 +661,31 @@ def test_cli_rules_and_stack(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "error: --format 'nagios'" in bad.stderr
 
 
-def test_cli_check_with_no_server_reports_it(tmp_path: Path) -> None:
-    out = run_cli(
-        "--store",
-        str(tmp_path / "store"),
-        "monitor",
-        "check",
-        "--url",
-        "http://127.0.0.1:9",
-        "--model",
-        "wine",
-        "--json",
-        cwd=tmp_path,
-    )
+def test_cli_check_with_no_server_fires_and_notifies(tmp_path: Path, receiver: Receiver) -> None:
+    """Before: with nothing on the serving port, `monitor check --once` printed "no model to check" and exited 0.
+    Now the project's model is checked anyway, and the dead server fires (exit 1, the webhook told)."""
+    with refusing_port() as port:
+        project = tmp_path / "p"
+        project.mkdir()
+        (project / "mlops.toml").write_text(
+            '[project]\nname = "wine"\n[data]\npath = "x.csv"\ntarget = "quality"\n'
+            f'[serving]\nport = {port}\n[monitoring.notify]\nwebhook_url = "{receiver.url}"\n'
+        )
+        plain = run_cli("monitor", "check", "--once", cwd=project, check=False)
+        assert plain.returncode == 1, plain.stdout + plain.stderr
+        assert "no model to check" not in plain.stdout and "MlopsServerDown" in plain.stdout
+        assert "[FIRING] MlopsServerDown (servers): 1 server(s) not answering /metrics" in plain.stdout
+        assert [(b["alert"], b["status"]) for b in receiver.bodies] == [("MlopsServerDown", "firing")]
+        out = run_cli("monitor", "check", "--once", "--json", cwd=project, check=False)
+    assert out.returncode == 1
     result = json.loads(out.stdout)
+    assert result["models"] == ["wine"]  # the project's model, though no server exported it
     assert result["sources"][0]["ok"] is False and "ConnectError" in result["sources"][0]["error"]
-    assert {a["rule"]: a["state"] for a in result["alerts"]}["silence"] == "inactive"
+    by_rule = {(a["model"], a["rule"]): a for a in result["alerts"]}
+    assert by_rule[("(servers)", "down")]["state"] == "firing" and by_rule[("(servers)", "down")]["value"] == 1
+    assert f"127.0.0.1:{port}" in by_rule[("(servers)", "down")]["note"]
+    assert by_rule[("wine", "silence")]["state"] == "pending"  # silence counts on from the first check
+    assert len(receiver.bodies) == 1  # announced once
 
 
 # -- a real server -----------------------------------------------------------------------------------
@@ -631,3 +759,42 @@ def test_docs_examples_are_current(tmp_path: Path) -> None:
         LocalStore(tmp_path), AlertsSection(), [], urls=["http://127.0.0.1:9"], models=["wine"], timeout=1
     )
     assert set(documented) == set(real) and set(documented["alerts"][0]) == set(real["alerts"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_a_server_without_traffic_or_captures_fires_at_the_first_check(
+    wine_store_copy: Path, start_server: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Before: the first check only started the silence clock, and nothing looked at the capture. Now a server
+    up longer than silence_for with no request fires at once, and so does a model with nothing captured."""
+    project = write_project(tmp_path / "wine", store=wine_store_copy)
+    with (project / "mlops.toml").open("a") as fh:
+        fh.write(
+            "[monitoring.capture]\nflush_interval_seconds = 0.2\n"
+            '[monitoring.alerts]\nlatency_p95_ms = false\nerror_rate = false\ndrift_share = false\nsilence_for = "2s"\n'
+            f'capture_for = "2s"\n[monitoring.notify]\nwebhook_url = "{receiver.url}"\n'
+        )
+    server = start_server(["serve"], cwd=project)
+    time.sleep(2.2)
+
+    def check() -> tuple[int, dict[tuple[str, str], Any]]:
+        r = run_cli("monitor", "check", "--url", server.url, "--json", cwd=project, check=False)
+        assert r.returncode in (0, 1), r.stderr
+        return r.returncode, {(a["model"], a["rule"]): a for a in json.loads(r.stdout)["alerts"]}
+
+    code, first = check()
+    assert code == 1
+    assert first[("wine", "silence")]["state"] == "firing" and first[("wine", "capture")]["state"] == "firing"
+    assert first[("(servers)", "down")]["state"] == "inactive"
+    assert sorted(b["alert"] for b in receiver.bodies) == ["MlopsNoCapture", "MlopsNoRequests"]
+
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        assert c.post("/predict", json={"features": wine_rows(1)[0]}).status_code == 200
+    time.sleep(0.6)  # flushed
+    code, after = check()
+    assert code == 0 and {a["state"] for a in after.values()} == {"inactive"}
+    assert sorted((b["alert"], b["status"]) for b in receiver.bodies[2:]) == [
+        ("MlopsNoCapture", "resolved"),
+        ("MlopsNoRequests", "resolved"),
+    ]

@@ -153,7 +153,7 @@ def test_feedback_joins_labels_and_reports_what_it_cannot_use(wine_store_copy: P
     store = open_store(str(wine_store_copy))
     assert len(load_feedback(store)) == 41
 
-    from mlopsctl.monitoring.performance import live_accuracy, performance
+    from mlopsctl.monitoring.performance import live_metrics, performance
 
     report = performance(store, "wine", since=time.time() - 3600, window=600)
     (v1,) = report["versions"]
@@ -161,9 +161,10 @@ def test_feedback_joins_labels_and_reports_what_it_cannot_use(wine_store_copy: P
     assert abs(v1["live"]["accuracy"] - expected41) < 1e-9
     assert v1["training"]["accuracy"] > 0.5 and "f1_macro" in v1["live"]
     assert sum(w["predictions"] for w in v1["windows"]) == 42
-    acc, n = live_accuracy(store, "wine", 3600, min_samples=10)
-    assert n == 41 and acc == v1["live"]["accuracy"]
-    assert live_accuracy(store, "wine", 3600, min_samples=100) == (None, 41)
+    values, n, task = live_metrics(store, "wine", 3600, 10)
+    assert n == 41 and task == "classification" and values is not None
+    assert values["accuracy"] == v1["live"]["accuracy"] and values["f1_macro"] == v1["live"]["f1_macro"]
+    assert live_metrics(store, "wine", 3600, 100) == (None, 41, "classification")
 
 
 def test_feedback_accepts_a_class_the_model_never_saw_and_says_so(wine_store_copy: Path) -> None:
@@ -376,3 +377,63 @@ def test_the_writer_makes_one_object_per_model_and_hour_oldest_first(
         [("r2", 0), ("r2", 1), ("r4", 0), ("r4", 1)],
         [("r3", 0), ("r3", 1)],
     ]
+
+
+@pytest.mark.shared_data
+def test_a_regression_model_gets_the_live_metrics_of_its_task(two_models_store: Path) -> None:
+    """Before: the server dropped the labels of a regression model (`mlops_live_labelled` stayed 0 and no
+    RMSE was anywhere live). Now RMSE, MAE, R² and bias come from the same labels, as `compute` gives them;
+    no accuracy is exported for it, and `mlops_drift_share` is absent (not -1) until a drift report exists."""
+    import pandas as pd
+
+    from mlopsctl.monitoring.taskmetrics import compute
+    from tests.conftest import WINE_RED
+
+    app = create_app(ServeSettings(store_uri=str(two_models_store), models=[("wine-alcohol", "prod")], capture=FAST))
+    frame = pd.read_csv(WINE_RED, sep=";").sample(40, random_state=1)
+    truth = frame.pop("alcohol").tolist()
+    with TestClient(app) as c:
+        fresh = c.get("/metrics").text
+        assert 'mlops_live_labelled{model="wine-alcohol"} 0.0' in fresh
+        assert "mlops_drift_share{" not in fresh and "mlops_live_rmse{" not in fresh
+        answer = c.post("/predict", json={"instances": frame.to_dict(orient="records")}).json()
+        rid, preds = answer["request_id"], answer["predictions"]
+        labels = [{"request_id": rid, "row": i, "label": y} for i, y in enumerate(truth)]
+        assert c.post("/feedback", json=labels).json()["accepted"] == 40
+        metrics = c.get("/metrics").text
+        live = c.get("/dashboard/data").json()["models"][0]
+    gauges = {
+        line.split("{")[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("mlops_live_") and 'model="wine-alcohol"' in line
+    }
+    want = compute("regression", truth, preds)
+    assert gauges["mlops_live_labelled"] == 40
+    for metric in ("rmse", "mae", "r2", "bias"):
+        assert gauges[f"mlops_live_{metric}"] == pytest.approx(want[metric], rel=1e-9), metric
+    assert "mlops_live_accuracy" not in gauges and "mlops_live_f1_macro" not in gauges
+    assert 0 < want["rmse"] < 2 and live["task"] == "regression" and live["labelled"] == 40
+    assert live["live"]["rmse"] == pytest.approx(want["rmse"]) and live["live_accuracy"] is None
+
+
+def test_a_classifier_gets_precision_and_recall_per_class_live(wine_store_copy: Path) -> None:
+    from mlopsctl.monitoring.taskmetrics import compute
+
+    with TestClient(app_for(wine_store_copy)) as c:
+        answer = c.post("/predict", json={"instances": wine_rows(12)}).json()
+        preds = answer["predictions"]
+        truth = [5, 5, 5, 6, 5, 5, 5, 7, 6, 5, 5, 5]
+        items = [{"request_id": answer["request_id"], "row": i, "label": y} for i, y in enumerate(truth)]
+        assert c.post("/feedback", json=items).json()["accepted"] == 12
+        metrics = c.get("/metrics").text
+    want = compute("classification", truth, preds)
+    for cls, m in want["per_class"].items():
+        for kind in ("precision", "recall"):
+            line = f'mlops_live_{kind}{{class="{cls}",model="wine"}} '
+            (value,) = [float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)]
+            assert value == pytest.approx(m[kind]), (cls, kind)
+    for metric in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+        (value,) = [
+            float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(f'mlops_live_{metric}{{model="wine"}}')
+        ]
+        assert value == pytest.approx(want[metric]), metric

@@ -6,6 +6,7 @@ A wrong key, type or value is reported with the file and the dotted key, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -49,10 +50,10 @@ class DataSection(_Section):
     # a categorical feature with more distinct values is refused by `data validate` and `train` (one-hot
     # encoding makes a column per value: hist_gradient_boosting holds them dense, ~8 KB a row at 1000)
     max_categories: int = Field(default=1000, ge=2)
-
     # numeric columns whose values that are not numbers ("strong" among the alcohol values) are read as
     # missing, then imputed; without it `train` and `data validate` refuse them, naming their lines
     coerce: list[str] = []
+
 
 class TuneSection(_Section):
     trials: int = Field(default=20, ge=1, le=10_000)
@@ -238,26 +239,119 @@ class AlertsSection(_Duration):
     error_rate: float | None = Field(default=0.05, gt=0, le=1)
     error_for: float = 180
     silence_for: float | None = 1800  # no requests at all for this long
+    down_for: float | None = 0  # a server that does not answer /metrics (0: at the first failed scrape)
+    capture_for: float | None = 3600  # no captured prediction of a served model for this long
     drift_share: float | None = Field(default=0.3, gt=0, le=1)  # share of drifted features in the last report
-    accuracy_min: float | None = Field(default=None, gt=0, le=1)  # live accuracy (classification)
-    accuracy_window: float = 3600
-    accuracy_min_samples: int = Field(default=50, ge=1)
+    # live metrics from feedback (monitoring/taskmetrics.py): floors (alert below) and ceilings (alert above)
+    min: dict[str, float] = {}  # e.g. { f1_macro = 0.6, accuracy = 0.7 } or { r2 = 0.5 }
+    max: dict[str, float] = {}  # e.g. { rmse = 0.8, mae = 0.5, bias = 0.2 } (bias: its absolute value)
+    labels_window: float = 3600  # the live metrics are over the labels of predictions this recent...
+    min_labels: int = Field(default=50, ge=1)  # ...once there are this many
 
-    @field_validator("latency_p95_ms", "error_rate", "silence_for", "drift_share", "accuracy_min", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated(cls, data: Any) -> Any:
+        """``accuracy_min`` (deprecated) is ``min.accuracy``; ``accuracy_window`` and ``accuracy_min_samples``
+        (deprecated) are ``labels_window`` and ``min_labels``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in (("accuracy_window", "labels_window"), ("accuracy_min_samples", "min_labels")):
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old} (deprecated) and {new} both given: keep {new}")
+                data[new] = data.pop(old)
+        if "accuracy_min" in data:
+            floor = data.pop("accuracy_min")
+            floors = dict(data.get("min") or {})
+            if "accuracy" in floors and floor not in (None, False):
+                raise ValueError("accuracy_min (deprecated) and min.accuracy both given: keep min.accuracy")
+            if floor not in (None, False):
+                floors["accuracy"] = floor
+            data["min"] = floors
+        return data
+
+    @field_validator(
+        "latency_p95_ms", "error_rate", "silence_for", "down_for", "capture_for", "drift_share", mode="before"
+    )
     @classmethod
     def _off(cls, v: Any) -> Any:
         return None if v is False else v  # TOML has no null: `rule = false` turns a rule off
 
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _bounds(cls, v: Any, info: Any) -> Any:
+        from mlopsctl.monitoring.taskmetrics import CEILINGS, FLOORS, LIVE
+
+        if not isinstance(v, dict):
+            return v
+        side, other = (FLOORS, "max") if info.field_name == "min" else (CEILINGS, "min")
+        allowed = sorted(side & LIVE)
+        for metric, bound in v.items():
+            if metric == "log_loss":
+                raise ValueError(
+                    "log_loss is not measured live (servers keep the predicted class, not every probability): "
+                    f"bound one of {', '.join(allowed)}"
+                )
+            if metric not in LIVE:
+                raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(allowed)}")
+            if metric not in side:
+                where = f"{other} = {{ {metric} = ... }}"
+                raise ValueError(f"{metric} is bounded by {other} ({where}), not {info.field_name}")
+            if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
+                raise ValueError(f"{metric}: got {bound!r}, expected a number")
+            if metric in ("accuracy", "f1_macro", "precision_macro", "recall_macro") and not 0 < bound <= 1:
+                raise ValueError(f"{metric}: got {bound!r}, expected a share in (0, 1]")
+            if metric in ("rmse", "mae", "bias") and bound < 0:
+                raise ValueError(f"{metric}: got {bound!r}, expected 0 or more")
+        return v
+
+    @property
+    def accuracy_min(self) -> float | None:
+        """Deprecated: ``min.accuracy``."""
+        return self.min.get("accuracy")
+
+    @property
+    def accuracy_window(self) -> float:
+        """Deprecated: ``labels_window``."""
+        return self.labels_window
+
+    @property
+    def accuracy_min_samples(self) -> int:
+        """Deprecated: ``min_labels``."""
+        return self.min_labels
+
+    def bounds(self) -> list[tuple[str, str, float]]:
+        """(metric, "min" | "max", bound) of every live-metric bound, floors first."""
+        return [(m, "min", b) for m, b in self.min.items()] + [(m, "max", b) for m, b in self.max.items()]
+
     def rules_on(self) -> list[str]:
-        """The rules in force, by name."""
+        """The rules in force, by name (a live-metric bound is a rule named after its metric)."""
         on = {
             "latency": self.latency_p95_ms,
             "errors": self.error_rate,
             "silence": self.silence_for,
+            "down": self.down_for,
+            "capture": self.capture_for,
             "drift": self.drift_share,
-            "accuracy": self.accuracy_min,
         }
-        return [k for k, v in on.items() if v is not None]
+        return [k for k, v in on.items() if v is not None] + [m for m, _, _ in self.bounds()]
+
+
+def check_alert_metrics(task: str, alerts: AlertsSection, raw: dict[str, Any]) -> tuple[str, str] | None:
+    """(dotted key, problem) of a live-metric bound the task does not have, e.g. accuracy on a regression."""
+    from mlopsctl.monitoring.taskmetrics import metrics_of
+
+    have = metrics_of(task)
+    for metric, side, _ in alerts.bounds():
+        if metric in have:
+            continue
+        legacy = metric == "accuracy" and side == "min" and "accuracy_min" in raw
+        key = "monitoring.alerts." + ("accuracy_min" if legacy else f"{side}.{metric}")
+        return key, (
+            f"{metric} is not a metric of {task} models ([training] task = {task!r}): bound one of {', '.join(have)}"
+        )
+    return None
 
 
 class NotifySection(_Section):
@@ -464,7 +558,7 @@ def load_config(path: str | os.PathLike[str] = CONFIG_FILE) -> Config:
 
 def parse_config(raw: dict[str, Any], *, source: str = CONFIG_FILE, root: Path | None = None) -> Config:
     try:
-        return Config.model_validate({**raw, "root": root or Path(".")})
+        cfg = Config.model_validate({**raw, "root": root or Path(".")})
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(x) for x in err["loc"]) or "(top level)"
@@ -476,6 +570,11 @@ def parse_config(raw: dict[str, Any], *, source: str = CONFIG_FILE, root: Path |
         elif "input" in err and err["type"] not in ("missing", "value_error"):
             problem = f"got {err['input']!r}: {problem}"
         raise ConfigError(source, key, problem) from None
+    raw_alerts = raw.get("monitoring", {}).get("alerts", {}) if isinstance(raw.get("monitoring"), dict) else {}
+    wrong = check_alert_metrics(cfg.training.task, cfg.monitoring.alerts, raw_alerts)
+    if wrong is not None:
+        raise ConfigError(source, *wrong)
+    return cfg
 
 
 def find_project(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -559,5 +658,6 @@ error_rate = 0.05
 error_for = "3m"
 silence_for = "30m"
 drift_share = 0.3
-# accuracy_min = 0.6           # live accuracy from feedback, over accuracy_window ("1h")
+# min = {{ f1_macro = 0.6 }}      # live metrics from feedback, over labels_window ("1h"): floors...
+# max = {{ rmse = 0.8 }}          # ...and ceilings (docs/monitoring.md lists each task's metrics)
 '''

@@ -21,7 +21,12 @@ monitor_app = typer.Typer(
 
 
 def _alerts(cfg: Config | None) -> AlertsSection:
-    return cfg.monitoring.alerts if cfg else AlertsSection()
+    """The project's alert rules (none without a project but the defaults); with capture off, no capture rule."""
+    if cfg is None:
+        return AlertsSection()
+    if not cfg.monitoring.capture.enabled:
+        return cfg.monitoring.alerts.model_copy(update={"capture_for": None})
+    return cfg.monitoring.alerts
 
 
 def _default_target(cfg: Config | None) -> str:
@@ -64,8 +69,7 @@ def _print_check(result: dict[str, Any]) -> None:
         if not s["ok"]:
             c.print(f"[yellow]cannot scrape[/yellow] {s['url']}: {s['error']}")
     if not result["models"]:
-        c.print("no model to check: no server answered and no --model was given")
-        return
+        c.print("no model to check: no server answered, no --model was given and no project names one")
     rows = [
         [
             a["model"],
@@ -91,7 +95,9 @@ def check(
     url: list[str] = typer.Option(
         [], "--url", "-u", help="A server to scrape (repeat for replicas; default from \\[serving] host and port)."
     ),
-    model: list[str] = typer.Option([], "--model", "-m", help="Only these models (default: every model served)."),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="Only these models (default: the project's and every model the servers export)."
+    ),
     every: str | None = typer.Option(None, "--every", help="Check again after this long (30s, 1m) until stopped."),
     once: bool = typer.Option(False, "--once", help="One check, then exit (the default)."),
     notify: bool = typer.Option(True, "--notify/--no-notify", help="Send notifications (default: yes)."),
@@ -99,7 +105,9 @@ def check(
 ) -> None:
     """Evaluate the alert rules from the servers' /metrics and the store; notify state changes.
 
-    Exit code 0: no alert firing; 1: at least one firing (or an error)."""
+    A server that does not answer, a model without requests or captured predictions for the configured
+    window, and a live metric past its bound all fire. Exit code 0: no alert firing; 1: at least one firing
+    (or an error)."""
     from mlopsctl.monitoring.evaluate import check as run_check
     from mlopsctl.monitoring.notify import notifiers
 
@@ -114,13 +122,14 @@ def check(
     store = common.store(cfg)
     acfg = _alerts(cfg)
     urls = url or [f"http://{_default_target(cfg)}"]
+    served = [cfg.model_name] if cfg else []
     # with --json, standard output is the JSON: the one-line notifier writes to standard error
     notify_cfg = cfg.monitoring.notify if cfg else NotifySection()
     targets = notifiers(notify_cfg, stream=sys.stderr if as_json else None) if notify else []
     timeout = notify_cfg.timeout_seconds
     try:
         while True:
-            result = run_check(store, acfg, targets, urls=urls, models=model, timeout=timeout)
+            result = run_check(store, acfg, targets, urls=urls, models=model, served=served, timeout=timeout)
             if as_json:
                 common.emit_json(result)
             else:

@@ -18,7 +18,10 @@ FeedbackOpt = typer.Option(
     False, "--include-feedback", help="Add captured inputs that got a ground-truth label as training rows."
 )
 TriggerOpt = typer.Option(
-    "always", "--if", help="always | schedule | drift (captured inputs drifted) | accuracy (live accuracy low)."
+    "always",
+    "--if",
+    help="always | schedule | drift (captured inputs drifted) | performance (a live metric past its bound in "
+    "\\[monitoring.alerts] min/max) | a metric's name: accuracy, f1_macro, rmse, mae, r2, bias…",
 )
 RolloutOpt = typer.Option(
     None, "--rollout", help="canary (an A/B canary, guarded) | direct (promote); default \\[retrain] rollout."
@@ -37,17 +40,17 @@ def _options(
     current: Path | None,
     alias: str,
     reason: str,
+    files: tuple[str | None, bool | None, str | None] = (None, None, None),
 ) -> Any:
     from mlopsctl.pipeline.retrain import Options
 
-    files: tuple[str | None, bool | None, str | None] = (None, None, None),
     return Options(
-        trigger=trigger,
-        rollout=rollout or cfg.retrain.rollout,
-        data=str(data) if data else None,
         sep=files[0],
         header=files[1],
         columns=files[2],
+        trigger=trigger,
+        rollout=rollout or cfg.retrain.rollout,
+        data=str(data) if data else None,
         include_feedback=include_feedback,
         current=str(current) if current else None,
         alias=alias,
@@ -77,12 +80,12 @@ def retrain(
     alias: str = AliasOpt,
     reason: str = ReasonOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the model's last failed run from its failed step."),
-    as_json: bool = common.JsonOpt,
-) -> None:
-    """Retrain: trigger → data → train → evaluate (fresh holdout) → gate → publish → rollout.
     sep: str | None = common.SepOpt,
     header: bool | None = common.HeaderOpt,
     columns: str | None = common.ColumnsOpt,
+    as_json: bool = common.JsonOpt,
+) -> None:
+    """Retrain: trigger → data → train → evaluate (fresh holdout) → gate → publish → rollout.
 
     Exit 0 when it rolled out, was skipped (the trigger did not fire) or awaits approval;
     1 when the gate stopped it or a step failed (production unchanged)."""
@@ -196,7 +199,11 @@ def finish(
 @pipeline_app.command("schedule")
 def schedule(
     cron: str = typer.Option(..., "--cron", help='When, as cron has it: "0 3 * * 1" (Mondays 03:00), "@daily"…'),
-    trigger: str = typer.Option("schedule", "--if", help="The retrain trigger: schedule | drift | accuracy | always."),
+    trigger: str = typer.Option(
+        "schedule",
+        "--if",
+        help="The retrain trigger: schedule | drift | performance | a metric (accuracy, rmse…) | always.",
+    ),
     rollout: str | None = RolloutOpt,
     data: Path | None = DataOpt,
     include_feedback: bool = FeedbackOpt,

@@ -19,7 +19,8 @@ def airflow(
     trigger: str = typer.Option(
         "schedule",
         "--if",
-        help="schedule (every run retrains; the gate decides) | drift | accuracy | always.",
+        help="schedule (every run retrains; the gate decides) | drift | performance | a metric (accuracy, rmse…) "
+        "| always.",
     ),
     rollout: str | None = typer.Option(
         None, "--rollout", help="canary | direct (default: the project's \\[retrain] rollout, read at run time)."

@@ -271,7 +271,7 @@ def _metrics(lab: _Labelled, regression: bool, k: int, alpha: float) -> dict[str
         }
     assert lab.cells is not None
     if lab.n == 0:
-        return {"accuracy": _interval(None), "macro_f1": _interval(None)}
+        return {"accuracy": _interval(None), "f1_macro": _interval(None)}
     stat = _macro_f1_statistic(k)
     levels, counts = np.unique(lab.cells, return_counts=True)
     f1 = float(stat(levels, counts[None, :].astype(float))[0])
@@ -280,7 +280,7 @@ def _metrics(lab: _Labelled, regression: bool, k: int, alpha: float) -> dict[str
     n_eff = lab.n / deff
     acc = lab.correct / lab.n
     lo, hi = stats.wilson_interval(acc * n_eff, n_eff, alpha)
-    return {"accuracy": _interval(acc, lo, hi), "macro_f1": _interval(f1, *f1_ci)}
+    return {"accuracy": _interval(acc, lo, hi), "f1_macro": _interval(f1, *f1_ci)}
 
 
 def _agreement(cols: _Columns, v: int, primaries: list[int], regression: bool, alpha: float) -> dict[str, Any]:

@@ -32,8 +32,8 @@ _VERDICTS = {
     "control_better": ("worse", "Control better"),
     "no_difference_yet": ("wait", "No difference yet"),
 }
-_SHARES = ("accuracy", "macro_f1", "error_rate", "agreement")  # shown as percentages
-_LABELS = {"accuracy": "accuracy", "macro_f1": "macro F1", "mae": "MAE", "rmse": "RMSE"}
+_SHARES = ("accuracy", "f1_macro", "error_rate", "agreement")  # shown as percentages
+_LABELS = {"accuracy": "accuracy", "f1_macro": "macro F1", "mae": "MAE", "rmse": "RMSE"}
 
 
 def _value(metric: str, x: Any) -> str:
@@ -239,7 +239,7 @@ def render_html(report: dict[str, Any]) -> str:
     verdict = str(report.get("verdict") or "no_difference_yet")
     css_class, title = _VERDICTS.get(verdict, ("wait", verdict))
     metric = str(report.get("metric") or "accuracy")
-    metrics = ("mae", "rmse") if metric == "mae" else ("accuracy", "macro_f1")
+    metrics = ("mae", "rmse") if metric == "mae" else ("accuracy", "f1_macro")
     model, experiment = str(report.get("model") or ""), report.get("experiment")
     what = " · ".join(x for x in (model, f"experiment {experiment}" if experiment else "") if x)
     info = report.get("experiment_info") or {}

@@ -1,17 +1,21 @@
 """Alert rules from `[monitoring.alerts]`: as Prometheus alerting rules, and evaluated by mlopsctl itself.
 
-Five rules, each one alert per model (defaults in `mlopsctl.config.AlertsSection`):
+One alert per model for each rule (defaults in `mlopsctl.config.AlertsSection`); ``down`` is one per server:
 
-| rule | fires when (per model) | Prometheus alert |
+| rule | fires when | Prometheus alert |
 | --- | --- | --- |
 | latency | p95 latency > ``latency_p95_ms`` for ``latency_for`` | ``MlopsLatencyHigh`` |
 | errors | share of non-2xx answers > ``error_rate`` for ``error_for`` | ``MlopsErrorRateHigh`` |
 | silence | no request (or no metrics) for ``silence_for`` | ``MlopsNoRequests`` |
+| down | a server does not answer ``/metrics`` (for ``down_for``); none reports at all | ``MlopsServerDown`` |
+| capture | no prediction of the model captured for ``capture_for`` | ``MlopsNoCapture`` |
 | drift | drifted share of features in the latest drift report > ``drift_share`` | ``MlopsDatasetDrift`` |
-| accuracy | live accuracy < ``accuracy_min`` (over ``accuracy_min_samples`` labels) | ``MlopsAccuracyLow`` |
+| *metric* | a live metric past its bound ``min.METRIC`` / ``max.METRIC`` | ``MlopsAccuracyLow``, ``MlopsRmseHigh``… |
 
-An error is any status other than 2xx: the server counts 4xx (rejected input) and would count
-5xx the same way, and a jump in rejected inputs is how a client whose schema changed shows up.
+A metric's rule applies to the models whose task has that metric (`taskmetrics.metrics_of`): a
+regression model is never judged by accuracy. An error is any status other than 2xx: the server
+counts 4xx (rejected input) and would count 5xx the same way, and a jump in rejected inputs is how
+a client whose schema changed shows up.
 
 Rates (error share, p95) are taken over ``rate_window(for)``: the rule's duration, at least one
 minute (a Prometheus window must hold two scrapes), at most five. `mlopsctl.monitoring.evaluate`
@@ -33,12 +37,40 @@ GROUP = "mlopsctl"
 
 @dataclass(frozen=True)
 class Rule:
-    key: str  # the name `AlertsSection.rules_on()` uses
+    key: str  # the name `AlertsSection.rules_on()` uses (a live metric's rule: the metric's name)
     alert: str
     severity: str
     threshold: float
     for_seconds: float  # how long the condition must hold
-    window: float  # rate window (latency, errors), quiet window (silence), 0 for gauges
+    window: float  # rate window (latency, errors), quiet window (silence, capture), 0 for gauges
+    side: str = ""  # a live metric's rule: "min" (a floor) or "max" (a ceiling)
+
+    @property
+    def metric(self) -> str | None:
+        """The live metric this rule bounds (None: an operational rule)."""
+        return self.key if self.side else None
+
+
+OPERATIONAL = {
+    "latency": "MlopsLatencyHigh",
+    "errors": "MlopsErrorRateHigh",
+    "silence": "MlopsNoRequests",
+    "down": "MlopsServerDown",
+    "capture": "MlopsNoCapture",
+    "drift": "MlopsDatasetDrift",
+}
+SERVER_RULES = frozenset({"down"})  # judged per server, not per model
+SERVERS = "(servers)"  # the `model` of the server-wide alerts in `monitor check` (no model is named so)
+
+
+def alert_name(key: str, side: str = "") -> str:
+    """``MlopsAccuracyLow``, ``MlopsRmseHigh``, ``MlopsF1MacroLow``: a metric's alert; else the rule's."""
+    if key in OPERATIONAL:
+        return OPERATIONAL[key]
+    from mlopsctl.monitoring.taskmetrics import FLOORS
+
+    camel = "".join(part.capitalize() for part in key.split("_"))
+    return f"Mlops{camel}{'Low' if (side or ('min' if key in FLOORS else 'max')) == 'min' else 'High'}"
 
 
 def rate_window(for_seconds: float) -> float:
@@ -64,10 +96,14 @@ def rules_of(cfg: AlertsSection) -> list[Rule]:
         )
     if cfg.silence_for is not None:
         out.append(Rule("silence", "MlopsNoRequests", "warning", cfg.silence_for, cfg.silence_for, 0.0))
+    if cfg.down_for is not None:
+        out.append(Rule("down", "MlopsServerDown", "critical", 0.0, cfg.down_for, 0.0))
+    if cfg.capture_for is not None:
+        out.append(Rule("capture", "MlopsNoCapture", "warning", cfg.capture_for, 0.0, cfg.capture_for))
     if cfg.drift_share is not None:
         out.append(Rule("drift", "MlopsDatasetDrift", "warning", cfg.drift_share, 0.0, 0.0))
-    if cfg.accuracy_min is not None:
-        out.append(Rule("accuracy", "MlopsAccuracyLow", "critical", cfg.accuracy_min, 0.0, 0.0))
+    for metric, side, bound in cfg.bounds():
+        out.append(Rule(metric, alert_name(metric, side), "critical", bound, 0.0, 0.0, side))
     return out
 
 
@@ -93,15 +129,36 @@ def _quote(label_value: str) -> str:
     return json.dumps(label_value)  # PromQL strings take Go's escapes, which JSON's are a subset of
 
 
-def prometheus_rules(cfg: Config | AlertsSection, model_names: Iterable[str] = ()) -> dict[str, Any]:
+def _metric_expr(rule: Rule, min_labels: int) -> tuple[str, str, str]:
+    """A live metric's rule: the labelled-weighted mean over replicas, judged once enough labels are in."""
+    m = rule.key
+    gauge = f"mlops_live_{m}"
+    mean = f"(sum by (model) ({gauge} * mlops_live_labelled) / sum by (model) (mlops_live_labelled))"
+    if m == "bias":
+        mean = f"abs{mean}"
+    op, word = ("<", "below") if rule.side == "min" else (">", "above")
+    expr = f"{mean} {op} {_num(rule.threshold)} and on (model) (sum by (model) (mlops_live_labelled) >= {min_labels})"
+    shown = "|bias|" if m == "bias" else m.replace("_", " ")
+    summary = f"live {shown} " + '{{ $value | printf "%.3f" }}' + f" {word} {_num(rule.threshold)}"
+    about = f"{shown} of the predictions with feedback ({gauge}) {word} the bound, over {min_labels} labels at least"
+    return expr, summary, about
+
+
+def prometheus_rules(
+    cfg: Config | AlertsSection, model_names: Iterable[str] = (), *, job: str = "mlopsctl"
+) -> dict[str, Any]:
     """The rules as a Prometheus rule file (a dict to dump as YAML). The expressions cover every
-    model the server exports; ``model_names`` adds, for silence, an alert when their metrics are
-    absent altogether (server down or not scraped)."""
+    model the server exports; ``model_names`` adds, for silence and capture, an alert when their
+    metrics are absent altogether (server down or not scraped). ``job``: the scrape job of the servers."""
     a = cfg.monitoring.alerts if isinstance(cfg, Config) else cfg
+    if isinstance(cfg, Config) and not cfg.monitoring.capture.enabled:
+        a = a.model_copy(update={"capture_for": None})  # nothing is captured: no capture to miss
+    names = list(model_names)
     rules: list[dict[str, Any]] = []
     for r in rules_of(a):
         w = prometheus_duration(r.window) if r.window else ""
         hold = r.for_seconds
+        prefix = "{{ $labels.model }}: "
         if r.key == "latency":
             q = f"histogram_quantile(0.95, sum by (le, model) (rate({scrape.BUCKETS}[{w}])))"
             expr = f"{q} > {_num(r.threshold / 1000)}"
@@ -114,36 +171,40 @@ def prometheus_rules(cfg: Config | AlertsSection, model_names: Iterable[str] = (
             )
             summary = "{{ $value | humanizePercentage }} of requests failed" + f" (above {_pct(r.threshold)})"
             about = f"share of mlops_requests_total with a non-2xx status over {w} above the bound"
-        elif r.key == "silence":
+        elif r.key in ("silence", "capture"):
             window, hold = silence_split(r.threshold)
             w = prometheus_duration(window)
-            expr = f"sum by (model) (increase({scrape.REQUESTS}[{w}])) == 0"
-            for name in model_names:
-                expr += f" or absent_over_time({scrape.REQUESTS}{{model={_quote(name)}}}[{w}])"
-            summary = f"no requests for {prometheus_duration(r.threshold)}"
-            about = f"no increase of mlops_requests_total (or no such series) over {w}"
+            series = scrape.REQUESTS if r.key == "silence" else scrape.CAPTURED
+            expr = f"sum by (model) (increase({series}[{w}])) == 0"
+            for name in names:
+                expr += f" or absent_over_time({series}{{model={_quote(name)}}}[{w}])"
+            if r.key == "silence":
+                summary = f"no requests for {prometheus_duration(r.threshold)}"
+                about = f"no increase of mlops_requests_total (or no such series) over {w}"
+            else:
+                summary = f"no prediction captured for {prometheus_duration(r.threshold)}"
+                about = f"no increase of {series} (or no such series) over {w}"
+        elif r.key == "down":
+            expr = f"up{{job={_quote(job)}}} == 0 or absent(mlops_ready)"
+            prefix = ""
+            summary = (
+                "{{ if $labels.instance }}server {{ $labels.instance }} does not answer /metrics"
+                "{{ else }}no server reports metrics (mlops_ready absent){{ end }}"
+            )
+            about = f"a target of job {job} is down (up == 0), or no server's mlops_ready is scraped at all"
         elif r.key == "drift":
             expr = f"max by (model) (mlops_drift_share) > {_num(r.threshold)}"
             summary = "{{ $value | humanizePercentage }} of features drifted" + f" (above {_pct(r.threshold)})"
             about = "drifted share of features in the latest drift report (mlops_drift_share) above the bound"
         else:
-            expr = (
-                "(sum by (model) (mlops_live_accuracy * mlops_live_labelled) / sum by (model) (mlops_live_labelled))"
-                f" < {_num(r.threshold)}"
-                f" and on (model) (sum by (model) (mlops_live_labelled) >= {a.accuracy_min_samples})"
-            )
-            summary = 'live accuracy {{ $value | printf "%.3f" }}' + f" below {_num(r.threshold)}"
-            about = (
-                f"accuracy of predictions with feedback (mlops_live_accuracy) below the bound, "
-                f"over {a.accuracy_min_samples} labels at least"
-            )
+            expr, summary, about = _metric_expr(r, a.min_labels)
         rule: dict[str, Any] = {"alert": r.alert, "expr": expr}
         if hold:
             rule["for"] = prometheus_duration(hold)
             about += f", for {prometheus_duration(hold)}"
         rule["labels"] = {"severity": r.severity, "rule": r.key}
         rule["annotations"] = {
-            "summary": "{{ $labels.model }}: " + summary,
+            "summary": prefix + summary,
             "description": f"mlopsctl rule {r.key}: {about}.",
         }
         rules.append(rule)
@@ -175,9 +236,14 @@ def describe(rule: Rule, value: float | None) -> str:
         return f"error rate {show(lambda v: f'{v:.1%}')} (bound {_pct(rule.threshold)})"
     if rule.key == "silence":
         return f"no requests for {show(prometheus_duration)} (bound {prometheus_duration(rule.threshold)})"
+    if rule.key == "down":
+        return f"{show(lambda v: f'{v:.0f}')} server(s) not answering /metrics"
+    if rule.key == "capture":
+        return f"no prediction captured for {prometheus_duration(rule.threshold)}"
     if rule.key == "drift":
         return f"drifted share of features {show(lambda v: f'{v:.0%}')} (bound {_pct(rule.threshold)})"
-    return f"live accuracy {show(lambda v: f'{v:.3f}')} (bound {_num(rule.threshold)})"
+    shown = "|bias|" if rule.key == "bias" else rule.key.replace("_", " ")
+    return f"live {shown} {show(lambda v: f'{v:.3f}')} (bound {_num(rule.threshold)})"
 
 
 def rule_named(key: str, cfg: AlertsSection) -> Rule:
@@ -185,6 +251,4 @@ def rule_named(key: str, cfg: AlertsSection) -> Rule:
     for r in rules_of(cfg):
         if r.key == key:
             return r
-    names = {"latency": "MlopsLatencyHigh", "errors": "MlopsErrorRateHigh", "silence": "MlopsNoRequests"}
-    names |= {"drift": "MlopsDatasetDrift", "accuracy": "MlopsAccuracyLow"}
-    return Rule(key, names.get(key, key), "warning", 0.0, 0.0, 0.0)
+    return Rule(key, alert_name(key), "warning", 0.0, 0.0, 0.0)

@@ -1,9 +1,11 @@
 """Live performance: captured predictions joined with their feedback labels.
 
 ``performance`` gives, per version and time window, the number of predictions, how many
-got a label, and accuracy / macro F1 (classification) or RMSE / MAE (regression) on the
-labelled ones, beside the metrics that version had on its training holdout. The metrics
-are computed by ``training.evaluate`` (the same code as training), so they compare.
+got a label, and the task's live metrics on the labelled ones (``taskmetrics``: accuracy,
+macro F1, precision and recall, per class too, for classification; RMSE, MAE, R² and bias
+for regression), beside the metrics that version had on its training holdout (the same
+names, scikit-learn's functions). ``live_metrics`` is what `monitor check` and
+`retrain --if` judge.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import time
 from typing import Any
 
 from mlopsctl import registry
-from mlopsctl.bundle.task import is_regression
 from mlopsctl.monitoring.captured import latest_labels, load_captures
+from mlopsctl.monitoring.taskmetrics import compute
 from mlopsctl.store.base import Store
 
 # labels arrive after the predictions: look for feedback up to this long after the window ends
@@ -41,21 +43,8 @@ def labelled_predictions(
     return records, {"feedback": n_feedback, "unmatched": unmatched}
 
 
-def _metrics(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float | None]:
-    if not y_true:
-        return {}
-    if is_regression(task):
-        import numpy as np
-
-        err = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
-        return {"rmse": float(math.sqrt(float(np.mean(err**2)))), "mae": float(np.mean(np.abs(err)))}
-    from sklearn.metrics import accuracy_score, f1_score
-
-    t, p = [str(v) for v in y_true], [str(v) for v in y_pred]
-    return {
-        "accuracy": float(accuracy_score(t, p)),
-        "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),
-    }
+def _metrics(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, Any]:
+    return compute(task, y_true, y_pred)
 
 
 def performance(store: Store, name: str, *, since: float, window: float, until: float | None = None) -> dict[str, Any]:
@@ -108,11 +97,30 @@ def performance(store: Store, name: str, *, since: float, window: float, until: 
     }
 
 
-def live_accuracy(store: Store, name: str, window_seconds: float, min_samples: int) -> tuple[float | None, int]:
-    """Accuracy of the labelled predictions of the last ``window_seconds`` (None below ``min_samples``)."""
-    now = time.time()
+def model_task(store: Store, name: str, version: int | None = None) -> str | None:
+    """The task of ``name`` (its newest version's, or ``version``'s); None when the store has no such model."""
+    from mlopsctl.errors import NotFound
+
+    try:
+        if version is None:
+            numbers = registry.version_numbers(store, name)
+            if not numbers:
+                return None
+            version = numbers[-1]
+        return str(registry.manifest(store, name, version).get("task", "classification"))
+    except NotFound:
+        return None
+
+
+def live_metrics(
+    store: Store, name: str, window_seconds: float, min_labels: int, *, now: float | None = None
+) -> tuple[dict[str, Any] | None, int, str | None]:
+    """The task's metrics on the labelled predictions of the last ``window_seconds`` (None below
+    ``min_labels``), the number of labelled predictions, and the task (of the newest version labelled)."""
+    now = time.time() if now is None else now
     records, _ = labelled_predictions(store, name, now - window_seconds, now)
     lab = [r for r in records if r["label"] is not None]
-    if len(lab) < min_samples:
-        return None, len(lab)
-    return sum(str(r["label"]) == str(r["prediction"]) for r in lab) / len(lab), len(lab)
+    task = model_task(store, name, int(lab[-1]["version"])) if lab else model_task(store, name)
+    if len(lab) < min_labels or task is None:
+        return None, len(lab), task
+    return compute(task, [r["label"] for r in lab], [r["prediction"] for r in lab]), len(lab), task

@@ -9,7 +9,11 @@ A scrape is reduced, per model, to the few series the alert rules read::
     {"t": 1763900000.0,
      "requests": {"URL|VERSION|ENDPOINT|STATUS": count, ...},
      "buckets": {"URL|ENDPOINT|LE": count, ...},
-     "gauges": {"mlops_drift_share": 0.1, "mlops_live_accuracy": 0.8, "mlops_live_labelled": 60.0}}
+     "gauges": {"mlops_drift_share": 0.1, "mlops_live_accuracy": 0.8, "mlops_live_labelled": 60.0,
+                "process_start_time_seconds": 1763890000.0}}
+
+The live metrics are every ``mlops_live_{metric}`` gauge (`taskmetrics`); the process start time
+is the server's (the earliest replica's), copied to each of its models.
 
 The URL in each series key keeps replicas apart: each replica's counters reset on their own.
 """
@@ -22,7 +26,14 @@ from typing import Any
 
 REQUESTS = "mlops_requests_total"
 BUCKETS = "mlops_request_duration_seconds_bucket"
-GAUGES = ("mlops_drift_share", "mlops_live_accuracy", "mlops_live_labelled")
+CAPTURED = "mlops_capture_records_written_total"
+LABELLED = "mlops_live_labelled"
+LIVE_PREFIX = "mlops_live_"
+START = "process_start_time_seconds"
+
+
+def _gauge(name: str) -> bool:
+    return name == "mlops_drift_share" or name.startswith(LIVE_PREFIX)
 
 
 def parse_metrics(text: str, source: str = "") -> dict[str, dict[str, Any]]:
@@ -30,6 +41,7 @@ def parse_metrics(text: str, source: str = "") -> dict[str, dict[str, Any]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, dict[str, Any]] = {}
+    started: float | None = None
 
     def entry(model: str) -> dict[str, Any]:
         return out.setdefault(model, {"requests": {}, "buckets": {}, "gauges": {}})
@@ -37,7 +49,9 @@ def parse_metrics(text: str, source: str = "") -> dict[str, dict[str, Any]]:
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             model = s.labels.get("model")
-            if model is None:
+            if s.name == START:
+                started = s.value
+            if model is None or "class" in s.labels:  # per-class gauges are the dashboard's, not a rule's
                 continue
             if s.name == REQUESTS:
                 key = "|".join((source, s.labels.get("version", ""), s.labels.get("endpoint", ""), s.labels["status"]))
@@ -47,18 +61,22 @@ def parse_metrics(text: str, source: str = "") -> dict[str, dict[str, Any]]:
                 key = "|".join((source, s.labels.get("endpoint", ""), s.labels["le"]))
                 series = entry(model)["buckets"]
                 series[key] = series.get(key, 0.0) + s.value
-            elif s.name in GAUGES and not math.isnan(s.value):
+            elif _gauge(s.name) and not math.isnan(s.value):
                 entry(model)["gauges"][s.name] = s.value
+    if started is not None:
+        for e in out.values():
+            e["gauges"][START] = started
     return out
 
 
 def merge(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """One view of several replicas' scrapes: counters side by side (their keys differ by URL),
-    the highest drift share, the labelled count summed and live accuracy weighted by it."""
+    the highest drift share, the earliest start, the labelled count summed and each live metric
+    weighted by it."""
     out: dict[str, dict[str, Any]] = {}
     for part in parts:
         for model, e in part.items():
-            m = out.setdefault(model, {"requests": {}, "buckets": {}, "gauges": {}, "_acc": [0.0, 0.0]})
+            m = out.setdefault(model, {"requests": {}, "buckets": {}, "gauges": {}, "_live": {}, "_n": 0.0})
             m["requests"].update(e["requests"])
             m["buckets"].update(e["buckets"])
             g = e["gauges"]
@@ -66,14 +84,19 @@ def merge(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
                 m["gauges"]["mlops_drift_share"] = max(
                     m["gauges"].get("mlops_drift_share", -1.0), g["mlops_drift_share"]
                 )
-            if "mlops_live_accuracy" in g and g.get("mlops_live_labelled", 0) > 0:
-                m["_acc"][0] += g["mlops_live_accuracy"] * g["mlops_live_labelled"]
-                m["_acc"][1] += g["mlops_live_labelled"]
+            if START in g:
+                m["gauges"][START] = min(m["gauges"].get(START, math.inf), g[START])
+            n = g.get(LABELLED, 0.0)
+            if n > 0:
+                m["_n"] += n
+                for k, v in g.items():
+                    if k.startswith(LIVE_PREFIX) and k != LABELLED:
+                        m["_live"][k] = m["_live"].get(k, 0.0) + v * n
     for m in out.values():
-        weighted, labelled = m.pop("_acc")
+        weighted, labelled = m.pop("_live"), m.pop("_n")
         if labelled > 0:
-            m["gauges"]["mlops_live_accuracy"] = weighted / labelled
-            m["gauges"]["mlops_live_labelled"] = labelled
+            m["gauges"] |= {k: v / labelled for k, v in weighted.items()}
+            m["gauges"][LABELLED] = labelled
     return out
 
 

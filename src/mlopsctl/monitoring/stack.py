@@ -19,6 +19,7 @@ from typing import Any
 
 from mlopsctl.config import AlertsSection
 from mlopsctl.monitoring.alerts import RULES_HEADER, prometheus_rules, render_yaml
+from mlopsctl.monitoring.taskmetrics import CLASSIFICATION, FLOORS, REGRESSION
 
 RULES_FILE = "mlops-alerts.yml"
 DASHBOARD_UID = "mlopsctl-serving"
@@ -70,9 +71,37 @@ def _panel(
     }
 
 
+def _live_panel(a: AlertsSection, kind: str, names: Sequence[str], pos: tuple[int, int, int, int]) -> dict[str, Any]:
+    """The live metrics of a kind of task, each the labelled-weighted mean over the servers (the rules' too);
+    the first bound set on one of them is drawn as a line."""
+    bounds = [(m, side, b) for m, side, b in a.bounds() if m in names]
+    targets = [
+        _target(
+            f"sum by (model) (mlops_live_{m}{_M} * mlops_live_labelled{_M}) / sum by (model) (mlops_live_labelled{_M})",
+            "{{model}} " + m,
+        )
+        for m in names
+    ]
+    title = (
+        "Live classification metrics: accuracy, macro F1, precision, recall"
+        if kind == "classification"
+        else "Live regression metrics: RMSE, MAE, R², bias"
+    )
+    return _panel(
+        title,
+        targets,
+        pos,
+        unit="percentunit" if kind == "classification" else "short",
+        threshold=bounds[0][2] if bounds else None,
+        bad_below=bool(bounds) and bounds[0][0] in FLOORS,
+        description=f"Predictions with feedback over the labels window ({kind} models; no data for the others, "
+        "and until the first label).",
+    )
+
+
 def dashboard(alerts: AlertsSection | None = None) -> dict[str, Any]:
     """The Grafana dashboard (JSON model, schema 39): traffic, errors, latency, predictions, versions,
-    reloads, capture, drift and live accuracy, with the alert bounds drawn as lines."""
+    reloads, capture, drift and the live metrics of each task, with the alert bounds drawn as lines."""
     a = alerts or AlertsSection()
     rate = "[$__rate_interval]"
     buckets = f"mlops_request_duration_seconds_bucket{_M}{rate}"
@@ -161,23 +190,9 @@ def dashboard(alerts: AlertsSection | None = None) -> dict[str, Any]:
             (0, 29, 12, 7),
             unit="percentunit",
             threshold=a.drift_share,
-            description="-1 until a drift report exists (`mlopsctl drift`).",
+            description="No data until a drift report exists (`mlopsctl drift`).",
         ),
-        _panel(
-            "Live accuracy (predictions with feedback)",
-            [
-                _target(
-                    f"sum by (model) (mlops_live_accuracy{_M} * mlops_live_labelled{_M})"
-                    f" / sum by (model) (mlops_live_labelled{_M})",
-                    "{{model}}",
-                )
-            ],
-            (12, 29, 12, 7),
-            unit="percentunit",
-            threshold=a.accuracy_min,
-            bad_below=True,
-            description="Over the accuracy window, from the labels posted to the servers' /feedback.",
-        ),
+        _live_panel(a, "classification", CLASSIFICATION, (12, 29, 12, 7)),
         _panel(
             "Feedback labels",
             [
@@ -188,6 +203,7 @@ def dashboard(alerts: AlertsSection | None = None) -> dict[str, Any]:
             ],
             (0, 36, 12, 6),
         ),
+        _live_panel(a, "regression", REGRESSION, (12, 49, 12, 7)),
         _panel(
             "Alerts firing",
             [
@@ -202,7 +218,7 @@ def dashboard(alerts: AlertsSection | None = None) -> dict[str, Any]:
         _panel(
             "Variants: traffic share and requests per second",
             [
-                _target(f"max by (model, variant) (mlops_variant_weight{_M})", "{{model}} {{variant}} weight %"),
+                _target(f"max by (model, variant) (mlops_variant_weight{_M})", "{{model}} {{variant}} weight (share)"),
                 _target(
                     f"sum by (model, variant) (rate(mlops_requests_total{_M}{rate}))", "{{model}} {{variant}} req/s"
                 ),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlopsctl.config import Config, parse_duration, prometheus_duration
 from mlopsctl.errors import ValidationError
-from mlopsctl.pipeline.retrain import ROLLOUTS, TRIGGERS
+from mlopsctl.pipeline.retrain import ROLLOUTS, TRIGGERS, trigger_bounds
 from mlopsctl.pipeline.runs import STEPS
 from mlopsctl.pipeline.schedule import default_mlopsctl
 
@@ -131,11 +131,8 @@ def spec_for(
         raise ValidationError(
             f"--rollout {rollout!r}: use one of {', '.join(ROLLOUTS)}", [("--rollout", ", ".join(ROLLOUTS))]
         )
-    if trigger == "accuracy" and cfg.monitoring.alerts.accuracy_min is None:
-        raise ValidationError(
-            "--if accuracy needs [monitoring.alerts] accuracy_min (the live accuracy below which to retrain)",
-            [("monitoring.alerts.accuracy_min", "not set")],
-        )
+    if trigger not in ("always", "schedule", "drift"):
+        trigger_bounds(cfg, trigger)
     if current is not None and trigger != "drift":
         raise ValidationError(f"--current is read by --if drift only, not --if {trigger}", [("--current", trigger)])
     if retries < 0:

@@ -7,8 +7,10 @@ per training run, so running again never makes a second version of the same run.
 
 - **trigger**: ``always`` and ``schedule`` fire; ``drift`` fires when the production version's
   drift check (captured inputs of the last ``[retrain] drift_window``, or a file) finds dataset
-  drift; ``accuracy`` fires when live accuracy from feedback is below ``[monitoring.alerts]
-  accuracy_min``. Not firing ends the run as ``skipped``.
+  drift; ``performance`` fires when a live metric from feedback is past its bound in
+  ``[monitoring.alerts] min`` / ``max``, a metric's name (``accuracy``, ``f1_macro``, ``rmse``…)
+  when that one is (``taskmetrics``, the same judgement as `monitor check`). Not firing ends the
+  run as ``skipped``.
 - **data**: the training data (the project's file or ``--data``) validated against the schema
   of the data production was trained on; with ``include_feedback``, captured inputs that got a
   ground-truth label are added as rows.
@@ -31,10 +33,12 @@ from typing import Any, NoReturn
 
 from mlopsctl.config import Config, prometheus_duration
 from mlopsctl.errors import DataError, MlopsError, ValidationError
+from mlopsctl.monitoring.taskmetrics import CLASSIFICATION, REGRESSION
 from mlopsctl.pipeline import runs
 from mlopsctl.store.base import Store
 
-TRIGGERS = ("always", "schedule", "drift", "accuracy")
+METRIC_TRIGGERS = CLASSIFICATION + REGRESSION  # a live metric past its bound
+TRIGGERS = ("always", "schedule", "drift", "performance", *METRIC_TRIGGERS)
 ROLLOUTS = ("direct", "canary")
 Log = Callable[[str], None]
 
@@ -71,10 +75,6 @@ class Options:
     current: str | None = None  # a file for the drift trigger instead of captured inputs
     alias: str = "prod"
     reason: str = ""
-
-    def check(self) -> None:
-        if self.trigger not in TRIGGERS:
-            raise ValidationError(
     # how --data and --current are read over the project's [data] settings (data.read.FileOptions.but)
     sep: str | None = None
     header: bool | None = None
@@ -84,6 +84,10 @@ class Options:
         from mlopsctl.data.read import FileOptions
 
         return FileOptions.of(cfg).but(sep=self.sep, header=self.header, columns=self.columns)
+
+    def check(self) -> None:
+        if self.trigger not in TRIGGERS:
+            raise ValidationError(
                 f"--if {self.trigger!r}: use one of {', '.join(TRIGGERS)}", [("if", f"one of {', '.join(TRIGGERS)}")]
             )
         if not isinstance(self.include_feedback, bool):
@@ -96,6 +100,31 @@ class Options:
                 f"--rollout {self.rollout!r}: use one of {', '.join(ROLLOUTS)}",
                 [("rollout", f"one of {', '.join(ROLLOUTS)}")],
             )
+
+
+def trigger_bounds(cfg: Config, trigger: str) -> list[tuple[str, str, float]]:
+    """The (metric, side, bound) a live-metric trigger judges: ``performance`` all of the configured ones,
+    a metric's name its own. Refused: a metric the project's task does not have, or one with no bound."""
+    from mlopsctl.monitoring.taskmetrics import FLOORS, metrics_of
+
+    alerts, task = cfg.monitoring.alerts, cfg.training.task
+    have = metrics_of(task)
+    if trigger != "performance" and trigger not in have:
+        raise ValidationError(
+            f"--if {trigger}: {trigger} is not a metric of {task} models: use --if performance or one of "
+            + ", ".join(have),
+            [("--if", f"one of performance, {', '.join(have)}")],
+        )
+    bounds = [b for b in alerts.bounds() if trigger in ("performance", b[0])]
+    if not bounds:
+        metric = have[0] if trigger == "performance" else trigger
+        example = f"{'min' if metric in FLOORS else 'max'} = {{ {metric} = ... }}"
+        what = "a live metric" if trigger == "performance" else trigger
+        raise ValidationError(
+            f"--if {trigger} needs a bound on {what} in [monitoring.alerts], e.g. {example}",
+            [("monitoring.alerts", f"no bound on {what}")],
+        )
+    return bounds
 
 
 class Pipeline:
@@ -134,6 +163,8 @@ class Pipeline:
     ) -> tuple[dict[str, Any], runs.Lock]:
         """Take the model's lock and record the run as started (refused at once if another runs)."""
         options.check()
+        if options.trigger not in ("always", "schedule", "drift"):
+            trigger_bounds(self.cfg, options.trigger)  # refused before a run is recorded
         if resume is not None:
             record = resume
             record["resumed"] = [*record.get("resumed", []), runs.now_iso()]
@@ -282,21 +313,34 @@ class Pipeline:
             )
             out = {**base, "fired": fired, "drift": report, "trigger_summary": summary, "summary": summary}
             return out, None if fired else "skipped"
-        from mlopsctl.monitoring.performance import live_accuracy
+        return self._performance(o, base)
 
+    def _performance(self, o: Options, base: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        from mlopsctl.monitoring.performance import live_metrics
+        from mlopsctl.monitoring.taskmetrics import breaches
+
+        bounds = trigger_bounds(self.cfg, o.trigger)
         alerts = self.cfg.monitoring.alerts
-        if alerts.accuracy_min is None:
-            raise ValidationError(
-                "--if accuracy needs [monitoring.alerts] accuracy_min (the live accuracy below which to retrain)",
-                [("monitoring.alerts.accuracy_min", "not set")],
-            )
-        acc, n = live_accuracy(self.store, self.model, alerts.accuracy_window, alerts.accuracy_min_samples)
-        fired = acc is not None and acc < alerts.accuracy_min
-        if acc is None:
-            summary = f"{n} labelled predictions in the window, fewer than {alerts.accuracy_min_samples}: no verdict"
-        else:
-            summary = f"live accuracy {acc:.4f} on {n} labels {'<' if fired else '≥'} {alerts.accuracy_min}"
-        out = {**base, "fired": fired, "accuracy": acc, "labelled": n, "trigger_summary": summary, "summary": summary}
+        values, n, _ = live_metrics(self.store, self.model, alerts.labels_window, alerts.min_labels)
+        if values is None:
+            summary = f"{n} labelled predictions in the window, fewer than {alerts.min_labels}: no verdict"
+            out = {**base, "fired": False, "metrics": None, "labelled": n, "trigger_summary": summary}
+            return out | {"summary": summary}, "skipped"
+        past, within = [], []
+        for metric, side, bound in bounds:
+            v = values.get(metric)
+            if v is None:
+                within.append(f"{metric} undefined")
+            elif breaches(metric, v, bound):
+                past.append(f"live {metric} {v:.4f} on {n} labels {'<' if side == 'min' else '>'} {bound:g}")
+            else:
+                within.append(f"live {metric} {v:.4f} on {n} labels {'≥' if side == 'min' else '≤'} {bound:g}")
+        fired = bool(past)
+        summary = "; ".join(past or within)
+        shown = {k: v for k, v in values.items() if k != "per_class"}
+        out = {**base, "fired": fired, "metrics": shown, "labelled": n, "trigger_summary": summary, "summary": summary}
+        if "accuracy" in values:
+            out["accuracy"] = values["accuracy"]
         return out, None if fired else "skipped"
 
     def _drift(self, version: int, o: Options) -> tuple[dict[str, Any] | None, str]:

@@ -51,6 +51,16 @@ function el(tag, attrs, ...children) {
   return e;
 }
 function kpi(label, value) { return el("div", {class: "kpi"}, el("div", {class: "v"}, value), el("div", {class: "l"}, label)); }
+const LIVE = {
+  classification: [["accuracy", "accuracy"], ["f1_macro", "macro F1"], ["precision_macro", "macro precision"], ["recall_macro", "macro recall"]],
+  regression: [["rmse", "RMSE"], ["mae", "MAE"], ["r2", "R²"], ["bias", "bias"]],
+};
+function liveKpis(m) {
+  const live = m.live || {};
+  return LIVE[m.task === "regression" ? "regression" : "classification"].map(([k, label]) =>
+    el("div", {class: "kpi", "data-metric": k}, el("div", {class: "v"}, live[k] === undefined || live[k] === null ? "–" : fmt(live[k], 3)),
+      el("div", {class: "l"}, "live " + label + " (" + (m.labelled || 0) + " labels)")));
+}
 function driftBadge(d) {
   if (!d) return el("span", {class: "badge none"}, "no drift report yet");
   const share = fmt(100 * (d.drifted_share || 0), 0, "%");
@@ -104,7 +114,7 @@ function render(data) {
         kpi("p50 latency", fmt(m.p50_ms, 2, " ms")),
         kpi("p95 latency", fmt(m.p95_ms, 2, " ms")),
         kpi("requests", fmt(m.requests_total, 0)),
-        kpi("live accuracy", m.live_accuracy === null ? "–" : fmt(100 * m.live_accuracy, 1, "%") + " (" + m.labelled + ")")),
+        ...liveKpis(m)),
       el("div", {}, "drift: ", driftBadge(m.drift)),
       routeTable(m.route),
       el("div", {class: "cols"},

@@ -4,8 +4,11 @@ A background thread takes a snapshot of the request counters and latency histogr
 ``interval`` seconds; rates and latency quantiles over the last minute are differences
 between snapshots (as Prometheus' ``rate`` and ``histogram_quantile`` would compute them).
 Every few ticks it also reads the registry (aliases, last promotions) and the latest drift
-report, so a page refresh never reads the store. Live accuracy comes from the labels posted
-to this server's `/feedback` for predictions it made.
+report, so a page refresh never reads the store. The live metrics of each model's task
+(`monitoring.taskmetrics`) come from the labels posted to this server's `/feedback` for
+predictions it made: a ``Tally`` per model, updated a label at a time (a label that leaves the
+window, or is replaced by a later one for the same prediction, is taken away), so a label costs
+O(1) and a refresh O(classes), whatever the window holds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
+from mlopsctl.monitoring.taskmetrics import PER_CLASS, Tally
 from mlopsctl.serving.reload import Every
 from mlopsctl.store.base import Store
 
@@ -27,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlopsctl.serving")
 RATE_WINDOW = 60.0
 KEEP_SECONDS = 900.0
-MAX_LABELS = 200_000  # labels remembered per model for live accuracy (the window usually holds fewer)
+MAX_LABELS = 200_000  # labels remembered per model for the live metrics (the window usually holds fewer)
+Outcome = tuple[tuple[str, int], float, Any, Any]  # ((request_id, row), time, label, prediction)
 
 
 def _snapshot(metrics: ServerMetrics) -> dict[str, dict[str, Any]]:
@@ -123,20 +128,20 @@ class LiveStats:
         self.store, self.metrics, self.slots, self.capture = store, metrics, slots, capture
         self.accuracy_window, self.interval, self.registry_every = accuracy_window, interval, registry_every
         self.snapshots: deque[tuple[float, dict[str, dict[str, Any]]]] = deque()
-        # per model: (request_id, row) → (time, correct), oldest first; a later label for the same prediction
-        # replaces the earlier one, so a prediction counts once however often it is labelled
-        self.labelled: dict[str, OrderedDict[tuple[str, int], tuple[float, bool]]] = {
+        # per model: (request_id, row) → (time, label, prediction), oldest first; a later label for the same
+        # prediction replaces the earlier one, so a prediction counts once however often it is labelled
+        self.labelled: dict[str, OrderedDict[tuple[str, int], tuple[float, Any, Any]]] = {
             s.name: OrderedDict() for s in slots
         }
+        self.tallies: dict[str, Tally] = {}
+        self._classes: dict[str, set[str]] = {}  # the per-class gauges set, per model
         self.registry_view: dict[str, Any] = {}
         self.drift: dict[str, Any] = {}
         self.started = time.time()
         self.keep_seconds = keep_seconds
         self._registry_read = 0.0
         self._every = Every("mlops-live", interval, self.tick)
-        self._lock = threading.Lock()
-        for s in slots:
-            metrics.drift_share.labels(s.name).set(-1)
+        self._lock = threading.Lock()  # mlops_drift_share stays absent ("no data") until a report exists
 
     # -- background -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -213,26 +218,65 @@ class LiveStats:
             )
         return out
 
-    # -- live accuracy ------------------------------------------------------------------------------
-    def add_labels(self, name: str, outcomes: list[tuple[tuple[str, int], float, bool]]) -> None:
-        """((request_id, row), time, correct) for each label: the latest label of a prediction is the one counted."""
+    # -- live metrics -------------------------------------------------------------------------------
+    def add_labels(self, name: str, task: str, outcomes: list[Outcome]) -> None:
+        """((request_id, row), time, label, prediction) for each label of ``name`` (of ``task``): the latest
+        label of a prediction is the one counted."""
         with self._lock:
             q = self.labelled.setdefault(name, OrderedDict())
-            for key, t, ok in outcomes:
-                q.pop(key, None)
-                q[key] = (t, ok)
+            tally = self.tallies.get(name)
+            if tally is None or tally.task != task:  # the first label, or a model of another task now
+                q.clear()
+                tally = self.tallies[name] = Tally(task)
+            for key, t, label, pred in outcomes:
+                old = q.pop(key, None)
+                if old is not None:
+                    tally.remove(old[1], old[2])
+                q[key] = (t, label, pred)
+                tally.add(label, pred)
             while len(q) > MAX_LABELS:
-                q.popitem(last=False)
+                _, (_, label, pred) = q.popitem(last=False)
+                tally.remove(label, pred)
         self._refresh_accuracy(time.time())
+
+    def live_metrics(self, name: str) -> dict[str, Any]:
+        tally = self.tallies.get(name)
+        return tally.metrics() if tally is not None else {}
 
     def _refresh_accuracy(self, now: float) -> None:
         with self._lock:
             for name, q in self.labelled.items():
+                tally = self.tallies.get(name)
                 while q and now - next(iter(q.values()))[0] > self.accuracy_window:
-                    q.popitem(last=False)
+                    _, (_, label, pred) = q.popitem(last=False)
+                    if tally is not None:
+                        tally.remove(label, pred)
                 self.metrics.live_labelled.labels(name).set(len(q))
-                if q:
-                    self.metrics.live_accuracy.labels(name).set(sum(ok for _, ok in q.values()) / len(q))
+                self._export(name, tally.metrics() if tally is not None else {})
+
+    def _export(self, name: str, values: dict[str, Any]) -> None:
+        """The gauges of ``name``'s live metrics; a metric without a value (no label in the window, R² of
+        labels that do not vary) is absent, which Grafana and Prometheus show as no data."""
+        for metric, gauge in self.metrics.live.items():
+            v = values.get(metric)
+            if v is None:
+                try:
+                    gauge.remove(name)
+                except KeyError:
+                    pass
+            else:
+                gauge.labels(name).set(v)
+        per_class = values.get("per_class", {})
+        for cls in self._classes.get(name, set()) - set(per_class):
+            for m in PER_CLASS:
+                try:
+                    self.metrics.live_per_class[m].remove(name, cls)
+                except KeyError:
+                    pass
+        for cls, v in per_class.items():
+            for m in PER_CLASS:
+                self.metrics.live_per_class[m].labels(name, cls).set(v[m])
+        self._classes[name] = set(per_class)
 
     # -- the dashboard's data -----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -241,7 +285,8 @@ class LiveStats:
         with self._lock:
             older = [s for s in self.snapshots if now - s[0] >= RATE_WINDOW - 1e-9]
             base_t, base = older[-1] if older else (self.snapshots[0] if self.snapshots else (self.started, {}))
-            labelled = {n: (len(q), sum(ok for _, ok in q.values())) for n, q in self.labelled.items()}
+            labelled = {n: len(q) for n, q in self.labelled.items()}
+            live = {n: t.metrics() for n, t in self.tallies.items()}
         span = max(now - base_t, 1e-3)
         models = []
         for s in self.slots:
@@ -249,7 +294,7 @@ class LiveStats:
             requests, errors, delta = _delta(cur, old)
             p50, p95 = quantile_from_buckets(0.5, delta), quantile_from_buckets(0.95, delta)
             loaded = s.current[0] if s.current else None
-            n_lab, n_ok = labelled.get(s.name, (0, 0))
+            n_lab, values = labelled.get(s.name, 0), live.get(s.name, {})
             route = None
             if s.name in self.served:
                 from mlopsctl.serving.reload import route_status
@@ -278,7 +323,9 @@ class LiveStats:
                     "p95_ms": None if p95 is None else p95 * 1000,
                     "requests_total": cur.get("requests", 0.0),
                     "predictions_by_class": cur.get("classes", {}),
-                    "live_accuracy": (n_ok / n_lab) if n_lab else None,
+                    "live_accuracy": values.get("accuracy"),
+                    "live": {k: v for k, v in values.items() if k != "per_class"},
+                    "live_per_class": values.get("per_class", {}),
                     "labelled": n_lab,
                     "aliases": self.registry_view.get(s.name, {}).get("aliases", {}),
                     "events": self.registry_view.get(s.name, {}).get("events", []),

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 
 from mlopsctl.experiments.deployment import SHADOW_PREFIX  # shadows answer no caller: no request series
+from mlopsctl.monitoring.taskmetrics import CLASSIFICATION, PER_CLASS, REGRESSION
 
 disable_created_metrics()  # the `_created` series double the output and nothing here reads them
 
@@ -21,6 +22,16 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_HELP = {
+    "accuracy": "Accuracy",
+    "f1_macro": "Macro F1",
+    "precision_macro": "Macro precision",
+    "recall_macro": "Macro recall",
+    "rmse": "Root mean squared error",
+    "mae": "Mean absolute error",
+    "r2": "R squared",
+    "bias": "Mean signed error (prediction - label)",
+}
 
 
 def multiprocess() -> bool:
@@ -97,28 +108,45 @@ class ServerMetrics:
         )
         self.drift_share = Gauge(
             "mlops_drift_share",
-            "Share of drifted features in the latest drift report of the served model (-1: none yet).",
+            "Share of drifted features in the latest drift report of the served model (absent until one exists).",
             ["model"],
             registry=r,
             multiprocess_mode="livemax",
         )
-        self.live_accuracy = Gauge(
-            "mlops_live_accuracy",
-            "Accuracy of this server's predictions that got feedback, over the accuracy window (classification).",
-            ["model"],
-            registry=r,
-            multiprocess_mode="livemostrecent",  # with --workers N: the worker that got the latest labels
-        )
+        # the task's live metrics over the labels window (monitoring/taskmetrics.py), absent until a label comes;
+        # with --workers N: the worker that got the latest labels
+        self.live = {
+            m: Gauge(
+                f"mlops_live_{m}",
+                f"{_LIVE_HELP[m]} of this server's predictions that got feedback, over the labels window ({kind}).",
+                ["model"],
+                registry=r,
+                multiprocess_mode="livemostrecent",
+            )
+            for kind, names in (("classification", CLASSIFICATION), ("regression", REGRESSION))
+            for m in names
+        }
+        self.live_accuracy = self.live["accuracy"]
+        self.live_per_class = {
+            m: Gauge(
+                f"mlops_live_{m}",
+                f"{m.capitalize()} of each class over the labels window (classification).",
+                ["model", "class"],
+                registry=r,
+                multiprocess_mode="livemostrecent",
+            )
+            for m in PER_CLASS
+        }
         self.live_labelled = Gauge(
             "mlops_live_labelled",
-            "Predictions with feedback in the accuracy window.",
+            "Predictions with feedback in the labels window (every task).",
             ["model"],
             registry=r,
             multiprocess_mode="livemostrecent",
         )
         self.variant_weight = Gauge(
             "mlops_variant_weight",
-            "Share of the traffic (percent) routed to each variant; shadows get copies, not shares.",
+            "Share of the traffic (0-1) routed to each variant; shadows get copies, not shares.",
             ["model", "variant"],
             registry=r,
             multiprocess_mode="livemax",

@@ -332,7 +332,7 @@ class Reloader:
             except KeyError:
                 pass
         for variant, weight in route_weights(new):
-            gauge.labels(name, variant).set(weight)
+            gauge.labels(name, variant).set(weight / 100)  # a share 0-1, as every other ratio
 
     def check_all(self) -> None:
         for served in self.served:

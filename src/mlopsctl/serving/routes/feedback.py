@@ -1,6 +1,6 @@
 """`POST /feedback`: ground truth for earlier predictions, joined by request id (`monitoring/feedback.py`).
 
-With a management key set, it needs the key: labels move live accuracy, alerts and retraining. At most
+With a management key set, it needs the key: labels move the live metrics, alerts and retraining. At most
 ``max_batch_rows`` labels a request; each is checked by field, and a bad one is refused by its index while
 the others are stored. A prediction labelled again counts once, with its latest label.
 """
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from mlopsctl.bundle.task import is_regression
+from mlopsctl.serving.live import Outcome
 from mlopsctl.serving.management import authorised, management_key
 from mlopsctl.serving.responses import error_response, json_response
 from mlopsctl.serving.service import Service
@@ -68,18 +68,17 @@ def routes(service: Service) -> APIRouter:
         if result.accepted:
             sequence[0] += 1
             await run_in_threadpool(store_feedback, store, result.accepted, capture.writer, sequence[0])
-            outcomes: dict[str, list[tuple[tuple[str, int], float, bool]]] = {}
+            outcomes: dict[tuple[str, str], list[Outcome]] = {}
             for rec in result.accepted:
                 predicted = capture.prediction(rec["request_id"], rec["row"])
                 serving = by_name[rec["model"]].current
-                if serving is not None and not is_regression(serving[0].task):
-                    correct = str(predicted) == str(rec["label"])
-                    outcomes.setdefault(rec["model"], []).append(
-                        ((rec["request_id"], rec["row"]), rec["time"], correct)
+                if serving is not None and predicted is not None:  # every task: the live metrics of its own
+                    outcomes.setdefault((rec["model"], serving[0].task), []).append(
+                        ((rec["request_id"], rec["row"]), rec["time"], rec["label"], predicted)
                     )
                 metrics.feedback.labels(rec["model"], "accepted").inc()
-            for name, got in outcomes.items():
-                live.add_labels(name, got)
+            for (name, task), got in outcomes.items():
+                live.add_labels(name, task, got)
         if result.rejected:
             metrics.feedback.labels(first.name, "rejected").inc(len(result.rejected))
         body = result.to_dict()

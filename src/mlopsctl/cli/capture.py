@@ -64,9 +64,7 @@ def export(
     errors: bool = typer.Option(False, "--errors/--no-errors", help="Include failed requests (status ≠ 200)."),
 ) -> None:
     """Export captured predictions: one row per predicted row, the inputs as columns."""
-    import pandas as pd
-
-    from mlopsctl.monitoring.captured import load_captures
+    from mlopsctl.monitoring.captured import iter_captures
 
     if fmt not in ("csv", "parquet", "jsonl"):
         raise DataError("--format", f"got {fmt!r}: use csv, parquet or jsonl")
@@ -80,43 +78,78 @@ def export(
     model = _name(name)
     store = common.store()
     _known(store, model)
-    records = load_captures(store, model, start, version=version, ok_only=not errors)
+    # an hour at a time: JSON lines are written as they are read; CSV and Parquet keep each hour as a frame
+    hours = iter_captures(store, model, start, version=version, ok_only=not errors)
+    n = 0
     if fmt == "jsonl":
-        text = "".join(json.dumps(r, default=str) + "\n" for r in records)
-        _write_text(text, out)
+        with _text_out(out) as write:
+            for records in hours:
+                write("".join(json.dumps(r, default=str) + "\n" for r in records))
+                n += len(records)
     else:
-        inputs = pd.DataFrame.from_records([r.get("inputs") or {} for r in records])
-        meta = pd.DataFrame.from_records(
-            [{k: v for k, v in r.items() if k != "inputs"} for r in records],
-            columns=[
-                "request_id",
-                "row",
-                "time",
-                "model",
-                "version",
-                "variant",
-                "endpoint",
-                "status",
-                "latency_ms",
-                "prediction",
-                "confidence",
-                "error",
-            ],
-        )
-        frame = pd.concat([meta, inputs], axis=1)
+        import pandas as pd
+
+        frames = []
+        for records in hours:
+            frames.append(_frame(records))
+            n += len(records)
+        if len(frames) > 1:  # an hour's frame may type a column differently (only nulls there): infer again
+            frame = pd.concat(frames, ignore_index=True).infer_objects()
+        else:
+            frame = frames[0] if frames else _frame([])
         if fmt == "csv":
-            _write_text(frame.to_csv(index=False), out)
+            with _text_out(out) as write:
+                write(frame.to_csv(index=False))
         else:
             assert out is not None
             with _writing(out):
                 frame.to_parquet(out, index=False)
     if out is not None:
-        common.err_console().print(f"{len(records)} record(s) of {model} since {_iso(start)} → {out}")
+        common.err_console().print(f"{n} record(s) of {model} since {_iso(start)} → {out}")
+
+
+_EXPORT_COLUMNS = [
+    "request_id",
+    "row",
+    "time",
+    "model",
+    "version",
+    "variant",
+    "endpoint",
+    "status",
+    "latency_ms",
+    "prediction",
+    "confidence",
+    "error",
+]
+
+
+def _frame(records: list[dict[str, Any]]) -> Any:
+    """Capture records as an export frame: the metadata columns, then one column per feature."""
+    import pandas as pd
+
+    inputs = pd.DataFrame.from_records([r.get("inputs") or {} for r in records])
+    meta = pd.DataFrame.from_records(
+        [{k: v for k, v in r.items() if k != "inputs"} for r in records], columns=_EXPORT_COLUMNS
+    )
+    return pd.concat([meta, inputs], axis=1)
+
+
+@contextlib.contextmanager
+def _text_out(out: Path | None) -> Iterator[Any]:
+    """A function writing text to ``out`` (stdout when None), piece by piece."""
+    if out is None:
+        yield sys.stdout.write
+        return
+    with _writing(out), out.open("w") as fh:
+        yield fh.write
 
 
 @capture_app.command("compact")
 def compact(
-    models: list[str] | None = typer.Option(None, "--model", "-m", help="Only this model (repeatable; default: all)."),
+    models: list[str] | None = typer.Option(
+        None, "--model", "-m", metavar="NAME", help="Only this model (repeatable; default: every model captured)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be compacted; write and delete nothing."),
     keep_raw_hours: float | None = typer.Option(
         None, "--keep-raw-hours", min=0, help="Delete the JSON lines this long after the hour (\\[monitoring.capture])."
@@ -170,6 +203,8 @@ def compact(
         ratio = f" ({before / after:.1f}x smaller)" if after else ""
         line = f"compacted {out['hours']} hour(s): {out['records']:,} records, {_size(before)} of JSON lines → "
         line += f"{_size(after)} of Parquet{ratio}; {out['deleted']:,} raw object(s) deleted"
+        if out["hours_cleaned"]:
+            line += f" in {out['hours_cleaned']} hour(s)"
         if out["kept"]:
             line += f", {out['kept']:,} kept until {keep:g} h after their hour (keep_raw_hours)"
     common.console().print(line)
@@ -183,14 +218,6 @@ def _size(n: float) -> str:
         if n < 1000 or unit == "GB":
             break
     return f"{n:.1f} {unit}"
-
-
-def _write_text(text: str, out: Path | None) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        return
-    with _writing(out):
-        out.write_text(text)
 
 
 @contextlib.contextmanager
@@ -217,7 +244,7 @@ def feedback(
     """Join ground truth to captured predictions. Unknown request ids are listed; exit 1 if any."""
     import secrets
 
-    from mlopsctl.monitoring.captured import load_captures
+    from mlopsctl.monitoring.captured import iter_captures
     from mlopsctl.monitoring.feedback import check_items, store_feedback
 
     # a feedback file is not the project's data: only the flags say how to read it
@@ -230,10 +257,11 @@ def feedback(
     store = common.store()
     _known(store, name)
     known: dict[str, tuple[str, int, int]] = {}
-    for r in load_captures(store, name, _since(since), ok_only=True):
-        rid = r["request_id"]
-        prev = known.get(rid)
-        known[rid] = (name, int(r["version"]), max(int(r.get("row", 0)) + 1, prev[2] if prev else 0))
+    for records in iter_captures(store, name, _since(since), ok_only=True):  # an hour at a time
+        for r in records:
+            rid = r["request_id"]
+            prev = known.get(rid)
+            known[rid] = (name, int(r["version"]), max(int(r.get("row", 0)) + 1, prev[2] if prev else 0))
     signatures: dict[int, tuple[str, list[Any] | None]] = {}
 
     def info(n: str, v: int) -> tuple[str, list[Any] | None]:

@@ -35,28 +35,24 @@ FORMAT = b"1"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int" if _INT64[0] <= v <= _INT64[1] else "json"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "str"
-    return "json"
+_ARROW = {bool: "bool_", int: "int64", float: "float64", str: "string"}
 
 
 def _column(values: list[Any]) -> tuple[Any, bool]:
     """An Arrow array of ``values`` (None = null) and whether it holds JSON text."""
     import pyarrow as pa
 
-    kinds = {_kind(v) for v in values if v is not None}
-    types = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
     if not kinds:
         return pa.nulls(len(values), pa.string()), False
-    if len(kinds) == 1 and (k := next(iter(kinds))) in types:
-        return pa.array(values, type=types[k]), False
+    if len(kinds) == 1 and (k := next(iter(kinds))) in _ARROW:
+        fits = True
+        if k is int:  # JSON integers past int64 (orjson writes up to 2**64 - 1) are kept as text
+            present = [v for v in values if v is not None]
+            fits = _INT64[0] <= min(present) and max(present) <= _INT64[1]
+        if fits:
+            return pa.array(values, type=getattr(pa, _ARROW[k])()), False
     text = [None if v is None else orjson.dumps(v).decode() for v in values]
     return pa.array(text, type=pa.string()), True
 
@@ -67,18 +63,17 @@ def encode(records: Sequence[dict[str, Any]], sources: Sequence[tuple[str, int]]
 
     if sum(n for _, n in sources) != len(records):
         raise ValueError(f"sources count {sum(n for _, n in sources)} rows, got {len(records)} records")
-    layouts: dict[str, int] = {}
+    layouts: dict[tuple[Any, ...], int] = {}
     layout_ids: list[int] = []
-    top: dict[str, None] = {}
-    fields: dict[str, None] = {}
     for r in records:
         inputs = r.get(INPUTS)
-        in_keys = list(inputs) if isinstance(inputs, dict) else None
-        shape = orjson.dumps([list(r), in_keys]).decode()
+        shape = (tuple(r), tuple(inputs) if isinstance(inputs, dict) else None)
         layout_ids.append(layouts.setdefault(shape, len(layouts)))
-        top.update(dict.fromkeys(k for k in r if k != INPUTS))
-        if in_keys:
-            fields.update(dict.fromkeys(in_keys))
+    top: dict[str, None] = {}
+    fields: dict[str, None] = {}
+    for keys, in_keys in layouts:
+        top.update(dict.fromkeys(k for k in keys if k != INPUTS))
+        fields.update(dict.fromkeys(in_keys or ()))
     names, arrays, as_json = [], [], []
     for key in top:
         arr, j = _column([r.get(key) for r in records])
@@ -102,7 +97,7 @@ def encode(records: Sequence[dict[str, Any]], sources: Sequence[tuple[str, int]]
     meta = {
         META_FORMAT: FORMAT,
         META_SOURCES: orjson.dumps([[k, n] for k, n in sources]),
-        META_LAYOUTS: orjson.dumps([orjson.loads(s) for s in layouts]),
+        META_LAYOUTS: orjson.dumps([[list(keys), None if ins is None else list(ins)] for keys, ins in layouts]),
         META_JSON: orjson.dumps(as_json),
     }
     return pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta)

@@ -32,7 +32,7 @@ from typing import Any
 
 from mlopsctl.errors import Conflict, IntegrityError, NotFound
 from mlopsctl.monitoring import capture_parquet as cp
-from mlopsctl.monitoring.captured import CAPTURE, capture_hours, compacted_key
+from mlopsctl.monitoring.captured import CAPTURE, capture_hours, compacted_key, get_many
 from mlopsctl.store.base import Store
 
 log = logging.getLogger("mlopsctl.compaction")
@@ -66,7 +66,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
-            "hours": len([h for h in self.hours if h.objects or h.deleted]),
+            "hours": len([h for h in self.hours if h.objects]),  # hours given a new part (or that would be)
+            "hours_cleaned": len([h for h in self.hours if h.deleted]),
             "records": self.total("records"),
             "objects": self.total("objects"),
             "bytes_before": self.total("bytes_raw"),
@@ -139,8 +140,7 @@ def _read_raw(store: Store, keys: list[str]) -> tuple[list[dict[str, Any]], list
 
     records: list[dict[str, Any]] = []
     sources, size = [], 0
-    for key in keys:
-        data = store.get(key)
+    for key, data in zip(keys, get_many(store, keys), strict=True):
         size += len(data)
         recs = [orjson.loads(line) for line in data.splitlines() if line.strip()]
         records.extend(recs)
@@ -213,6 +213,7 @@ def compact_hour(
     if hour_end(hour) + keep_raw > now:
         res.kept = len(gone)
         return res
+    verified = []
     for key in gone:
         expected = written.get(key)
         if expected is None:  # compacted by an earlier run: verified again against the raw object
@@ -224,9 +225,23 @@ def compact_hour(
             part = held.held[key][0]
             log.error("compaction: %s does not match its rows in %s; kept", key, part)
             raise IntegrityError(key, f"the rows {part} holds for it", "other request ids")
-        store.delete(key)
-        res.deleted += 1
+        verified.append(key)
+    _delete_many(store, verified)
+    res.deleted += len(verified)
     return res
+
+
+def _delete_many(store: Store, keys: list[str], threads: int = 16) -> None:
+    """Delete verified raw objects, ``threads`` at a time (a delete is a round trip on S3, and a slow
+    metadata write on a busy disk)."""
+    if len(keys) <= 1:
+        for key in keys:
+            store.delete(key)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(keys)), thread_name_prefix="mlops-delete") as pool:
+        list(pool.map(store.delete, keys))
 
 
 def compact(

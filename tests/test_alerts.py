@@ -750,7 +750,7 @@ def test_docs_examples_are_current(tmp_path: Path) -> None:
     import tomllib
 
     cfg = AlertsSection.model_validate(tomllib.loads(toml)["monitoring"]["alerts"])
-    assert cfg.accuracy_min == 0.6 and cfg.latency_for == 300
+    assert cfg.min == {"accuracy": 0.6} and cfg.accuracy_min == 0.6 and cfg.latency_for == 300
     (rules,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     assert rules == alerts.render_yaml(alerts.prometheus_rules(AlertsSection(), ["wine"]))
     (result,) = re.findall(r"```json\n(.*?)```", text, flags=re.S)

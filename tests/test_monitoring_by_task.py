@@ -142,3 +142,36 @@ def test_rmse_live_on_the_server_in_monitor_check_and_as_a_retrain_trigger(
     trigger = fired["steps"][0]["outputs"]
     assert trigger["fired"] and trigger["labelled"] == 60 and trigger["metrics"]["rmse"] == pytest.approx(want["rmse"])
     assert fired["status"] != "skipped"
+
+
+@pytest.mark.slow
+def test_the_status_page_shows_the_live_metrics_of_the_task(two_models_store: Path, start_server: Any) -> None:
+    """The page (in headless Chromium) shows a regression model's live RMSE, MAE, R² and bias, not accuracy."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the [dev] extra")
+    from tests.conftest import WINE_RED
+
+    server = start_server(["--store", str(two_models_store), "serve", "-m", "wine-alcohol@prod"])
+    frame = pd.read_csv(WINE_RED, sep=";").head(30)
+    truth = frame.pop("alcohol").tolist()
+    answer = httpx.post(server.url + "/predict", json={"instances": frame.to_dict(orient="records")}).json()
+    labels = [{"request_id": answer["request_id"], "row": i, "label": y} for i, y in enumerate(truth)]
+    assert httpx.post(server.url + "/feedback", json=labels).json()["accepted"] == 30
+    want = compute("regression", truth, answer["predictions"])
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/dashboard")
+        page.wait_for_selector('[data-metric="rmse"]', timeout=20_000)
+        shown = {m: page.inner_text(f'[data-metric="{m}"] .v') for m in ("rmse", "mae", "r2", "bias")}
+        label = page.inner_text('[data-metric="rmse"] .l')
+        accuracy = page.query_selector('[data-metric="accuracy"]')
+        browser.close()
+    assert errors == [] and accuracy is None and label.lower() == "live rmse (30 labels)"  # CSS upper-cases it
+    assert {m: float(v) for m, v in shown.items()} == {m: pytest.approx(want[m], abs=5e-4) for m in shown}

@@ -239,7 +239,10 @@ def describe(rule: Rule, value: float | None) -> str:
     if rule.key == "down":
         return f"{show(lambda v: f'{v:.0f}')} server(s) not answering /metrics"
     if rule.key == "capture":
-        return f"no prediction captured for {prometheus_duration(rule.threshold)}"
+        bound = prometheus_duration(rule.threshold)
+        if value is None:
+            return f"no captured prediction (bound {bound})"
+        return f"last prediction captured {prometheus_duration(value)} ago (bound {bound})"
     if rule.key == "drift":
         return f"drifted share of features {show(lambda v: f'{v:.0%}')} (bound {_pct(rule.threshold)})"
     shown = "|bias|" if rule.key == "bias" else rule.key.replace("_", " ")

@@ -8,10 +8,12 @@ Text is written already in ``terraform fmt`` style (the test runs ``terraform fm
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlopsctl.deploy.sizes import FARGATE_SIZES, fargate_units
+from mlopsctl.pipeline.retrain import TRIGGERS
 
 
 def hcl_string(text: str) -> str:
@@ -536,12 +538,13 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "retrain_trigger",
             s,
-            "What the task's mlopsctl retrain --if checks first: schedule and always run; drift and accuracy "
-            "retrain only when the served model drifted or its live accuracy fell.",
+            "What the task's mlopsctl retrain --if checks first: schedule and always run; drift, performance "
+            "and a metric's name (accuracy, rmse...) retrain only when the served model drifted or a live metric "
+            "is past its bound in [monitoring.alerts] min / max.",
             "schedule",
             _check(
-                'contains(["always", "schedule", "drift", "accuracy"], var.retrain_trigger)',
-                "retrain_trigger: always, schedule, drift or accuracy.",
+                f"contains({json.dumps(list(TRIGGERS))}, var.retrain_trigger)",
+                f"retrain_trigger: one of {', '.join(TRIGGERS)}.",
             ),
         ),
         Variable(

@@ -26,6 +26,7 @@ def _schemathesis() -> str:
     return which
 
 
+@pytest.mark.timeout(600)  # 275 s alone on a loaded 2-core machine: over 20 operations (3 models), 40 examples each
 def test_schemathesis_finds_no_failure(two_models_store: Path, start_server: Any, tmp_path: Path) -> None:
     server = start_server(
         ["--store", str(two_models_store), "serve", "-m", "wine@prod", "-m", "wine-alcohol@prod", "-m", "wine-sk"],

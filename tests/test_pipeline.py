@@ -231,9 +231,12 @@ def test_a_second_pipeline_is_refused_and_a_stale_lock_is_taken_over(wine_store_
 def test_trigger_and_option_errors_name_the_setting(wine_store_copy: Path, tmp_path: Path) -> None:
     project = _project(tmp_path, wine_store_copy)
     out = run_cli("retrain", "--if", "accuracy", cwd=project, check=False)
-    assert out.returncode == 1 and "needs [monitoring.alerts] accuracy_min" in out.stderr
+    assert out.returncode == 1 and "needs a bound on accuracy in [monitoring.alerts], e.g. min = { accuracy" in (
+        out.stderr
+    )
     out = run_cli("retrain", "--if", "sometimes", cwd=project, check=False)
-    assert out.returncode == 1 and "--if 'sometimes': use one of always, schedule, drift, accuracy" in out.stderr
+    assert out.returncode == 1
+    assert "--if 'sometimes': use one of always, schedule, drift, performance, accuracy, f1_macro" in out.stderr
     out = run_cli("retrain", "--rollout", "yolo", cwd=project, check=False)
     assert out.returncode == 1 and "--rollout 'yolo': use one of direct, canary" in out.stderr
     toml = (project / "mlops.toml").read_text() + "\n[monitoring.alerts]\naccuracy_min = 0.6\n"

@@ -233,6 +233,29 @@ class _RivalFirst(Store):
         self.inner.delete(key)
 
 
+class _Counting(_RivalFirst):
+    """The store, counting the compacted parts read."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner, lambda: None)
+        self.parts_read = 0
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        self.parts_read += key.endswith(".parquet")
+        return self.inner.get_with_etag(key)
+
+
+def test_hours_kept_for_retention_are_not_read_again_on_every_run(store: Store) -> None:
+    write_capture(store, hours=3, writers=1, objects=2)
+    counting = _Counting(store)
+    first = compact(counting, compact_after=900, keep_raw=10 * 86400).to_dict()
+    assert first["parts"] and first["kept"] == 6 and counting.parts_read == 3  # each part read back once
+    again = compact(counting, compact_after=900, keep_raw=10 * 86400).to_dict()
+    assert again["records"] == 0 and again["kept"] == 6 and counting.parts_read == 3  # nothing read again
+    done = compact(counting, compact_after=900, keep_raw=0).to_dict()
+    assert done["deleted"] == 6 and counting.parts_read == 6  # read back (again) before deleting
+
+
 def test_the_compactor_that_loses_the_race_writes_nothing_twice(store: Store) -> None:
     ids = write_capture(store, hours=1)
     (hour, raw, parts) = capture_hours(store, "m")[0]

@@ -150,6 +150,19 @@ def _values(arr: Any, name: str, as_json: set[str]) -> list[Any]:
     return list(values)
 
 
+def columns(table: Any, names: Iterable[str]) -> dict[str, list[Any]]:
+    """Top-level fields as Python lists (None where a record lacked one), without building the records: a
+    reader that needs a few fields of every row (the feedback look-up) skips the inputs."""
+    as_json = set(orjson.loads(table.schema.metadata[META_JSON]))
+    out = {}
+    for name in names:
+        if name in table.column_names and name not in (INPUTS, LAYOUT):
+            out[name] = _values(table.column(name), name, as_json)
+        else:
+            out[name] = [None] * len(table)
+    return out
+
+
 def decode(table: Any) -> list[dict[str, Any]]:
     """The records, as they were given to ``encode`` (rows the caller filtered out are simply not there)."""
     meta = table.schema.metadata

@@ -363,7 +363,9 @@ class CapturedIndex:
 
         table = cp.read(self.store.get(key))
         self._seen.update(src for src, _ in cp.sources(table))
-        return cp.decode(table.filter(_arrow_filter(table, None, None, None, True)))
+        table = table.filter(_arrow_filter(table, None, None, None, True))
+        cols = cp.columns(table, ("request_id", "row", "model", "version", "variant", "status", "prediction"))
+        return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
     def _read(self, key: str) -> None:
         self.objects_read += 1
@@ -374,7 +376,7 @@ class CapturedIndex:
                 continue
             rid = rec["request_id"]
             meta[rid] = (rec["model"], int(rec["version"]))
-            rows.setdefault(rid, {})[int(rec.get("row", 0))] = rec.get("prediction")
+            rows.setdefault(rid, {})[int(rec.get("row") or 0)] = rec.get("prediction")
         for rid, by_row in rows.items():
             preds = [by_row.get(i) for i in range(max(by_row) + 1)]
             self.index[rid] = (*meta[rid], preds)

@@ -97,8 +97,15 @@ def closed_hours(
     return out
 
 
+# (store, part key) → the raw objects the part holds. A part never changes once written (put-if-absent, never
+# rewritten or deleted), so a long-lived compactor (the server's) need not read an hour's part again on every
+# run while keep_raw_hours keeps the hour's JSON lines.
+_SOURCES: dict[tuple[str, str], list[tuple[str, int]]] = {}
+_SOURCES_LIMIT = 20_000
+
+
 class _Parts:
-    """The parts of one hour read from the store, and which raw object each row range came from."""
+    """The parts of one hour, which raw object each row range came from; a part's table read when needed."""
 
     def __init__(self, store: Store, model: str, hour: str, keys: list[str]) -> None:
         self.store, self.model, self.hour = store, model, hour
@@ -108,31 +115,45 @@ class _Parts:
         for key in keys:
             self.add(key)
 
-    def add(self, key: str, table: Any = None) -> None:
-        if table is None:
+    def _table(self, key: str) -> Any:
+        if key not in self.tables:
             try:
-                table = cp.read(self.store.get(key))
+                self.tables[key] = cp.read(self.store.get(key))
             except ValueError as exc:
                 raise IntegrityError(key, "a compacted capture table", str(exc)) from None
+        return self.tables[key]
+
+    def add(self, key: str, table: Any = None) -> None:
+        """Count part ``key`` in (NotFound when it does not exist); ``table``: it, just written and read back."""
+        if table is not None:
+            self.tables[key] = table
+        sources = _SOURCES.get((self.store.uri, key))
+        if sources is None:
+            sources = cp.sources(self._table(key))
+            if len(_SOURCES) >= _SOURCES_LIMIT:
+                _SOURCES.clear()
+            _SOURCES[(self.store.uri, key)] = sources
         self.keys.append(key)
-        self.tables[key] = table
         start = 0
-        for src, n in cp.sources(table):
+        for src, n in sources:
             self.held.setdefault(src, (key, start, n))
             start += n
 
     def catch_up(self) -> None:
-        """Read the parts written since (numbers are taken in order: the next missing one ends the list)."""
+        """Count the parts written since (numbers are taken in order: the next missing one ends the list)."""
         while True:
             key = compacted_key(self.model, self.hour, len(self.keys))
+            if (self.store.uri, key) not in _SOURCES and not self.store.exists(key):
+                return
             try:
                 self.add(key)
             except NotFound:
                 return
 
     def ids(self, raw_key: str) -> list[tuple[str, int]]:
+        """(request id, row) of the rows the part holding ``raw_key`` has for it, read back from the store."""
         part, start, n = self.held[raw_key]
-        return cp.ids(self.tables[part].slice(start, n))
+        return cp.ids(self._table(part).slice(start, n))
 
 
 def _read_raw(store: Store, keys: list[str]) -> tuple[list[dict[str, Any]], list[tuple[str, int]], int]:

@@ -297,6 +297,24 @@ def test_two_compactor_processes_at_once_keep_every_request_once(store: Store, t
     assert len(held) == 24 * 6 and set(held.values()) == {1}  # every raw object in exactly one part
 
 
+def test_the_command_says_what_it_did(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    store = open_store(str(tmp_path / "s"))
+    ids = write_capture(store, hours=2, writers=1, objects=2)
+    cli = ["--store", store.uri, "capture", "compact"]
+    dry = run_cli(*cli, "--dry-run", cwd=tmp_path).stdout
+    assert f"would compact 2 hour(s): {len(ids)} records, 4 object(s)" in dry and "of JSON lines" in dry
+    assert not store.list(COMPACTED) and len(raw_keys(store)) == 4
+    done = run_cli(*cli, cwd=tmp_path).stdout  # keep_raw_hours: 24 by default, the hours are older
+    assert f"compacted 2 hour(s): {len(ids)} records," in done and "of Parquet (" in done
+    assert "4 raw object(s) deleted in 2 hour(s)" in done and raw_keys(store) == []
+    bad = run_cli(*cli, "--model", "ghost", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "ghost" in bad.stderr
+    neg = run_cli(*cli, "--keep-raw-hours", "-1", cwd=tmp_path, check=False)
+    assert neg.returncode == 2 and "--keep-raw-hours" in neg.stderr
+
+
 # -- a compactor killed between the Parquet and the deletions ------------------------------------------------
 
 

@@ -106,3 +106,73 @@ def test_render_is_valid_toml_for_every_task() -> None:
 def test_service_name_is_an_aws_name(project: str, deploy_name: str, service: str) -> None:
     raw = {**BASE, "project": {"name": project}, "deploy": {"name": deploy_name}}
     assert parse_config(raw).service_name == service
+
+
+BASE = {"project": {"name": "p"}, "data": {"path": "d.csv", "target": "y"}}
+
+
+@pytest.mark.parametrize(
+    ("task", "alerts", "key", "words"),
+    [
+        (
+            "regression",
+            {"accuracy_min": 0.6},
+            "monitoring.alerts.accuracy_min",
+            "accuracy is not a metric of regression",
+        ),
+        (
+            "regression",
+            {"min": {"f1_macro": 0.5}},
+            "monitoring.alerts.min.f1_macro",
+            "bound one of rmse, mae, r2, bias",
+        ),
+        ("text-classification", {"max": {"rmse": 1}}, "monitoring.alerts.max.rmse", "bound one of accuracy, f1_macro"),
+        (
+            "classification",
+            {"min": {"rmse": 1}},
+            "monitoring.alerts.min",
+            "rmse is bounded by max (max = { rmse = ... })",
+        ),
+        ("classification", {"max": {"log_loss": 1}}, "monitoring.alerts.max", "log_loss is not measured live"),
+        ("classification", {"min": {"auc": 0.7}}, "monitoring.alerts.min", "unknown metric 'auc': use one of accuracy"),
+        ("classification", {"min": {"accuracy": 1.5}}, "monitoring.alerts.min", "accuracy: got 1.5, expected a share"),
+        ("regression", {"max": {"mae": -1}}, "monitoring.alerts.max", "mae: got -1, expected 0 or more"),
+        (
+            "classification",
+            {"accuracy_min": 0.6, "min": {"accuracy": 0.7}},
+            "monitoring.alerts",
+            "accuracy_min (deprecated) and min.accuracy both given",
+        ),
+    ],
+    ids=[
+        "accuracy-on-regression",
+        "f1-on-regression",
+        "rmse-on-text",
+        "floor-on-rmse",
+        "log-loss",
+        "unknown",
+        "share",
+        "negative",
+        "both-names",
+    ],
+)
+def test_a_live_metric_bound_the_task_lacks_is_refused(task: str, alerts: dict, key: str, words: str) -> None:
+    model = "ridge" if task == "regression" else "logistic_regression"
+    raw = BASE | {"training": {"task": task, "model": model}, "monitoring": {"alerts": alerts}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert err.value.key == key and words in err.value.problem
+
+
+def test_live_metric_bounds_and_the_deprecated_names() -> None:
+    raw = BASE | {"training": {"task": "regression", "model": "ridge"}}
+    raw["monitoring"] = {"alerts": {"max": {"rmse": 0.8, "bias": 0.2}, "min": {"r2": 0.5}, "accuracy_window": "2h"}}
+    alerts = parse_config(raw).monitoring.alerts
+    assert alerts.bounds() == [("r2", "min", 0.5), ("rmse", "max", 0.8), ("bias", "max", 0.2)]
+    assert alerts.labels_window == 7200 and alerts.accuracy_window == 7200 and alerts.accuracy_min is None
+    assert alerts.rules_on()[-3:] == ["r2", "rmse", "bias"]
+    for task in ("classification", "regression", "text-classification"):
+        text = render_config(name="p", data_path="d.csv", target="y", task=task)
+        (line,) = [x for x in text.splitlines() if x.startswith(("# min = {", "# max = {"))]
+        uncommented = text.replace(line, line[2:].split("#")[0])  # the example bound, turned on, is valid
+        assert parse_config(tomllib.loads(uncommented)).monitoring.alerts.bounds()

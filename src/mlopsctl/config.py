@@ -600,6 +600,10 @@ def render_config(
     """The mlops.toml that `init` writes, commented for a person to edit."""
     model = model or FAMILIES_BY_TASK[task][0]
     metric = default_metric(task)
+    if task == "regression":  # a live metric's bound, from feedback over labels_window: the task's own metrics
+        bound = "# max = { rmse = 0.8 }         # live RMSE ceiling (also mae, bias; min = { r2 = 0.5 })"
+    else:
+        bound = "# min = { f1_macro = 0.6 }     # live macro F1 floor (also accuracy, precision_macro, recall_macro)"
     params = "{ n_estimators = 100, max_depth = 12 }" if model == "random_forest" else "{}"
     extra = ""
     if text_columns:
@@ -658,6 +662,5 @@ error_rate = 0.05
 error_for = "3m"
 silence_for = "30m"
 drift_share = 0.3
-# min = {{ f1_macro = 0.6 }}      # live metrics from feedback, over labels_window ("1h"): floors...
-# max = {{ rmse = 0.8 }}          # ...and ceilings (docs/monitoring.md lists each task's metrics)
+{bound}
 '''

@@ -637,6 +637,31 @@ def test_an_accuracy_floor_adds_its_alarm(tmp_path: Path) -> None:
     assert "aws_cloudwatch_metric_alarm.accuracy.arn" in tf.resource("aws_cloudwatch_dashboard.this")["dashboard_body"]
 
 
+def test_capture_compaction_in_the_servers_is_granted_when_the_config_turns_it_on(tf: Tf, tmp_path: Path) -> None:
+    arn = "${aws_s3_bucket.store.arn}/${local.store_prefix}/"
+    policy = tf.resource("aws_iam_role_policy.task_compaction")
+    assert policy["count"] == "${var.capture_compaction_writes ? 1 : 0}" and policy["role"] == "${aws_iam_role.task.id}"
+    assert default(tf, "capture_compaction_writes") is False  # the project has compact_in_server off
+    by_sid = {s["sid"]: s for s in statements(tf.data("aws_iam_policy_document.task_compaction"))}
+    create = by_sid["CreateCompactedCapture"]
+    assert create["actions"] == ["s3:PutObject"] and create["resources"] == [arn + "capture-parquet/*"]
+    assert one(create, "condition")["variable"] == "s3:if-none-match"  # a part is created, never rewritten
+    for sid, key in (("CreateTheCompactionLease", "s3:if-none-match"), ("SwapTheCompactionLease", "s3:if-match")):
+        assert by_sid[sid]["resources"] == [arn + "leases/*"] and one(by_sid[sid], "condition")["variable"] == key
+    delete = by_sid["DeleteCompactedJsonLines"]
+    assert delete["actions"] == ["s3:DeleteObject"] and delete["resources"] == [arn + "capture/*"]
+    assert set(by_sid) == {"CreateCompactedCapture", "CreateTheCompactionLease", "SwapTheCompactionLease"} | {
+        "DeleteCompactedJsonLines"
+    }
+    rules = {r["id"]: r for r in tf.resource("aws_s3_bucket_lifecycle_configuration.store")["rule"]}
+    compacted = rules["expire-compacted-predictions"]
+    assert one(compacted, "filter")["prefix"] == "${local.store_prefix}/capture-parquet/"
+    assert one(compacted, "expiration")["days"] == "${max(var.capture_expiration_days, 1)}"
+    (tmp_path / "mlops.toml").write_text(PROJECT + "[monitoring.capture]\ncompact_in_server = true\n")
+    run_cli("deploy", "aws", "--out", "tf", cwd=tmp_path)
+    assert default(Tf(tmp_path / "tf"), "capture_compaction_writes") is True
+
+
 def test_scheduled_retraining_is_off_by_default_and_runs_the_training_image(tf: Tf) -> None:
     rule = tf.resource("aws_cloudwatch_event_rule.retrain")
     assert rule["state"] == '${var.retrain_schedule_enabled ? "ENABLED" : "DISABLED"}'

@@ -139,6 +139,7 @@ def values_from_config(
         metrics_namespace=cfg.monitoring.cloudwatch.namespace if cfg else "mlopsctl",
         monthly_budget=d.monthly_budget or default_budget(cfg, lay.name),
         retrain_schedule=d.retrain_schedule,
+        capture_compaction=cfg.monitoring.capture.compact_in_server if cfg else False,
     )
 
 

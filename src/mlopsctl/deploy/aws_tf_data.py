@@ -75,6 +75,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
   }
 
   rule {
+    id     = "expire-compacted-predictions"
+    status = var.capture_expiration_days > 0 ? "Enabled" : "Disabled"
+
+    filter {
+      prefix = "${local.store_prefix}/capture-parquet/"
+    }
+
+    expiration {
+      days = max(var.capture_expiration_days, 1)
+    }
+  }
+
+  rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"
 

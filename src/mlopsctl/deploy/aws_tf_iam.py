@@ -196,6 +196,60 @@ data "aws_iam_policy_document" "task_guard" {
   }
 }
 
+# Capture compaction in the servers ([monitoring.capture] compact_in_server): a server writes an hour's
+# Parquet only if it does not exist (If-None-Match), takes and renews the compaction lease only by
+# conditional writes, and deletes the JSON lines of capture/ it has verified in the Parquet.
+resource "aws_iam_role_policy" "task_compaction" {
+  count  = var.capture_compaction_writes ? 1 : 0
+  name   = "capture-compaction"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task_compaction.json
+}
+
+data "aws_iam_policy_document" "task_compaction" {
+  statement {
+    sid       = "CreateCompactedCapture"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.store.arn}/${local.store_prefix}/capture-parquet/*"]
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "CreateTheCompactionLease"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.store.arn}/${local.store_prefix}/leases/*"]
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "SwapTheCompactionLease"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.store.arn}/${local.store_prefix}/leases/*"]
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-match"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "DeleteCompactedJsonLines"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.store.arn}/${local.store_prefix}/capture/*"]
+  }
+}
+
 # -- GitHub Actions (optional): push images, deploy revisions, publish and promote ---------------
 resource "aws_iam_openid_connect_provider" "github" {
   count          = local.github && var.github_oidc_provider_arn == "" ? 1 : 0

@@ -102,6 +102,7 @@ class AwsValues:
     metrics_namespace: str = "mlopsctl"  # [monitoring.cloudwatch] namespace: where the server's EMF metrics go
     monthly_budget: float = 50.0
     retrain_schedule: str = ""  # "" writes the schedule disabled
+    capture_compaction: bool = False  # [monitoring.capture] compact_in_server: the tasks compact the capture
 
 
 # the retentions CloudWatch Logs accepts (config.py checks [deploy] log_retention_days against the same)
@@ -248,7 +249,8 @@ def variables(v: AwsValues) -> list[Variable]:
         Variable(
             "capture_expiration_days",
             n,
-            "Captured predictions (PREFIX/capture/) are deleted after this many days; 0 keeps them.",
+            "Captured predictions (PREFIX/capture/, compacted: PREFIX/capture-parquet/) are deleted after this many "
+            "days; 0 keeps them.",
             90,
             _check("var.capture_expiration_days >= 0", "capture_expiration_days: 0 (keep) or more."),
         ),
@@ -266,6 +268,14 @@ def variables(v: AwsValues) -> list[Variable]:
             "the A/B canary guard in each server pulls a failing candidate back that way. "
             "false = the tasks write captured predictions and feedback only.",
             True,
+        ),
+        Variable(
+            "capture_compaction_writes",
+            b,
+            "Let the servers compact captured predictions (PREFIX/capture/ -> PREFIX/capture-parquet/, create-only) "
+            "and delete the JSON lines they verified, holding a lease in PREFIX/leases/ (conditional writes); "
+            "from [monitoring.capture] compact_in_server.",
+            v.capture_compaction,
         ),
         Variable(
             "pointer_parameter_name",

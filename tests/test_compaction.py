@@ -315,6 +315,23 @@ def test_the_command_says_what_it_did(tmp_path: Path) -> None:
     assert neg.returncode == 2 and "--keep-raw-hours" in neg.stderr
 
 
+def test_an_hour_with_an_object_that_is_not_json_lines_is_left_and_named(tmp_path: Path) -> None:
+    from mlopsctl.errors import DataError
+    from tests.conftest import run_cli
+
+    store = open_store(str(tmp_path / "s"))
+    write_capture(store, hours=2, writers=1, objects=1)
+    (bad, *_), second = raw_keys(store), raw_keys(store)[1]
+    store.put(bad, store.get(bad) + b"{not json\n")
+    proc = run_cli("--store", store.uri, "capture", "compact", "--keep-raw-hours", "0", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "compacted 1 hour(s)" in proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: 1 hour(s) left as they were") and bad in line and "line 21: not JSON" in line
+    assert raw_keys(store) == [bad] and not store.exists(second)  # the other hour compacted and cleaned up
+    with pytest.raises(DataError, match="line 21: not JSON"):
+        load_captures(store, "m")
+
+
 # -- a compactor killed between the Parquet and the deletions ------------------------------------------------
 
 
@@ -430,3 +447,14 @@ def test_background_compactors_take_turns(store: Store) -> None:
     done = two.tick()
     assert done is not None and done.to_dict()["records"] == len(ids) and raw_keys(store) == []
     assert one.tick() is not None and one.last is not None and one.last["records"] == 0
+
+
+def test_the_servers_compactor_logs_an_hour_it_cannot_compact(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    write_capture(store, hours=1, writers=1, objects=1)
+    (bad,) = raw_keys(store)
+    store.put(bad, b"[1, 2]\n")
+    job = BackgroundCompactor(store, compact_after=900, keep_raw=0, lease_seconds=60)
+    with caplog.at_level("ERROR", logger="mlopsctl.compaction"):
+        done = job.tick()
+    assert done is not None and done.failed and raw_keys(store) == [bad]
+    assert any(bad in r.getMessage() and "not an object" in r.getMessage() for r in caplog.records)

@@ -194,20 +194,32 @@ def compact(
     out = summary.to_dict()
     if as_json:
         common.emit_json(out)
-        return
+    else:
+        common.console().print(_summary_line(out, dry_run, keep))
+    if out["failed"]:
+        from mlopsctl.errors import MlopsError
+
+        first = out["failed"][0]
+        raise MlopsError(
+            f"{len(out['failed'])} hour(s) left as they were, the first: "
+            f"{first['model']} {first['hour']}: {first['error']}"
+        )
+
+
+def _summary_line(out: dict[str, Any], dry_run: bool, keep: float) -> str:
     before, after = out["bytes_before"], out["bytes_after"]
     if dry_run:
         line = f"would compact {out['hours']} hour(s): {out['records']:,} records, {out['objects']:,} object(s), "
         line += f"{_size(before)} of JSON lines"
     else:
-        ratio = f" ({before / after:.1f}x smaller)" if after else ""
+        ratio = f" ({before / after:.1f}x smaller)" if 0 < after < before else ""
         line = f"compacted {out['hours']} hour(s): {out['records']:,} records, {_size(before)} of JSON lines → "
         line += f"{_size(after)} of Parquet{ratio}; {out['deleted']:,} raw object(s) deleted"
         if out["hours_cleaned"]:
             line += f" in {out['hours_cleaned']} hour(s)"
         if out["kept"]:
             line += f", {out['kept']:,} kept until {keep:g} h after their hour (keep_raw_hours)"
-    common.console().print(line)
+    return line
 
 
 def _size(n: float) -> str:

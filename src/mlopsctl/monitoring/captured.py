@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from mlopsctl.errors import NotFound
+from mlopsctl.errors import DataError, NotFound
 from mlopsctl.store.base import Store
 
 CAPTURE = "capture/"
@@ -76,14 +76,27 @@ def _in_period(t: Any, since: float | None, until: float | None) -> bool:
     return (since is None or t >= since) and (until is None or t <= until)
 
 
-def _parse(data: bytes) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+def parse_lines(data: bytes, key: str) -> list[dict[str, Any]]:
+    """The records of one JSON-lines object; a line that is not a JSON object is refused, naming the key and
+    line (the servers write whole objects: such a line was put there by something else)."""
+    out = []
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DataError(key, f"line {n}: not JSON ({exc})") from None
+        if not isinstance(rec, dict):
+            raise DataError(key, f"line {n}: a JSON {type(rec).__name__}, not an object")
+        out.append(rec)
+    return out
 
 
 def _read(store: Store, prefix: str, since: float | None, until: float | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for key in _keys(store, prefix, since, until):
-        out.extend(r for r in _parse(store.get(key)) if _in_period(r.get("time", 0.0), since, until))
+        out.extend(r for r in parse_lines(store.get(key), key) if _in_period(r.get("time", 0.0), since, until))
     out.sort(key=lambda r: r.get("time", 0.0))
     return out
 
@@ -195,7 +208,7 @@ def hour_records(
             chunks.setdefault(src, [])
     todo = [key for key in raw if key not in chunks]
     for key, data in zip(todo, get_many(store, todo), strict=True):
-        chunks[key] = _parse(data)
+        chunks[key] = parse_lines(data, key)
     out = []
     for key in sorted(chunks):
         for r in chunks[key]:
@@ -358,7 +371,7 @@ class CapturedIndex:
 
     def _records(self, key: str) -> list[dict[str, Any]]:
         if not key.endswith(".parquet"):
-            return _parse(self.store.get(key))
+            return parse_lines(self.store.get(key), key)
         from mlopsctl.monitoring import capture_parquet as cp
 
         table = cp.read(self.store.get(key))

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlopsctl.errors import Conflict, IntegrityError, NotFound
+from mlopsctl.errors import Conflict, IntegrityError, MlopsError, NotFound
 from mlopsctl.monitoring import capture_parquet as cp
-from mlopsctl.monitoring.captured import CAPTURE, capture_hours, compacted_key, get_many
+from mlopsctl.monitoring.captured import CAPTURE, capture_hours, compacted_key, get_many, parse_lines
 from mlopsctl.store.base import Store
 
 log = logging.getLogger("mlopsctl.compaction")
@@ -59,6 +59,7 @@ class Summary:
     dry_run: bool
     hours: list[HourResult] = field(default_factory=list)
     stopped: bool = False  # keep_going said stop (a lost lease) before every hour was done
+    failed: list[dict[str, str]] = field(default_factory=list)  # hours left as they were: model, hour, error
 
     def total(self, name: str) -> int:
         return sum(int(getattr(h, name)) for h in self.hours)
@@ -76,6 +77,7 @@ class Summary:
             "kept": self.total("kept"),
             "raced": self.total("raced"),
             "stopped": self.stopped,
+            "failed": self.failed,
             "parts": [h.part for h in self.hours if h.part],
         }
 
@@ -120,7 +122,7 @@ class _Parts:
             try:
                 self.tables[key] = cp.read(self.store.get(key))
             except ValueError as exc:
-                raise IntegrityError(key, "a compacted capture table", str(exc)) from None
+                raise IntegrityError(key, problem=f"not a compacted capture table: {exc}") from None
         return self.tables[key]
 
     def add(self, key: str, table: Any = None) -> None:
@@ -157,13 +159,11 @@ class _Parts:
 
 
 def _read_raw(store: Store, keys: list[str]) -> tuple[list[dict[str, Any]], list[tuple[str, int]], int]:
-    import orjson
-
     records: list[dict[str, Any]] = []
     sources, size = [], 0
     for key, data in zip(keys, get_many(store, keys), strict=True):
         size += len(data)
-        recs = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+        recs = parse_lines(data, key)
         records.extend(recs)
         sources.append((key, len(recs)))
     return records, sources, size
@@ -210,9 +210,11 @@ def compact_hour(
         try:
             table = cp.read(store.get(key))
         except (NotFound, ValueError) as exc:
-            raise IntegrityError(key, f"{len(records)} records", f"unreadable after writing: {exc}") from None
+            raise IntegrityError(key, problem=f"unreadable after writing {len(records)} records: {exc}") from None
         if table.num_rows != len(records) or cp.ids(table) != cp.record_ids(records):
-            raise IntegrityError(key, f"{len(records)} records of {len(todo)} objects", f"{table.num_rows} rows")
+            raise IntegrityError(
+                key, problem=f"read back {table.num_rows} rows, not the {len(records)} records of {len(todo)} objects"
+            )
         held.add(key, table)
         res.objects, res.records, res.bytes_raw, res.bytes_parquet, res.part = (
             len(todo),
@@ -245,7 +247,7 @@ def compact_hour(
         if held.ids(key) != expected:
             part = held.held[key][0]
             log.error("compaction: %s does not match its rows in %s; kept", key, part)
-            raise IntegrityError(key, f"the rows {part} holds for it", "other request ids")
+            raise IntegrityError(key, problem=f"its request ids are not the rows {part} holds for it; kept")
         verified.append(key)
     _delete_many(store, verified)
     res.deleted += len(verified)
@@ -279,7 +281,9 @@ def compact(
     """Compact every closed hour of ``models`` (default: every model with capture), an hour at a time.
 
     ``progress(done, total)`` after each hour; ``keep_going()`` before each one (the server's lease renewal):
-    False stops (``Summary.stopped``), leaving the rest to the next run."""
+    False stops (``Summary.stopped``), leaving the rest to the next run. An hour that cannot be compacted (a
+    JSON-lines object that is not JSON, a part that does not read back) is left as it is and listed in
+    ``Summary.failed``; the other hours go on."""
     now = time.time() if now is None else now
     todo = closed_hours(store, models, now=now, compact_after=compact_after)
     summary = Summary(dry_run)
@@ -288,8 +292,12 @@ def compact(
             summary.stopped = True
             break
         if raw:  # an hour already compacted and cleaned up has nothing to do
-            result = compact_hour(store, model, hour, raw, parts, now=now, keep_raw=keep_raw, dry_run=dry_run)
-            summary.hours.append(result)
+            try:
+                result = compact_hour(store, model, hour, raw, parts, now=now, keep_raw=keep_raw, dry_run=dry_run)
+            except MlopsError as exc:  # this hour stays as it is; the others go on
+                summary.failed.append({"model": model, "hour": hour, "error": str(exc)})
+            else:
+                summary.hours.append(result)
         if progress is not None:
             progress(i + 1, len(todo))
     return summary
@@ -329,6 +337,8 @@ class BackgroundCompactor:
             self.lease.release()
         self.runs += 1
         self.last = summary.to_dict()
+        for failed in summary.failed:
+            log.error("compaction of %s %s failed: %s", failed["model"], failed["hour"], failed["error"])
         if summary.hours:
             log.info(
                 "compaction: %d hour(s), %d records, %d raw object(s) deleted",

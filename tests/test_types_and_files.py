@@ -252,3 +252,22 @@ def test_a_headerless_text_project_checks_and_scores_its_own_file(tmp_path: Path
     # retrain on the same headerless file
     retrained = run_cli("retrain", "--data", str(data), "--rollout", "direct", "--json", cwd=folder)
     assert json.loads(retrained.stdout)["status"] == "succeeded"
+
+
+@pytest.mark.shared_data
+def test_the_flags_read_a_file_the_project_would_not(wine_store_copy: Path, tmp_path: Path) -> None:
+    """A headerless, pipe-separated copy of red wine: `data validate` and `drift --current` read it with
+    --sep, --no-header and --columns; without them the columns are col_0… and drift refuses it by name."""
+    df = pd.read_csv(WINE_RED, sep=";")
+    path = tmp_path / "red.txt"
+    df.to_csv(path, sep="|", index=False, header=False)
+    names = ",".join(df.columns)
+    flags = ("--sep", "|", "--no-header", "--columns", names)
+    checked = run_cli("data", "validate", str(path), "--against", "none", *flags, cwd=tmp_path)
+    assert "1599 rows × 12 columns" in checked.stdout and "ok" in checked.stdout
+    store = ("--store", str(wine_store_copy))
+    drift = run_cli(*store, "drift", "wine", "--current", str(path), "--json", *flags, cwd=tmp_path, check=False)
+    assert drift.returncode in (0, 1), drift.stderr
+    assert json.loads(drift.stdout)["current_rows"] == 1599
+    bare = run_cli(*store, "drift", "wine", "--current", str(path), cwd=tmp_path, check=False)
+    assert bare.returncode == 2 and "missing column" in bare.stderr, bare.stderr

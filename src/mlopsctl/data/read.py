@@ -129,7 +129,7 @@ class FileOptions:
             names = tuple(c.strip() for c in columns.split(",") if c.strip())
             if not names:
                 raise DataError("--columns", "expected comma-separated names, e.g. text,label")
-            out = replace(out, columns=names, header=False if header is None else header)
+            out = replace(out, columns=names, header=header)  # new names: the header detected anew unless given
         if header is not None:
             out = replace(out, header=header)
         return out

@@ -213,6 +213,7 @@ def test_cli_capture_export_feedback_file_and_performance(wine_store_copy: Path,
     assert perf["versions"][0]["labelled"] == 20 and perf["unmatched_feedback"] == 0
     text = run_cli(*store, "performance", "wine", "--since", "1h", cwd=tmp_path).stdout
     assert "wine v1" in text and "training holdout" in text and "accuracy" in text
+    assert all(k in text for k in ("f1_macro", "precision_macro", "recall_macro")), text  # every metric of the task
 
 
 def test_dashboard_data_names_versions_rates_and_registry_events(wine_store_copy: Path) -> None:

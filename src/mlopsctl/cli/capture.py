@@ -328,9 +328,11 @@ def performance(
     window: str = typer.Option("1h", "--window", help="Width of each time window: 15m, 1h, 1d…"),
     as_json: bool = common.JsonOpt,
 ) -> None:
-    """Live accuracy / macro F1 (or RMSE / MAE) per version and time window, beside training metrics."""
+    """Live metrics per version and time window, beside training metrics: accuracy, f1_macro, precision_macro and
+    recall_macro for a classifier (per class with --json), rmse, mae, r2 and bias for a regression."""
     from mlopsctl.config import parse_duration
     from mlopsctl.monitoring.performance import performance as compute
+    from mlopsctl.monitoring.taskmetrics import CLASSIFICATION, REGRESSION
 
     try:
         width = parse_duration(window)
@@ -350,7 +352,7 @@ def performance(
         common.console().print(f"no captured predictions of {model} in the last {since}")
         return
     for v in report["versions"]:
-        keys = ["rmse", "mae"] if is_regression(v["task"]) else ["accuracy", "f1_macro"]
+        keys = list(REGRESSION if is_regression(v["task"]) else CLASSIFICATION)  # per class: --json
         rows = [
             [_iso(w["start"]), w["predictions"], w["labelled"], *(_fmt(w.get(k)) for k in keys)] for w in v["windows"]
         ]

@@ -72,7 +72,6 @@ def _record_model_file(
     settings: Any,
 ) -> dict[str, Any]:
     """A model file and rows, recorded as a run (`training.external`)."""
-    from mlopsctl.data.read import read_table
     from mlopsctl.training.external import read_model_file, record_model
 
     model_name = name or (cfg.model_name if cfg else None)
@@ -84,10 +83,7 @@ def _record_model_file(
             [("data", "required with --model")],
         )
     model = read_model_file(path, unsafe_pickle=unsafe_pickle, trusted_types=settings.trusted_types)
-    d = cfg.data if cfg and data.resolve() == cfg.data_path().resolve() else None
-    frame = read_table(
-        data, sep=d.separator if d else None, header=d.header if d else None, names=d.columns if d else None
-    )
+    frame = common.read_file(data, cfg)  # as every command reads a data file (the project's [data] settings)
     target = target or (cfg.data.target if cfg and cfg.data.target in frame.columns else None)
     y = None
     if target is not None:

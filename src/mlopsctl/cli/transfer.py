@@ -84,14 +84,9 @@ def import_model(
 
 
 def _rows(cfg: Any, data: Path, target: str | None) -> tuple[Any, Any, str | None]:
-    """(features, target values or None, target name) from --data, read as `publish --model FILE --data` reads
-    it: the project's separator and header when it is the project's data file."""
-    from mlopsctl.data.read import read_table
-
-    d = cfg.data if cfg and data.resolve() == cfg.data_path().resolve() else None
-    frame = read_table(
-        data, sep=d.separator if d else None, header=d.header if d else None, names=d.columns if d else None
-    )
+    """(features, target values or None, target name) from --data, read as every command reads a data file
+    (the project's [data] settings)."""
+    frame = common.read_file(data, cfg)
     target = target or (cfg.data.target if cfg and cfg.data.target in frame.columns else None)
     if target is None:
         return frame, None, None

@@ -72,7 +72,7 @@ def read_registry(registry: Any) -> dict[str, ModelFigures]:
             elif s.name == "mlops_request_duration_seconds_bucket":
                 le = float(s.labels["le"])
                 f.buckets[le] = f.buckets.get(le, 0.0) + s.value
-            elif s.name == "mlops_drift_share" and s.value >= 0:  # -1: no report yet
+            elif s.name == "mlops_drift_share" and s.value >= 0:  # absent until the first drift report
                 f.drift_share = s.value
             elif s.name == "mlops_live_labelled":
                 f.live_labelled = s.value

@@ -24,6 +24,7 @@ A feedback record: ``{"request_id": …, "row": 0, "label": 5, "time": …, "sou
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import socket
@@ -263,6 +264,148 @@ def load_captures(
     return [r for hour in iter_captures(store, name, since, until, version=version, ok_only=ok_only) for r in hour]
 
 
+# -- columns, not records: readers that need a few fields of every row ------------------------------------
+
+
+def _object_array(values: list[Any]) -> Any:
+    import numpy as np
+
+    out = np.empty(len(values), dtype=object)
+    out[:] = values  # element-wise: a list value stays one element
+    return out
+
+
+def _arrow_values(arr: Any, as_json: bool) -> Any:
+    """A column of a part as a numpy array: typed (int64, float64, bool) when it has no null, else Python
+    values as JSON gave them (``monitoring/capture_parquet.py`` keeps each value's type)."""
+    import pyarrow as pa
+
+    if as_json:
+        return _object_array([None if v is None else orjson.loads(v) for v in arr.to_pylist()])
+    t = arr.type
+    if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        return arr.to_numpy()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return arr.to_numpy(zero_copy_only=False)  # str objects, None where null
+    return _object_array(arr.to_pylist())
+
+
+def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(raw key, columns) of each object a compacted part holds, in the part's row order; only ``names``
+    (top-level fields: a missing or null one is None) are read from the file, never the inputs."""
+    import pyarrow.parquet as pq
+
+    from mlopsctl.monitoring import capture_parquet as cp
+
+    pf = pq.ParquetFile(io.BytesIO(data))
+    schema = pf.schema_arrow
+    meta = schema.metadata or {}
+    if meta.get(cp.META_FORMAT) != cp.FORMAT or cp.META_SOURCES not in meta:
+        raise DataError(key, "not a compacted capture table (no mlopsctl.capture metadata)")
+    as_json = set(orjson.loads(meta[cp.META_JSON]))
+    present = [n for n in names if n in schema.names and n not in (cp.INPUTS, cp.LAYOUT)]
+    table = pf.read(columns=present, use_threads=False)
+    n = table.num_rows
+    cols = {}
+    for name in names:
+        if name in present:
+            cols[name] = _arrow_values(table.column(name).combine_chunks(), name in as_json)
+        else:
+            cols[name] = _object_array([None] * n)
+    out, offset = [], 0
+    for src, rows in cp.sources(table):
+        out.append((src, {k: v[offset : offset + rows] for k, v in cols.items()}))
+        offset += rows
+    if offset != n:
+        raise DataError(key, f"its sources list {offset} rows, the table has {n}")
+    return out
+
+
+def _record_columns(records: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    return {name: _object_array([r.get(name) for r in records]) for name in names}
+
+
+def _join(arrays: list[Any]) -> Any:
+    """One array of segments' arrays; mixed types become Python values (an int 5 never turns into 5.0)."""
+    import numpy as np
+
+    if len({a.dtype for a in arrays}) > 1:
+        arrays = [a.astype(object) for a in arrays]
+    return np.concatenate(arrays)
+
+
+def hour_columns(
+    store: Store,
+    raw: list[str],
+    parts: list[str],
+    names: list[str],
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    version: int | None = None,
+    ok_only: bool = False,
+) -> dict[str, Any]:
+    """One hour's records as columns (numpy arrays, one per top-level field in ``names``, plus ``time``):
+    the rows ``hour_records`` gives, in its order, without building a record per row or reading inputs."""
+    import numpy as np
+
+    wanted = list(dict.fromkeys([*names, "time", "version", "status"]))
+    segments: list[tuple[str, dict[str, Any]]] = []
+    held: set[str] = set()
+    for key, data in zip(parts, get_many(store, parts), strict=True):
+        for src, cols in _part_segments(data, key, wanted):
+            segments.append((src, cols))
+            held.add(src)
+    todo = [key for key in raw if key not in held]
+    for key, data in zip(todo, get_many(store, todo), strict=True):
+        segments.append((key, _record_columns(parse_lines(data, key), wanted)))
+    segments.sort(key=lambda s: s[0])  # stable: a key in two parts keeps both, in part order (as hour_records)
+    if not segments:
+        return {name: _object_array([]) for name in wanted}
+    cols = {name: _join([s[1][name] for s in segments]) for name in wanted}
+    t = cols["time"]
+    if t.dtype == object:
+        t = np.array([0.0 if v is None else v for v in t], dtype=float)  # a record without a time: 0.0
+    keep = np.ones(len(t), dtype=bool)
+    if since is not None:
+        keep &= t >= since
+    if until is not None:
+        keep &= t <= until
+    if version is not None:
+        keep &= np.asarray(cols["version"] == version, dtype=bool)
+    if ok_only:
+        keep &= np.asarray(cols["status"] == 200, dtype=bool)
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(t[order], kind="stable")]
+    cols["time"] = t
+    return {name: cols[name][order] for name in [*names, "time"]}
+
+
+def iter_capture_columns(
+    store: Store,
+    name: str,
+    names: list[str],
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    version: int | None = None,
+    ok_only: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """``hour_columns`` of each hour of model ``name`` in the period, oldest first (``iter_captures``'s rows)."""
+    for hour, raw, parts in capture_hours(store, name, since, until):
+        for attempt in range(3):
+            try:
+                cols = hour_columns(store, raw, parts, names, since, until, version=version, ok_only=ok_only)
+                break
+            except NotFound:  # a compactor deleted a raw object after listing: its part holds it now
+                if attempt == 2:
+                    raise
+                again = capture_hours(store, name, hours=[hour])
+                raw, parts = (again[0][1], again[0][2]) if again else ([], [])
+        if len(cols["time"]):
+            yield cols
+
+
 def load_feedback(store: Store, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
     return _read(store, FEEDBACK, since, until)
 
@@ -270,16 +413,25 @@ def load_feedback(store: Store, since: float | None = None, until: float | None 
 def latest_labels(
     store: Store, name: str, since: float | None = None, until: float | None = None
 ) -> tuple[dict[tuple[str, int], Any], int]:
-    """The ground truth for ``name``'s predictions, one label per (request_id, row): a later label replaces
-    an earlier one (feedback is read oldest first), as the server's live accuracy counts it. Also the
+    """The ground truth for ``name``'s predictions, one label per (request_id, row): the label with the
+    latest time wins (of two at one time, the one read last), as the server's live accuracy counts it. Also the
     number of labels read (repeats included)."""
-    labels: dict[tuple[str, int], Any] = {}
+    latest: dict[tuple[str, int], tuple[Any, Any]] = {}  # (request_id, row) → (time, label)
     n = 0
-    for f in load_feedback(store, since, until):
-        if f.get("model") in (None, name):
-            n += 1
-            labels[(f["request_id"], int(f.get("row", 0)))] = f["label"]
-    return labels, n
+    keys = list(_keys(store, FEEDBACK, since, until))
+    for start in range(0, len(keys), 64):  # streamed: the period's feedback is never held as records
+        batch = keys[start : start + 64]
+        for key, data in zip(batch, get_many(store, batch), strict=True):
+            for f in parse_lines(data, key):
+                t = f.get("time", 0.0)
+                if not _in_period(t, since, until) or f.get("model") not in (None, name):
+                    continue
+                n += 1
+                k = (f["request_id"], int(f.get("row", 0)))
+                seen = latest.get(k)
+                if seen is None or t >= seen[0]:  # a later label wins; of two at once, the one read last
+                    latest[k] = (t, f["label"])
+    return {k: label for k, (_, label) in latest.items()}, n
 
 
 def captured_frame(records: list[dict[str, Any]], feature_names: list[str] | None = None) -> Any:

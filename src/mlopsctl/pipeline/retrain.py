@@ -419,14 +419,13 @@ class Pipeline:
         """Captured inputs with a ground-truth label, as training rows (the label in the target column)."""
         import pandas as pd
 
-        from mlopsctl.monitoring.performance import labelled_predictions
+        from mlopsctl.monitoring.performance import labelled_records
 
         since = time.time() - self.rcfg.feedback_window
-        records, _ = labelled_predictions(self.store, self.model, since)
-        rows = [
+        rows = [  # an hour of capture at a time: only the labelled rows are kept
             {**r["inputs"], self.cfg.data.target: r["label"]}
-            for r in records
-            if r.get("label") is not None and r.get("inputs") and not str(r.get("variant") or "").startswith("shadow")
+            for r in labelled_records(self.store, self.model, since)
+            if r.get("inputs") and not str(r.get("variant") or "").startswith("shadow")
         ]
         return pd.DataFrame.from_records(rows).reindex(columns=columns)
 

@@ -1,19 +1,20 @@
 """Capture compaction at scale: a month of synthetic capture in the store's real layout, compacted.
 
-    .venv/bin/python bench/capture_bench.py [--records 1000000] [--days 30] [--writers 3] [--flushes 12]
+    .venv/bin/python bench/capture_bench.py [--records 1000000] [--days 30] [--writers 3] [--flushes 12] [--work DIR]
 
-Makes a fresh local store in bench/.work/capture/ with wine v1 (random forest, trained on the red wine data
-as serve_bench does), then ``--records`` capture records spread evenly over the last ``--days`` days (ending
-a day ago, so every hour is closed), written as the servers write them: per writer and hour ``--flushes``
+Makes a fresh local store in bench/.work/capture/ (or ``--work``) with wine v1 (random forest, trained on
+the red wine data as serve_bench does), then ``--records`` capture records spread evenly over the last
+``--days`` days (ending a day ago, so every hour is closed), written as the servers write them: per writer
+and hour ``--flushes``
 JSON-lines objects ``capture/wine/{hour}/{writer}-{seq}.jsonl``, each record a wine row's 11 features, the
 prediction, its confidence, 1 in 50 a failed request; labels for 1 in 10 answered rows in ``feedback/``.
 
 Then, each command a real ``mlopsctl`` process with its peak RSS (``wait4``) and wall time:
 
-1. before: ``performance wine --since 33d --window 1d --json`` and
-   ``capture export wine --since 33d --format parquet --out …``;
+1. before: ``performance wine --since 33d --window 1d --json``, the same with ``--window 1h``,
+   ``drift wine --since 33d --json --no-save`` and ``capture export wine --since 33d --format parquet --out …``;
 2. ``capture compact --keep-raw-hours 0 --json``: records/s, bytes of JSON lines and of Parquet;
-3. after: the same two commands, whose answers must equal the ones before.
+3. after: the same commands, whose answers must equal the ones before.
 
 Results: bench/capture_results.json (and a table on stdout, for bench/RESULTS.md).
 """
@@ -35,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-WORK = BENCH / ".work" / "capture"
+WORK = BENCH / ".work" / "capture"  # --work changes it
 WINE_RED = ROOT.parent / "shared" / "data" / "wine-quality" / "winequality-red.csv"
 HOUR = 3600
 
@@ -55,16 +56,16 @@ uri = "{store}"
 """
 
 
-def build_store() -> Path:
+def build_store(work: Path) -> Path:
     from mlopsctl import registry
     from mlopsctl.config import load_config
     from mlopsctl.registry.publishing import publish_run
     from mlopsctl.store import open_store
     from mlopsctl.training.train import train_project
 
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    project, store_dir = WORK / "project", WORK / "store"
+    if work.exists():
+        shutil.rmtree(work)
+    project, store_dir = work / "project", work / "store"
     project.mkdir(parents=True)
     (project / "mlops.toml").write_text(PROJECT_TOML.format(data=WINE_RED, store=store_dir))
     cfg = load_config(project)
@@ -126,7 +127,7 @@ def generate(store_dir: Path, records: int, days: int, writers: int, flushes: in
     return {"records": n, "objects": objects, "jsonl_bytes": size, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def measured(argv: list[str], cwd: Path) -> dict[str, Any]:
+def measured(argv: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """One mlopsctl command as a process: wall seconds, peak RSS in MB (GNU time's %M: the process's own
     ru_maxrss, forked from time's small process, not from this big one), stdout."""
     rss_file = cwd / "rss.txt"
@@ -134,7 +135,7 @@ def measured(argv: list[str], cwd: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise SystemExit(f"mlopsctl {' '.join(argv)} failed: {proc.stderr[-2000:]}")
     kb = int(rss_file.read_text().split()[-1])
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(kb / 1024, 1), "stdout": proc.stdout}
@@ -151,43 +152,59 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=3)
     ap.add_argument("--flushes", type=int, default=12, help="JSON-lines objects per writer and hour")
     ap.add_argument("--output", type=Path, default=BENCH / "capture_results.json")
+    ap.add_argument("--work", type=Path, default=WORK, help="the folder made afresh for the store (deleted first)")
     args = ap.parse_args()
+    work = args.work.resolve()
     if not WINE_RED.is_file():
         raise SystemExit(f"needs {WINE_RED}")
     print("building the store (wine v1)…", flush=True)
-    store_dir = build_store()
+    store_dir = build_store(work)
     store = ["--store", str(store_dir)]
     print(f"generating {args.records:,} records…", flush=True)
     gen = generate(store_dir, args.records, args.days, args.writers, args.flushes)
     print(f"  {gen}", flush=True)
     since = f"{args.days + 3}d"  # the whole period, whenever the command runs
     perf = [*store, "performance", "wine", "--since", since, "--window", "1d", "--json"]
-    out_file = WORK / "export.parquet"
+    hourly = [*store, "performance", "wine", "--since", since, "--window", "1h", "--json"]
+    drift = [*store, "drift", "wine", "--since", since, "--json", "--no-save"]
+    out_file = work / "export.parquet"
     export = [*store, "capture", "export", "wine", "--since", since, "--format", "parquet", "--out", str(out_file)]
-    results: dict[str, Any] = {"args": vars(args) | {"output": str(args.output)}, "generated": gen}
+    results: dict[str, Any] = {
+        "args": vars(args) | {"output": str(args.output), "work": str(work)},
+        "generated": gen,
+        "uptime_start": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
 
-    def answers(tag: str) -> tuple[Any, Any]:
+    def answers(tag: str) -> tuple[Any, Any, Any]:
         print(f"{tag}: performance…", flush=True)
-        p = measured(perf, WORK)
-        print(f"  {p['seconds']} s, {p['peak_rss_mb']} MB; capture export…", flush=True)
-        e = measured(export, WORK)
+        p = measured(perf, work)
+        print(f"  {p['seconds']} s, {p['peak_rss_mb']} MB; performance --window 1h…", flush=True)
+        h = measured(hourly, work)
+        print(f"  {h['seconds']} s, {h['peak_rss_mb']} MB; drift --since…", flush=True)
+        d = measured(drift, work, ok=(0, 1))
+        print(f"  {d['seconds']} s, {d['peak_rss_mb']} MB; capture export…", flush=True)
+        e = measured(export, work)
         print(f"  {e['seconds']} s, {e['peak_rss_mb']} MB", flush=True)
         import pandas as pd
 
         frame = pd.read_parquet(out_file)
+        drift_report = json.loads(d["stdout"])
         results[tag] = {
             "performance": {k: p[k] for k in ("seconds", "peak_rss_mb")},
+            "performance_1h": {k: h[k] for k in ("seconds", "peak_rss_mb")},
+            "drift": {k: d[k] for k in ("seconds", "peak_rss_mb")} | {"rows": drift_report["current_rows"]},
             "export": {k: e[k] for k in ("seconds", "peak_rss_mb")} | {"rows": len(frame)},
         }
         digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()).hexdigest()
         # the windows follow the clock (--since): compare each version's totals over the period
         versions = json.loads(p["stdout"])["versions"]
         report = {v["version"]: (v["predictions"], v["labelled"], v["live"]) for v in versions}
-        return report, digest
+        features = {f["name"]: (f["statistic"], f["p_value"]) for f in drift_report["features"]}
+        return report, digest, features
 
     before = answers("before")
     print("capture compact…", flush=True)
-    c = measured([*store, "capture", "compact", "--keep-raw-hours", "0", "--json"], WORK)
+    c = measured([*store, "capture", "compact", "--keep-raw-hours", "0", "--json"], work)
     summary = json.loads(c["stdout"])
     results["compact"] = {
         "seconds": c["seconds"],
@@ -204,13 +221,17 @@ def main() -> None:
     }
     print(f"  {results['compact']}", flush=True)
     after = answers("after")
-    results["same_answers"] = {"performance": before[0] == after[0], "export": before[1] == after[1]}
+    results["same_answers"] = {
+        "performance": before[0] == after[0],
+        "export": before[1] == after[1],
+        "drift": before[2] == after[2],
+    }
     results["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results["cpus"] = os.cpu_count()
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     r = results
     print("\n| step | before compaction | after |\n| --- | --- | --- |")
-    for step in ("performance", "export"):
+    for step in ("performance", "performance_1h", "drift", "export"):
         b, a = r["before"][step], r["after"][step]
         print(f"| {step} | {b['seconds']} s, {b['peak_rss_mb']} MB | {a['seconds']} s, {a['peak_rss_mb']} MB |")
     cc = r["compact"]

@@ -236,3 +236,66 @@ def test_a_later_label_wins_and_of_two_at_once_the_one_read_last(tmp_path: Path)
     store.put(feedback_key(t, "c", 1), encode_lines([{"request_id": "r", "label": 4, "time": t + 50}]))
     assert latest_labels(store, "m", t - 1) == ({("r", 0): 4}, 3)
     assert _old_labels(store, "m", t - 1, None) == latest_labels(store, "m", t - 1)
+
+
+# -- drift --since: the current rows as columns, an hour at a time -------------------------------------------
+
+
+def _report(reference: Any, frame: Any) -> dict[str, Any]:
+    from mlopsctl.monitoring.drift import detect
+
+    out = detect(reference, frame, source={"kind": "captured"}).to_dict()
+    for volatile in ("created_at", "elapsed_s"):
+        out.pop(volatile, None)
+    return out
+
+
+@pytest.mark.parametrize("state", ["captured", "compacted"])
+@pytest.mark.parametrize("name", ["wine", "wine-alcohol"])
+def test_the_streamed_current_frame_gives_the_drift_report_of_the_records_one(
+    real_store: dict[str, Any], state: str, name: str
+) -> None:
+    from mlopsctl.monitoring.captured import captured_current, captured_frame
+    from mlopsctl.monitoring.drift import load_reference
+
+    store = open_store(str(real_store[state]))
+    since = real_store["start"] - 6 * HOUR  # the early record too
+    for version in registry.version_numbers(store, name):
+        reference = load_reference(store, name, version)
+        features = [f["name"] for f in reference.features]
+        records = load_captures(store, name, since, version=version)
+        frame, counts = captured_current(store, name, version, features, since)
+        old = captured_frame(records)
+        assert counts == {"records": len(records), "rows": len(old), "sampled": len(old)} and len(old) > 100
+        assert frame.equals(old[[c for c in features if c in old.columns] + ["__prediction__"]])
+        assert _report(reference, frame) == _report(reference, old)
+
+
+def test_above_max_rows_the_current_frame_is_a_uniform_sample_in_time_order(real_store: dict[str, Any]) -> None:
+    from mlopsctl.monitoring.captured import captured_current, captured_frame
+
+    since = real_store["start"] - 6 * HOUR
+    frames = []
+    for state in ("captured", "compacted"):
+        store = open_store(str(real_store[state]))
+        whole = captured_frame(load_captures(store, "wine", since, version=1))
+        features = [c for c in whole.columns if c in wine_features()]
+        frame, counts = captured_current(store, "wine", 1, features, since, max_rows=50)
+        assert counts["rows"] == len(whole) > 100 and counts["sampled"] == len(frame) == 50
+        rows = whole[[*features, "__prediction__"]].reset_index(drop=True)
+        # each sampled row is a captured row, in the order captured (rows repeat: compare by position)
+        position = 0
+        for sample in frame.itertuples(index=False):
+            while tuple(rows.iloc[position]) != tuple(sample):
+                position += 1
+            position += 1
+        frames.append(frame)
+    assert frames[0].equals(frames[1])  # the same sample whether compacted or not
+    other, _ = captured_current(store, "wine", 1, features, since, max_rows=50, random_state=1)
+    assert not other.equals(frames[1])
+
+
+def wine_features() -> list[str]:
+    import pandas as pd
+
+    return [c for c in pd.read_csv(WINE_RED, sep=";", nrows=1).columns if c != "quality"]

@@ -26,31 +26,36 @@ def _current_from_file(path: Path, cfg: Any, options: tuple[Any, ...]) -> tuple[
     return common.read_file(path, cfg, *options), {"kind": "file", "path": str(path)}
 
 
-def _current_from_captures(store: Any, name: str, version: int, since: str) -> tuple[Any, dict[str, Any]]:
+def _current_from_captures(
+    store: Any, name: str, version: int, since: str, features: list[str]
+) -> tuple[Any, dict[str, Any]]:
     from mlopsctl.config import parse_duration
-    from mlopsctl.monitoring.captured import captured_frame, load_captures
+    from mlopsctl.monitoring.captured import captured_current
 
     try:
         t0 = time.time() - parse_duration(since)
     except ValueError as exc:
         raise DataError("--since", str(exc)) from None
-    records = load_captures(store, name, since=t0, version=version)
-    frame = captured_frame(records)
+    frame, counts = captured_current(store, name, version, features, since=t0)
     if len(frame) == 0:
         raise DataError(
             f"capture/{name}/",
             f"no predictions of {name} v{version} captured in the last {since}"
-            + (f" ({len(records)} records, none answered)" if records else "")
+            + (f" ({counts['records']} records, none answered)" if counts["records"] else "")
             + "; serve it, or pass --current FILE",
         )
-    return frame, {
+    source: dict[str, Any] = {
         "kind": "captured",
         "window": since,
         "since": t0,
         "since_iso": datetime.fromtimestamp(t0, UTC).isoformat(timespec="seconds"),
-        "records": len(records),
+        "records": counts["records"],
         "description": f"capture/{name}/ since {since} ago",
     }
+    if counts["sampled"] < counts["rows"]:  # more rows than a drift test holds: a uniform sample of them
+        source |= {"rows": counts["rows"], "sampled": counts["sampled"]}
+        source["description"] += f" (a uniform sample of {counts['sampled']:,} of {counts['rows']:,} rows)"
+    return frame, source
 
 
 def _predict(
@@ -272,7 +277,8 @@ def _run(
                 except (MlopsError, ValueError, RuntimeError) as exc:  # the model would not run: test the inputs
                     notes.append(f"prediction drift: the model could not predict the file ({exc})")
     else:
-        frame, source = _current_from_captures(store, name, v, since or "24h")
+        features = [f["name"] for f in reference.features]
+        frame, source = _current_from_captures(store, name, v, since or "24h", features)
     report = detect(reference, frame, settings, source=source, alias=alias)
     report.notes += notes
     saved = None

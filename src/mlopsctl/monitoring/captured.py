@@ -266,6 +266,9 @@ def load_captures(
 
 # -- columns, not records: readers that need a few fields of every row ------------------------------------
 
+_INPUT = "inputs."  # a name in ``names`` for one input field: ``inputs.alcohol``
+_HAS_INPUTS = "inputs?"  # a name in ``names`` for whether a row has inputs (a failed request's are null)
+
 
 def _object_array(values: list[Any]) -> Any:
     import numpy as np
@@ -290,9 +293,22 @@ def _arrow_values(arr: Any, as_json: bool) -> Any:
     return _object_array(arr.to_pylist())
 
 
+def _json_value(text: str) -> Any:
+    """A value kept as JSON text in a part (integers of 19 digits and more read exactly: orjson floats them)."""
+    import json
+    import re
+
+    return json.loads(text) if re.search(r"\d{19}", text) else orjson.loads(text)
+
+
 def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(raw key, columns) of each object a compacted part holds, in the part's row order; only ``names``
-    (top-level fields: a missing or null one is None) are read from the file, never the inputs."""
+    """(raw key, columns) of each object a compacted part holds, in the part's row order; only the columns
+    ``names`` ask for (see ``hour_columns``) are read from the file.
+
+    Reads both formats of ``monitoring/capture_parquet.py``: 1 (each column typed per hour) and 2 (typed as
+    the model's capture table: input fields renamed as ``mlopsctl.inputs`` lists them, a value that does not
+    fit its column kept in ``_extra``, which wins over the column)."""
+    import numpy as np
     import pyarrow.parquet as pq
 
     from mlopsctl.monitoring import capture_parquet as cp
@@ -300,18 +316,47 @@ def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, d
     pf = pq.ParquetFile(io.BytesIO(data))
     schema = pf.schema_arrow
     meta = schema.metadata or {}
-    if meta.get(cp.META_FORMAT) != cp.FORMAT or cp.META_SOURCES not in meta:
+    if meta.get(cp.META_FORMAT) not in getattr(cp, "FORMATS", (cp.FORMAT,)) or cp.META_SOURCES not in meta:
         raise DataError(key, "not a compacted capture table (no mlopsctl.capture metadata)")
     as_json = set(orjson.loads(meta[cp.META_JSON]))
-    present = [n for n in names if n in schema.names and n not in (cp.INPUTS, cp.LAYOUT)]
+    extra = getattr(cp, "EXTRA", "_extra")
+    field_of = {feature: f for f, feature in orjson.loads(meta.get(b"mlopsctl.inputs", b"[]"))}
+    present = [n for n in names if n in schema.names and n not in (cp.INPUTS, cp.LAYOUT, extra)]
+    if any(n.startswith(_INPUT) or n == _HAS_INPUTS for n in names) and cp.INPUTS in schema.names:
+        present.append(cp.INPUTS)
+    if extra in schema.names:
+        present.append(extra)
     table = pf.read(columns=present, use_threads=False)
     n = table.num_rows
+    struct = table.column(cp.INPUTS).combine_chunks() if cp.INPUTS in present else None
+    known = {f.name: i for i, f in enumerate(struct.type)} if struct is not None else {}
     cols = {}
     for name in names:
+        field = field_of.get(name[len(_INPUT) :], name[len(_INPUT) :]) if name.startswith(_INPUT) else ""
         if name in present:
             cols[name] = _arrow_values(table.column(name).combine_chunks(), name in as_json)
+        elif name == _HAS_INPUTS:
+            cols[name] = struct.is_valid().to_numpy(zero_copy_only=False) if struct is not None else np.zeros(n, bool)
+        elif field in known:
+            assert struct is not None
+            child = struct.field(known[field])
+            if struct.null_count:  # a failed request's inputs are null: so are its fields
+                import pyarrow.compute as pc
+
+                child = pc.if_else(struct.is_valid(), child, None)
+            cols[name] = _arrow_values(child, f"{_INPUT}{field}" in as_json)
         else:
             cols[name] = _object_array([None] * n)
+    if extra in present and table.column(extra).null_count < n:  # values kept beside their typed columns
+        kept = table.column(extra).combine_chunks()
+        for i in np.flatnonzero(kept.is_valid().to_numpy(zero_copy_only=False)):
+            e = _json_value(kept[int(i)].as_py())
+            for name in names:
+                part, k = ("i", name[len(_INPUT) :]) if name.startswith(_INPUT) else ("k", name)
+                if name != _HAS_INPUTS and k in e.get(part, {}):
+                    if cols[name].dtype != object:
+                        cols[name] = cols[name].astype(object)
+                    cols[name][i] = e[part][k]
     out, offset = [], 0
     for src, rows in cp.sources(table):
         out.append((src, {k: v[offset : offset + rows] for k, v in cols.items()}))
@@ -322,7 +367,18 @@ def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, d
 
 
 def _record_columns(records: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    return {name: _object_array([r.get(name) for r in records]) for name in names}
+    import numpy as np
+
+    out = {}
+    for name in names:
+        if name == _HAS_INPUTS:
+            out[name] = np.array([r.get("inputs") is not None for r in records], dtype=bool)
+        elif name.startswith(_INPUT):
+            field = name[len(_INPUT) :]
+            out[name] = _object_array([(r.get("inputs") or {}).get(field) for r in records])
+        else:
+            out[name] = _object_array([r.get(name) for r in records])
+    return out
 
 
 def _join(arrays: list[Any]) -> Any:
@@ -345,8 +401,9 @@ def hour_columns(
     version: int | None = None,
     ok_only: bool = False,
 ) -> dict[str, Any]:
-    """One hour's records as columns (numpy arrays, one per top-level field in ``names``, plus ``time``):
-    the rows ``hour_records`` gives, in its order, without building a record per row or reading inputs."""
+    """One hour's records as columns (numpy arrays, one per name in ``names``, plus ``time``): the rows
+    ``hour_records`` gives, in its order, without building a record per row. A name is a top-level field
+    (None where a record lacks it), ``inputs.NAME`` an input field, ``inputs?`` whether a row has inputs."""
     import numpy as np
 
     wanted = list(dict.fromkeys([*names, "time", "version", "status"]))
@@ -404,6 +461,70 @@ def iter_capture_columns(
                 raw, parts = (again[0][1], again[0][2]) if again else ([], [])
         if len(cols["time"]):
             yield cols
+
+
+CURRENT_MAX_ROWS = 1_000_000  # rows of capture a drift test reads at most: a uniform sample above this
+
+
+def captured_current(
+    store: Store,
+    name: str,
+    version: int,
+    features: list[str],
+    since: float | None = None,
+    until: float | None = None,
+    *,
+    max_rows: int = CURRENT_MAX_ROWS,
+    random_state: int = 0,
+) -> tuple[Any, dict[str, int]]:
+    """The answered rows of ``name`` v``version`` in the period as a DataFrame: one column per feature of
+    ``features`` that any row has, and ``__prediction__``; with ``records`` (the version's records, failed
+    ones too), ``rows`` (answered with inputs) and ``sampled`` (rows in the frame).
+
+    Read an hour at a time as columns (a compacted part's input fields, never records). The drift tests
+    need every current value at once, so above ``max_rows`` rows the frame is a uniform sample of
+    ``max_rows`` of them (each row kept with the same chance, seeded by ``random_state``), in time order."""
+    import numpy as np
+    import pandas as pd
+
+    names = [f"{_INPUT}{f}" for f in features]
+    wanted = ["status", _HAS_INPUTS, "prediction", *names]
+    rng = np.random.default_rng(random_state)
+    kept: list[dict[str, Any]] = []  # per hour: columns and a random key per row (the smallest keys stay)
+    held = records = rows = 0
+
+    def shrink() -> None:
+        nonlocal kept, held
+        joined = {k: _join([c[k] for c in kept]) for k in kept[0]}
+        top = np.sort(np.argpartition(joined["_key"], max_rows - 1)[:max_rows])  # the smallest keys, in order
+        kept, held = [{k: v[top] for k, v in joined.items()}], max_rows
+
+    for cols in iter_capture_columns(store, name, wanted, since, until, version=version):
+        records += len(cols["time"])
+        ok = np.asarray(cols["status"] == 200, dtype=bool) & cols[_HAS_INPUTS].astype(bool)
+        n = int(ok.sum())
+        if not n:
+            continue
+        hour = {k: cols[k][ok] for k in [*names, "prediction"]}
+        hour["_key"] = rng.random(n)
+        kept.append(hour)
+        rows += n
+        held += n
+        if held > 2 * max_rows:
+            shrink()
+    if held > max_rows:
+        shrink()
+    data: dict[str, Any] = {}
+    for k in [*names, "prediction"]:
+        arr = _join([c[k] for c in kept]) if kept else np.empty(0, dtype=object)
+        values = arr.tolist() if arr.dtype == object else None
+        if k != "prediction" and values is not None and all(v is None for v in values):
+            continue  # no row has this input: the drift test says the column is missing
+        # Python values get the types a frame of the records gives them (ints, floats with NaN, text)
+        column = pd.Series(arr) if values is None else pd.Series(values, dtype=None if values else object)
+        data[PREDICTION if k == "prediction" else k[len(_INPUT) :]] = column
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(data[PREDICTION])))
+    return frame, {"records": records, "rows": rows, "sampled": len(frame)}
 
 
 def load_feedback(store: Store, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:

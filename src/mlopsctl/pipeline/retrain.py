@@ -347,7 +347,7 @@ class Pipeline:
         """The drift report's verdict; (None, why) when too few inputs were captured for one (a
         scheduled check on a quiet model is skipped, not failed)."""
         from mlopsctl.data.read import read_data
-        from mlopsctl.monitoring.captured import captured_frame, load_captures
+        from mlopsctl.monitoring.captured import captured_current
         from mlopsctl.monitoring.drift import DriftSettings, detect, load_reference, save_report
 
         reference = load_reference(self.store, self.model, version)
@@ -357,7 +357,8 @@ class Pipeline:
             frame, source = read_data(o.current, o.file_options(self.cfg)), {"kind": "file", "path": o.current}
         else:
             since = time.time() - self.rcfg.drift_window
-            frame = captured_frame(load_captures(self.store, self.model, since=since, version=version))
+            features = [f["name"] for f in reference.features]
+            frame, _ = captured_current(self.store, self.model, version, features, since=since)
             source = {"kind": "captured", "since": since, "description": f"capture/{self.model}/ since {since}"}
             if len(frame) < settings.min_rows:
                 window = prometheus_duration(self.rcfg.drift_window)

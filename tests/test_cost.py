@@ -341,7 +341,7 @@ def test_the_built_in_table_has_region_date_and_sources(cost: Any) -> None:
     report = cost()
     assert set(report["prices"]["sources"]) == {
         "fargate", "alb", "public_ipv4", "nat_gateway", "cloudwatch", "kms", "ssm", "budgets", "s3", "ecr",
-        "sagemaker", "sagemaker_serverless", "eks", "ec2", "free_tier",
+        "sagemaker", "sagemaker_serverless", "eks", "ec2", "athena", "glue", "free_tier",
     }  # fmt: skip
 
 
@@ -579,6 +579,9 @@ BILLED = {
     "aws_ssm_parameter": ("SSM parameter",),
     "aws_budgets_budget": ("AWS budget",),
     "aws_cloudwatch_event_rule": ("retraining vCPU", "retraining memory"),  # when it is enabled
+    "aws_athena_workgroup": ("Athena queries",),
+    "aws_glue_catalog_database": ("Glue Data Catalog",),  # free under a million objects: itemised to say so
+    "aws_glue_catalog_table": ("Glue Data Catalog",),
 }
 FREE = {
     "aws_vpc", "aws_default_security_group", "aws_internet_gateway", "aws_subnet", "aws_route_table", "aws_route",
@@ -589,7 +592,7 @@ FREE = {
     "aws_s3_bucket_public_access_block", "aws_s3_bucket_ownership_controls", "aws_s3_bucket_lifecycle_configuration",
     "aws_s3_bucket_policy", "aws_iam_role", "aws_iam_role_policy", "aws_iam_role_policy_attachment",
     "aws_iam_openid_connect_provider", "aws_sns_topic", "aws_sns_topic_subscription", "aws_sns_topic_policy",
-    "aws_cloudwatch_event_target",
+    "aws_cloudwatch_event_target", "aws_iam_policy",
 }  # fmt: skip
 
 
@@ -640,6 +643,8 @@ def _expected_lines(tf: Any, hours: float) -> dict[str, float | None]:
     out["KMS key"] = len(tf.of_type("aws_kms_key"))
     out["SSM parameter"] = len(tf.of_type("aws_ssm_parameter"))
     out["AWS budget"] = len(tf.of_type("aws_budgets_budget"))
+    out["Athena queries"] = None  # bytes scanned: an assumption (a month of compacted capture, 30 times)
+    out["Glue Data Catalog"] = len(tf.of_type("aws_glue_catalog_database")) + len(tf.of_type("aws_glue_catalog_table"))
     if default("retrain_schedule_enabled"):
         runs = hours / 24  # the test's schedule: rate(1 day)
         assert default("retrain_schedule") == "rate(1 day)"

@@ -206,6 +206,68 @@ def compact(
         )
 
 
+@capture_app.command("schema")
+def schema(
+    name: str | None = typer.Argument(None, help="Model name (default: the project's)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json | ddl (Athena's CREATE EXTERNAL TABLE)."),
+    location: str | None = typer.Option(
+        None,
+        "--location",
+        help="The table's S3 folder for ddl (default: the store's capture-parquet/NAME/ on S3, else a placeholder).",
+    ),
+    database: str = typer.Option("mlopsctl", "--database", help="The Glue/Athena database for ddl."),
+    first_day: str | None = typer.Option(
+        None, "--first-day", help="First day Athena projects, YYYY-MM-DD (default: the oldest compacted day, or today)."
+    ),
+) -> None:
+    """The columns of the model's capture table (its compacted Parquet): name, Athena type, what each holds;
+    derived from its versions' signatures. With --format ddl, Athena's CREATE EXTERNAL TABLE with partition
+    projection on the day (docs/monitoring.md)."""
+    from mlopsctl.monitoring import capture_schema as cs
+    from mlopsctl.monitoring.captured import COMPACTED
+
+    if fmt not in ("table", "json", "ddl"):
+        raise DataError("--format", f"got {fmt!r}: use table, json or ddl")
+    if first_day is not None and not _is_day(first_day):
+        raise DataError("--first-day", f"got {first_day!r}: a day as YYYY-MM-DD")
+    model = _name(name)
+    store = common.store()
+    _known(store, model)
+    table = cs.schema_of(store, model)
+    if fmt == "json":
+        common.emit_json(table.to_dict())
+        return
+    if fmt == "ddl":
+        if location is None:
+            base = store.uri if store.uri.startswith("s3://") else "s3://BUCKET/PREFIX"
+            location = f"{base.rstrip('/')}/{COMPACTED}{model}/"
+        elif not location.startswith("s3://"):
+            raise DataError("--location", f"got {location!r}: an S3 folder, s3://BUCKET/PREFIX/{COMPACTED}{model}/")
+        if first_day is None:
+            days = store.list_dirs(f"{COMPACTED}{model}/")
+            first_day = days[0] if days else datetime.now(UTC).strftime("%Y-%m-%d")
+        sys.stdout.write(cs.ddl(table, location, database=database, first_day=first_day))
+        return
+    rows = []
+    for n, t, d in table.table_columns():
+        if n == cs.INPUTS:  # a row per field: the struct's type is long
+            rows.append([n, "struct", d])
+            rows.extend([f"{n}.{f.name}", f.athena, f.doc] for f in table.inputs or ())
+        else:
+            rows.append([n, t, d])
+    rows.append([cs.PARTITION[0], cs.PARTITION[1], cs.PARTITION[2] + " (partition)"])
+    versions = ", ".join(f"v{v}" for v in table.versions) or "none published: inputs and prediction typed per hour"
+    common.table(f"{cs.table_name(model)} (versions: {versions})", ["column", "type", "holds"], rows)
+
+
+def _is_day(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
 def _summary_line(out: dict[str, Any], dry_run: bool, keep: float) -> str:
     before, after = out["bytes_before"], out["bytes_after"]
     if dry_run:

@@ -193,6 +193,9 @@ def cost(
     log_gb: float | None = _assume("--log-gb", "GB of logs a month (default 1)."),
     s3_gb: float | None = _assume("--s3-gb", "GB in the store besides capture (default 1)."),
     image_gb: float | None = _assume("--image-gb", "GB of images kept in ECR (default 1)."),
+    athena_tb: float | None = _assume(
+        "--athena-tb", "TB Athena scans a month (default: a month of compacted capture read 30 times)."
+    ),
     request_kb: float | None = _assume("--request-kb", "KB per request (default 1)."),
     response_kb: float | None = _assume("--response-kb", "KB per response (default 0.5)."),
     retrain_runs: float | None = _assume(
@@ -255,6 +258,7 @@ def cost(
         log_gb=log_gb,
         s3_gb=s3_gb,
         image_gb=image_gb,
+        athena_tb=athena_tb,
         request_kb=request_kb,
         response_kb=response_kb,
         retrain_runs=retrain_runs,

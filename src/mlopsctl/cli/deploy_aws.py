@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -36,8 +39,12 @@ def aws(
 
     cfg = common.config(required=False)
     values = values_from_config(cfg, model=model, alias=alias, layout_name=layout)
+    table, note = _capture_table(cfg, values.model)
+    values = replace(values, capture_table=table, capture_first_day=datetime.now(UTC).strftime("%Y-%m-%d"))
     with writing(output_folder(out)):
         result = write(out, values, force=force)
+    if note:
+        common.err_console().print(escape(note))
     if as_json:
         common.emit_json(result)
         return
@@ -54,6 +61,26 @@ def aws(
     c.print("next (docs/deploy-aws.md):")
     for step in result["next"]:
         c.print(f"  {escape(step)}")
+
+
+def _capture_table(cfg: Any, model: str) -> tuple[Any, str]:
+    """The served model's capture table (athena.tf's columns) from its versions in the store, and a note to
+    print when the store has none (the table then has the fixed columns only)."""
+    from mlopsctl.errors import MlopsError
+    from mlopsctl.monitoring.capture_schema import schema_of
+
+    try:
+        table = schema_of(common.store(cfg), model)
+    except MlopsError as exc:
+        table, why = None, str(exc)
+    else:
+        why = "no published version"
+    if table is not None and table.known:
+        return table, ""
+    return table, (
+        f"note: athena.tf: {model} in store {common.store_uri(cfg)}: {why}; its capture table has the fixed "
+        "columns only (no inputs, no prediction): publish a version, then run deploy aws --force again"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -24,10 +24,12 @@ from mlopsctl.deploy import aws_tf_iam as iam
 from mlopsctl.deploy import aws_tf_ops as ops
 from mlopsctl.deploy import aws_tf_service as service
 from mlopsctl.deploy.aws_layout import alarms_written, layout
+from mlopsctl.deploy.aws_tf_athena import athena_tf
 from mlopsctl.deploy.aws_tf_retrain import retrain_tf
 from mlopsctl.deploy.aws_variables import AwsValues, fargate_memory_local, render_variables, variables
 from mlopsctl.deploy.files import check_model_ref, service_name, write_files
 from mlopsctl.errors import ValidationError
+from mlopsctl.monitoring.capture_schema import from_signatures
 
 TFVARS_EXAMPLE = """\
 # Copy to terraform.tfvars and edit; every variable and its default is in variables.tf.
@@ -63,6 +65,7 @@ def _files(v: AwsValues) -> dict[str, str]:
         "alb.tf": service.alb_tf(v.deletion_protection),
         "autoscaling.tf": service.AUTOSCALING_TF,
         "s3.tf": data.S3_TF,
+        "athena.tf": athena_tf(v.capture_table or from_signatures(v.model, []), v.capture_first_day),
         "ssm.tf": data.SSM_TF,
         "iam.tf": iam.IAM_TF,
         "monitoring.tf": ops.monitoring_tf(alarms),
@@ -75,7 +78,7 @@ def _files(v: AwsValues) -> dict[str, str]:
 
 TF_FILES = (
     "versions.tf", "main.tf", "variables.tf", "network.tf", "kms.tf", "ecr.tf", "ecs.tf", "alb.tf", "autoscaling.tf",
-    "s3.tf", "ssm.tf", "iam.tf", "monitoring.tf", "dashboard.tf", "budget.tf", "retrain.tf", "outputs.tf",
+    "s3.tf", "athena.tf", "ssm.tf", "iam.tf", "monitoring.tf", "dashboard.tf", "budget.tf", "retrain.tf", "outputs.tf",
 )  # fmt: skip
 FILE_NAMES = (*TF_FILES, "terraform.tfvars.example", ".gitignore")
 

@@ -1,4 +1,4 @@
-"""The data `deploy aws` writes: s3.tf (the store bucket) and ssm.tf (the production pointer)."""
+"""The data `deploy aws` writes: s3.tf (the store bucket; Athena's results expire there) and ssm.tf (the pointer)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
 
     expiration {
       days = max(var.capture_expiration_days, 1)
+    }
+  }
+
+  rule {
+    id     = "expire-athena-results"
+    status = "Enabled"
+
+    filter {
+      prefix = "athena-results/"
+    }
+
+    expiration {
+      days = var.athena_results_days
     }
   }
 

@@ -103,6 +103,8 @@ class AwsValues:
     monthly_budget: float = 50.0
     retrain_schedule: str = ""  # "" writes the schedule disabled
     capture_compaction: bool = False  # [monitoring.capture] compact_in_server: the tasks compact the capture
+    capture_table: Any = None  # the served model's CaptureSchema (monitoring/capture_schema.py); None: fixed fields
+    capture_first_day: str = "2026-01-01"  # athena.tf projects days from this one (deploy aws: the day it ran)
 
 
 # the retentions CloudWatch Logs accepts (config.py checks [deploy] log_retention_days against the same)
@@ -276,6 +278,23 @@ def variables(v: AwsValues) -> list[Variable]:
             "and delete the JSON lines they verified, holding a lease in PREFIX/leases/ (conditional writes); "
             "from [monitoring.capture] compact_in_server.",
             v.capture_compaction,
+        ),
+        Variable(
+            "athena_bytes_scanned_cutoff",
+            n,
+            "Athena cancels a query of the capture workgroup past this many bytes scanned (10 GB: $0.05 at $5 a TB).",
+            10 * 1024**3,
+            _check(
+                "var.athena_bytes_scanned_cutoff >= 10485760",
+                "athena_bytes_scanned_cutoff: at least 10485760 (10 MB, Athena's minimum).",
+            ),
+        ),
+        Variable(
+            "athena_results_days",
+            n,
+            "Athena's query results (s3://BUCKET/athena-results/) are deleted after this many days.",
+            30,
+            _check("var.athena_results_days >= 1", "athena_results_days: at least 1."),
         ),
         Variable(
             "pointer_parameter_name",

@@ -27,6 +27,7 @@ from mlopsctl.deploy.cost_targets import (
     CostInputs,
     Estimate,
     apply_free_tier,
+    athena_tb,
     eks,
     fargate,
     public_ips,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 # the inputs that count or measure something, each set by the option of its name: none may be negative
 COUNTS_AND_SIZES: tuple[str, ...] = ("public_ips", "nat_gateways", "insights_metrics", "metrics", "alarms")
 COUNTS_AND_SIZES += ("log_gb", "s3_gb", "image_gb", "request_kb", "response_kb", "retrain_runs", "retrain_minutes")
+COUNTS_AND_SIZES += ("athena_tb",)
 
 
 def inputs_from(cfg: Config | None, **flags: Any) -> CostInputs:
@@ -124,6 +126,7 @@ def _assumptions(o: CostInputs, traffic: Traffic, requests: float, predictions: 
     ips, ip_why = public_ips(o, o.replicas)
     lay = f"default: the {o.layout} layout's"
     written = ", ".join(x.suffix for x in alarms_written(1.0 if o.accuracy_alarm else None))
+    athena = athena_tb(o, predictions)
     return [
         a("layout", o.layout, "", "default: minimal, as `deploy aws` writes", "--layout"),
         a("replicas", o.replicas, "task(s)", "default", "--replicas"),
@@ -181,6 +184,7 @@ def _assumptions(o: CostInputs, traffic: Traffic, requests: float, predictions: 
         ),
         a("reload_seconds", o.reload_seconds, "s between store polls", "default", "[serving]"),
         a("image_gb", o.image_gb, "GB of images in ECR", "default: a few tags of the server image", "--image-gb"),
+        a("athena_tb", athena[0], "TB Athena scans (Fargate)", f"default: {athena[1]}", "--athena-tb"),
         a("request_kb", o.request_kb, "KB per request", "default", "--request-kb"),
         a("response_kb", o.response_kb, "KB per response", "default", "--response-kb"),
         a("requests_per_month", requests, "requests", traffic.source, "--requests, --url, capture"),

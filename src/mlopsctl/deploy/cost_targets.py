@@ -28,6 +28,9 @@ MONTH_HOURS = 730  # what AWS calls a month when it prorates monthly prices
 MAX_HOURS = 744  # 31 days
 S3_READS_PER_POLL = 2  # the alias pointer and the deployment of each served model
 RETRAIN_MINUTES = 15.0  # an assumption: how long one scheduled retraining task runs
+PARQUET_SHRINK = 8.2  # JSON lines of capture per byte of its Parquet (bench/RESULTS.md: 426 MB -> 51.8 MB)
+ATHENA_SCANS = 30.0  # an assumption: queries read a month of compacted capture this many times (a daily report)
+GLUE_OBJECTS = 3  # athena.tf: the database, the capture table, the feedback table (projection: no partitions)
 __all__ = ["ALARMS", "INSIGHTS_METRICS"]
 
 
@@ -65,6 +68,7 @@ class CostInputs:
     capture_enabled: bool = True
     capture_sample_rate: float = 1.0
     capture_flush_seconds: float = 5.0
+    athena_tb: float | None = None  # None: a month of compacted capture read ATHENA_SCANS times
     reload_seconds: float = 2.0
     prices: str | None = None
     origin: dict[str, str] = field(default_factory=dict)  # where each setting came from, for the output
@@ -293,6 +297,28 @@ def _shared_lines(t: PriceTable, o: CostInputs, requests: float, predictions: fl
     ]
 
 
+def athena_tb(o: CostInputs, predictions: float) -> tuple[float, str]:
+    """TB Athena scans a month, and why: ``--athena-tb``, else a month of compacted capture (its JSON lines
+    PARQUET_SHRINK times smaller) read ATHENA_SCANS times."""
+    if o.athena_tb is not None:
+        return o.athena_tb, "given"
+    capture_gb = predictions * o.capture_sample_rate * o.capture_kb / 1e6 if o.capture_enabled else 0.0
+    return (
+        capture_gb / PARQUET_SHRINK * ATHENA_SCANS / 1000,
+        f"a month of compacted capture read {ATHENA_SCANS:g} times",
+    )
+
+
+def _athena_lines(t: PriceTable, o: CostInputs, predictions: float) -> list[Line]:
+    """athena.tf: queries over the capture (TB scanned, ``athena_tb``) and the Glue catalog (free under a
+    million objects: itemised to say so)."""
+    tb, what = athena_tb(o, predictions)
+    return [
+        _line(t, "data", f"Athena queries ({what})", tb, "athena", "tb_scanned"),
+        _line(t, "data", f"Glue Data Catalog ({GLUE_OBJECTS} objects)", GLUE_OBJECTS, "glue", "object_month"),
+    ]
+
+
 def fargate(t: PriceTable, o: CostInputs, requests: float, predictions: float) -> Estimate:
     n, h = o.replicas, o.hours
     lines = [
@@ -312,7 +338,7 @@ def fargate(t: PriceTable, o: CostInputs, requests: float, predictions: float) -
             )
         )
     network, why = _network_lines(t, o, n, "task", o.public_ips)
-    lines += network + _shared_lines(t, o, requests, predictions, n)
+    lines += network + _shared_lines(t, o, requests, predictions, n) + _athena_lines(t, o, predictions)
     notes = [f"{o.layout} layout", f"public IPv4: {why}"]
     if o.retrain_runs:
         runs, task_hours = o.retrain_runs, o.retrain_runs * o.retrain_minutes / 60

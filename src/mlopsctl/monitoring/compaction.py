@@ -3,7 +3,8 @@
 Per model and hour (``capture/{model}/{hour}/*.jsonl``, closed ``compact_after`` past its end):
 
 1. the raw objects no part lists yet are read and written as the hour's next part,
-   ``capture-parquet/{model}/{day}/{hour}.{part:03d}.parquet`` (zstd), with **put-if-absent**. Part
+   ``capture-parquet/{model}/{day}/{hour}.{part:03d}.parquet`` (zstd; the columns of the model's capture
+   table, ``monitoring/capture_schema.py``, so one Glue table reads every part), with **put-if-absent**. Part
    numbers are taken in order, so two compactors at once race for the same key and exactly one wins;
    the loser reads the winner's part, drops the raw objects it lists and tries the next number with
    what is left (usually nothing). A raw object is therefore held by one part at most.
@@ -32,6 +33,7 @@ from typing import Any
 
 from mlopsctl.errors import Conflict, IntegrityError, MlopsError, NotFound
 from mlopsctl.monitoring import capture_parquet as cp
+from mlopsctl.monitoring.capture_schema import CaptureSchema, schema_of
 from mlopsctl.monitoring.captured import CAPTURE, capture_hours, compacted_key, get_many, parse_lines
 from mlopsctl.store.base import Store
 
@@ -180,9 +182,11 @@ def compact_hour(
     keep_raw: float,
     dry_run: bool = False,
     after_write: Callable[[str], None] | None = None,
+    schema: CaptureSchema | None = None,
 ) -> HourResult:
     """Compact one closed hour (see the module's text). ``after_write``: called with the part's key once it
-    is written and verified, before any deletion (tests crash a compactor there)."""
+    is written and verified, before any deletion (tests crash a compactor there). ``schema``: the model's
+    capture table (default: from its versions' signatures in the store)."""
     res = HourResult(model, hour)
     held = _Parts(store, model, hour, parts)
     held.catch_up()
@@ -198,7 +202,9 @@ def compact_hour(
         if dry_run:
             res.objects, res.records, res.bytes_raw = len(todo), len(records), size
             break
-        body = cp.to_bytes(cp.encode(records, sources))
+        if schema is None:
+            schema = schema_of(store, model)
+        body = cp.to_bytes(cp.encode(records, sources, schema))
         key = compacted_key(model, hour, len(held.keys))
         try:
             store.put_if_absent(key, body)
@@ -287,13 +293,26 @@ def compact(
     now = time.time() if now is None else now
     todo = closed_hours(store, models, now=now, compact_after=compact_after)
     summary = Summary(dry_run)
+    schemas: dict[str, CaptureSchema] = {}  # read once a run: a part written has the table's columns then
     for i, (model, hour, raw, parts) in enumerate(todo):
         if keep_going is not None and not keep_going():
             summary.stopped = True
             break
         if raw:  # an hour already compacted and cleaned up has nothing to do
             try:
-                result = compact_hour(store, model, hour, raw, parts, now=now, keep_raw=keep_raw, dry_run=dry_run)
+                if model not in schemas and not dry_run:
+                    schemas[model] = schema_of(store, model)
+                result = compact_hour(
+                    store,
+                    model,
+                    hour,
+                    raw,
+                    parts,
+                    now=now,
+                    keep_raw=keep_raw,
+                    dry_run=dry_run,
+                    schema=schemas.get(model),
+                )
             except MlopsError as exc:  # this hour stays as it is; the others go on
                 summary.failed.append({"model": model, "hour": hour, "error": str(exc)})
             else:

@@ -19,6 +19,7 @@ from mlopsctl.cli import common
 from mlopsctl.errors import DataError, MlopsError
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+TABLE_ROWS = 40  # the terminal table: every drifted feature, then the most severe others up to this many rows
 
 
 def _current_from_file(path: Path, cfg: Any, options: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
@@ -73,7 +74,8 @@ def _predict(
     for f in reference.features:
         values = checked[f["name"]]
         if f["kind"] == "numeric":
-            columns[f["name"]] = [None if math.isnan(v) else v for v in np.asarray(values).tolist()]
+            floats = np.asarray(values, dtype=np.float64).tolist()
+            columns[f["name"]] = [None if math.isnan(v) else v for v in floats]
         elif f["kind"] == "categorical":
             columns[f["name"]] = [None if v is None or v != v else category_key(v) for v in values.tolist()]
         else:
@@ -102,7 +104,8 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
     from mlopsctl.monitoring.report import fmt_num, fmt_p
 
     rows = []
-    for f in report.features:
+    listed = [f for i, f in enumerate(report.features) if f.drifted or i < TABLE_ROWS]
+    for f in listed:
         verdict = "[red]drift[/red]" if f.drifted else "[yellow]PSI[/yellow]" if f.psi_drifted else "ok"
         if not f.drifted and any(t.test == "missing" and t.drifted for t in f.tests):
             verdict = "[red]missing[/red]"
@@ -128,6 +131,11 @@ def _print(report: Any, saved: str | None, html: Path | None) -> None:
     title = f"{report.model} v{report.version}" + (f" ({report.alias})" if report.alias else "")
     common.table(title, ["feature", "kind", "test", "statistic", "p-value", "effect", "PSI", "verdict"], rows)
     c = common.console()
+    if len(listed) < len(report.features):
+        c.print(
+            f"[dim]… and {len(report.features) - len(listed):,} more features without drift, less severe "
+            "(--json or --html lists every one)[/dim]"
+        )
     src = report.source
     where = src.get("path") if src.get("kind") == "file" else f"captured in the last {src.get('window')}"
     verdict = (
@@ -279,7 +287,16 @@ def _run(
     else:
         features = [f["name"] for f in reference.features]
         frame, source = _current_from_captures(store, name, v, since or "24h", features)
-    report = detect(reference, frame, settings, source=source, alias=alias)
+    with _progress(quiet) as progress:
+        task = progress.add_task(f"drift: testing {len(reference.features):,} features", total=None)
+        report = detect(
+            reference,
+            frame,
+            settings,
+            source=source,
+            alias=alias,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     report.notes += notes
     saved = None
     if save if save is not None else source["kind"] == "captured":
@@ -291,6 +308,22 @@ def _run(
         with writing(html, "--html"):
             html.write_text(render_html(report.to_dict()), encoding="utf-8")
     return report, saved
+
+
+def _progress(quiet: bool) -> Any:
+    """A progress bar over the features on stderr; off with --json or when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = common.err_console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
 
 
 def register(app: typer.Typer) -> None:

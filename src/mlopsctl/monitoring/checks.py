@@ -31,7 +31,6 @@ from mlopsctl.monitoring.sketch import (
     Sketch,
     TextSketch,
     category_counts,
-    f32,
     texts,
     tokens_per_row,
 )
@@ -192,7 +191,7 @@ def measure_numeric(
     name: str, ref: NumericSketch, values: Any, effect: float, kind: str = "numeric"
 ) -> Measured | None:
     """KS (with its D as the effect), PSI, Wasserstein and the missing values. None: no reference values."""
-    cur = Sorted.of(f32(values))
+    cur = Sorted.of_f32(values)
     n_ref, n_cur = ref.n + ref.missing, cur.n + cur.missing
     if ref.n == 0:
         return None

@@ -3,9 +3,11 @@
 ``render_html`` takes the report document (``DriftReport.to_dict()`` or a saved report) and returns a
 page with its CSS inline and its charts as inline SVG: no script, no font, no image, nothing fetched
 from the network, so the file can be mailed, archived or opened offline. The summary verdict comes
-first, then an overview table, the prediction, and one section per feature in the report's order
-(drifted first, by severity) with the two distributions overlaid and the statistics. Every string from
-the report is escaped with ``html.escape``.
+first, then an overview table of every feature, the prediction, and a section per charted feature in the
+report's order (drifted first, by severity) with the two distributions overlaid and the statistics.
+Only the ``CHARTS`` features of largest effect (severity: effect over its threshold) get a section, so a
+report over a thousand features stays a page of about a megabyte; the others are rows of the overview
+table, which lists every feature. Every string from the report is escaped with ``html.escape``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from html import escape
 from typing import Any
 
+CHARTS = 30  # features with a chart and a section of their own: those of largest severity
 REF_COLOR = "#4c78a8"
 CUR_COLOR = "#f58518"
 _W, _H, _PAD_L, _PAD_B, _PAD_T = 560, 210, 50, 44, 10
@@ -213,9 +216,18 @@ def _feature_section(f: dict[str, Any], anchor: str) -> str:
     )
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The report as one self-contained HTML page."""
+def charted(feats: list[dict[str, Any]], limit: int = CHARTS) -> list[int]:
+    """The positions of the ``limit`` features of largest severity (ties: the report's order), ascending."""
+    ranked = sorted(range(len(feats)), key=lambda i: (-float(feats[i].get("severity") or 0.0), i))
+    return sorted(ranked[: max(limit, 0)])
+
+
+def render_html(report: dict[str, Any], charts: int = CHARTS) -> str:
+    """The report as one self-contained HTML page: a chart for each of the ``charts`` features of largest
+    severity, every feature in the overview table."""
     feats: list[dict[str, Any]] = list(report.get("features") or [])
+    shown = charted(feats, charts)
+    with_chart = set(shown)
     drift = bool(report.get("dataset_drift"))
     model = str(report.get("model") or "")
     version = report.get("version")
@@ -244,7 +256,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
     cells = (
         [
-            f'<a href="#f-{i}">{_e(f.get("name"))}</a>',
+            f'<a href="#f-{i}">{_e(f.get("name"))}</a>' if i in with_chart else _e(f.get("name")),
             _e(f.get("kind")),
             _e(f.get("test")),
             _e(fmt_num(f.get("statistic"))),
@@ -256,8 +268,16 @@ def render_html(report: dict[str, Any]) -> str:
         for i, f in enumerate(feats)
     )
     overview_rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
+    rest = len(feats) - len(shown)
+    charted_note = (
+        f'<p class="note">Charts below for the {len(shown)} features of largest effect; the other {rest:,} are '
+        "in this table only.</p>"
+        if rest
+        else ""
+    )
     overview = (
-        '<section class="card"><h2>Features, most severe first</h2><table><tr><th>feature</th><th>kind</th>'
+        '<section class="card"><h2>Features, most severe first</h2>'
+        f"{charted_note}<table><tr><th>feature</th><th>kind</th>"
         "<th>test</th><th>statistic</th><th>p-value (adj.)</th><th>effect</th><th>PSI</th><th>verdict</th></tr>"
         f"{overview_rows}</table>"
         f'<p class="legend"><span style="background:{REF_COLOR}"></span>reference (training data)'
@@ -276,7 +296,7 @@ def render_html(report: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Drift: {escape(what)}: {'drift' if drift else 'no drift'}</title><style>{_CSS}</style></head>",
         f"<body><main><h1>Drift report: {escape(what)}</h1>{meta}{summary}{overview}{pred_html}",
-        *(_feature_section(f, f"f-{i}") for i, f in enumerate(feats)),
+        *(_feature_section(feats[i], f"f-{i}") for i in shown),
         f'<section class="card"><h2>Notes</h2><ul class="note">{notes}</ul></section>' if notes else "",
         "</main></body></html>\n",
     ]

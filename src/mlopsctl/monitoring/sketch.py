@@ -29,7 +29,7 @@ KNOTS = 1000  # numeric CDF kept within 1/KNOTS
 VOCABULARY = 5000  # text: the most frequent training words
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default tokenizer (lower-cased first)
 GOOD_TURING_MAX = 5  # counts below this are smoothed by Good–Turing; above, taken as they are
-_F32_MAX = float(np.finfo(np.float32).max)
+F32_MAX = float(np.finfo(np.float32).max)
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -38,7 +38,7 @@ Ints = NDArray[np.int64]
 def f32(values: Any) -> Floats:
     """Values as float64 at float32 precision (beyond float32's range: as given; NaN and ±inf kept)."""
     a = np.asarray(values, dtype=np.float64)
-    inside = np.abs(a) <= _F32_MAX
+    inside = np.abs(a) <= F32_MAX
     with np.errstate(over="ignore", invalid="ignore"):
         rounded = a.astype(np.float32).astype(np.float64)
     return np.where(inside, rounded, a)

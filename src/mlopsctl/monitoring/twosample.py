@@ -59,6 +59,29 @@ class Sorted:
         kept = arr if bool(finite.all()) else arr[finite]
         return cls(np.sort(kept), int(arr.size - kept.size))
 
+    @classmethod
+    def of_f32(cls, data: Any) -> Sorted:
+        """``Sorted.of(f32(data))``, the same values, sorted as float32: half the bytes and a faster sort.
+
+        Numbers beyond float32's range (which ``f32`` keeps as they are) take ``Sorted.of(f32(data))``.
+        """
+        from mlopsctl.monitoring.sketch import F32_MAX, f32
+
+        arr = np.asarray(data)
+        if arr.dtype == np.float32:
+            narrow = arr
+        elif arr.dtype.kind in "fiub":
+            wide = arr if arr.dtype == np.float64 else arr.astype(np.float64)  # as f32: through float64
+            big = np.abs(wide) > F32_MAX  # ±inf, or a number float32 cannot hold
+            if bool(big.any()) and bool(np.isfinite(wide[big]).any()):
+                return cls.of(f32(wide))
+            narrow = wide.astype(np.float32)
+        else:
+            return cls.of(f32(arr))
+        finite = np.isfinite(narrow)
+        kept = narrow if bool(finite.all()) else narrow[finite]
+        return cls(np.sort(kept).astype(np.float64), int(narrow.size - kept.size))
+
     @property
     def n(self) -> int:
         return int(self.values.size)
@@ -152,7 +175,8 @@ def wasserstein(points: Any, gaps: Any) -> float:
     """The Wasserstein-1 distance: the area between the two ECDFs (as ``scipy.stats.wasserstein_distance``)."""
     if points.size < 2:
         return 0.0
-    return float(np.dot(np.abs(gaps[:-1]), np.diff(points)))
+    # np.sum of the products, as scipy's _cdf_distance: np.dot goes to BLAS, 20× slower on a busy machine
+    return float(np.sum(np.abs(gaps[:-1]) * np.diff(points)))
 
 
 def psi(ref_shares: Any, cur_shares: Any) -> float:
@@ -230,8 +254,8 @@ def compare_to_sketch(ref: NumericSketch, cur: Sorted, keep_distinct: int = 0) -
     value of both (within that error of the true D) and the p-value from max(D − error, 0).
     """
     n, m = ref.n, cur.n
-    points, cur_le = _merge_points(ref.values, cur.values)
-    gaps = ref.cdf(points) - cur_le / m
+    points, cur_le, knots_le = _merge_points(ref.values, cur.values)
+    gaps = np.concatenate(([0], ref.cum))[knots_le] / max(n, 1) - cur_le / m  # ref.cdf(points), in one pass
     if ref.exact and max(n, m) <= KS_EXACT_MAX_N:
         d, p, method = ks_2samp_sorted(Sorted(ref.sample(), 0), cur)
     else:
@@ -255,17 +279,21 @@ def compare_to_sketch(ref: NumericSketch, cur: Sorted, keep_distinct: int = 0) -
     )
 
 
-def _merge_points(knots: Any, values: Any) -> tuple[Any, Any]:
-    """The distinct values of the sorted ``values`` merged with the sorted ``knots``, and how many of
-    ``values`` are at or below each: one pass over the current sample (it is sorted once, in ``Sorted``),
-    a binary search per knot."""
+def _merge_points(knots: Any, values: Any) -> tuple[Any, Any, Any]:
+    """The distinct values of the sorted ``values`` merged with the sorted distinct ``knots``, how many of
+    ``values`` are at or below each, and how many knots (``searchsorted(knots, points, side="right")``):
+    one pass over the current sample (it is sorted once, in ``Sorted``), a binary search per knot."""
     ends = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # the last of each run of equal values
     distinct, le = values[ends], ends + 1
     pos = np.searchsorted(distinct, knots, side="left")
     known = (pos < distinct.size) & (distinct[np.minimum(pos, max(distinct.size - 1, 0))] == knots)
     extra, at = knots[~known], pos[~known]
     extra_le = np.searchsorted(values, extra, side="right")
-    return np.insert(distinct, at, extra), np.insert(le, at, extra_le)
+    is_knot = np.zeros(distinct.size, dtype=np.int64)
+    is_knot[pos[known]] = 1
+    # every knot is one of the merged points: a running count of them is the binary search's answer
+    knots_le = np.cumsum(np.insert(is_knot, at, 1))
+    return np.insert(distinct, at, extra), np.insert(le, at, extra_le), knots_le
 
 
 # -- categories and missing values -----------------------------------------------------------------

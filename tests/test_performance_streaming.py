@@ -299,3 +299,22 @@ def wine_features() -> list[str]:
     import pandas as pd
 
     return [c for c in pd.read_csv(WINE_RED, sep=";", nrows=1).columns if c != "quality"]
+
+
+def test_classification_metrics_are_scikit_learns_on_the_classes_as_text() -> None:
+    # compute numbers the classes before scikit-learn counts them (fast on a month of labels): same figures
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    rng = random.Random(5)
+    for pool in ([3, 4, 5, 6, 7, 8], ["yes", "no"], [1, "1", 2.0, "x", True], [5]):
+        y = [rng.choice(pool) for _ in range(500)]
+        p = [rng.choice([*pool, 9]) for _ in range(500)]
+        t, q = [str(v) for v in y], [str(v) for v in p]
+        labels = sorted(set(t) | set(q))
+        prec, rec, f1, support = precision_recall_fscore_support(t, q, labels=labels, zero_division=0)
+        out = compute("classification", y, p)
+        assert out["accuracy"] == accuracy_score(t, q) and out["f1_macro"] == f1.mean()
+        assert out["precision_macro"] == prec.mean() and out["recall_macro"] == rec.mean()
+        assert out["per_class"] == {
+            c: {"precision": prec[i], "recall": rec[i], "support": int(support[i])} for i, c in enumerate(labels)
+        }

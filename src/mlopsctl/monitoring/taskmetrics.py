@@ -95,13 +95,19 @@ def _regression(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, Any]:
 def _classification(
     y_true: Sequence[Any], y_pred: Sequence[Any], proba: Any | None, classes: Sequence[Any] | None
 ) -> dict[str, Any]:
+    import numpy as np
     from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
 
     t, p = [str(v) for v in y_true], [str(v) for v in y_pred]
     labels = sorted(set(t) | set(p))
-    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
+    # the classes as their numbers in ``labels``: the same counts, so the same metrics, without scikit-learn
+    # sorting a million strings (3 s for a month of labels; 0.3 s so)
+    code = {c: i for i, c in enumerate(labels)}
+    ti = np.fromiter((code[c] for c in t), dtype=np.int64, count=len(t))
+    pi = np.fromiter((code[c] for c in p), dtype=np.int64, count=len(p))
+    prec, rec, f1, support = precision_recall_fscore_support(ti, pi, labels=np.arange(len(labels)), zero_division=0)
     out: dict[str, Any] = {
-        "accuracy": _finite(accuracy_score(t, p)),
+        "accuracy": _finite(accuracy_score(ti, pi)),
         "f1_macro": _finite(f1.mean()),
         "precision_macro": _finite(prec.mean()),
         "recall_macro": _finite(rec.mean()),
@@ -113,8 +119,6 @@ def _classification(
     if proba is not None and classes is not None:
         known = [str(c) for c in classes]
         if set(t) <= set(known):  # a class the model never saw has no probability: no log loss
-            import numpy as np
-
             out["log_loss"] = _finite(log_loss(t, np.clip(np.asarray(proba, dtype=float), 1e-15, 1), labels=known))
     return out
 

@@ -186,3 +186,26 @@ def test_the_terminal_table_lists_every_drifted_feature_and_says_how_many_more(
     assert listed == [f.name for f in report.features[:TABLE_ROWS]]
     assert set(report.drifted_features) <= set(listed)
     assert f"… and {WIDTH - TABLE_ROWS} more features without drift" in out
+
+
+def test_a_wide_parquet_file_reads_as_it_was_written_and_tests_the_same(
+    wide: tuple[Reference, pd.DataFrame, DriftReport], tmp_path: Path
+) -> None:
+    """The reader keeps float32 columns float32 (no widened copy) and the values as written, so the
+    report on the file equals the report on the frame."""
+    from mlopsctl.data.read import read_data
+
+    reference, cur, report = wide
+    path = tmp_path / "wide.parquet"
+    written = cur.assign(city=pd.Series(["a", None] * (len(cur) // 2), dtype=object), n=np.arange(len(cur)))
+    written.to_parquet(path, index=False)
+    back = read_data(path)
+    assert list(back.columns) == list(written.columns)
+    assert (back.dtypes.iloc[:WIDTH] == np.float32).all() and back["n"].dtype == np.int64
+    pd.testing.assert_frame_equal(back[cur.columns[:WIDTH]], cur[cur.columns[:WIDTH]])
+    assert back["city"].isna().sum() == len(cur) // 2 and set(back["city"].dropna()) == {"a"}
+    on_file = detect(reference, back).to_dict()
+    doc = report.to_dict()
+    for d in (on_file, doc):
+        del d["created_at"], d["elapsed_s"]
+    assert on_file == doc

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench bench-drift clean system-tools checkov airflow mlflow
+.PHONY: install demo test test-fast lint format bench bench-drift bench-drift-width clean system-tools checkov airflow mlflow
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,9 @@ bench: $(STAMP)  ## serving benchmark; needs wrk (installed from Debian when mis
 
 bench-drift: $(STAMP)  ## drift engine vs a plain scipy loop on 1M rows; Evidently too if EVIDENTLY_PYTHON is set
 	$(BIN)/python bench/drift_bench.py $(if $(EVIDENTLY_PYTHON),--evidently-python $(EVIDENTLY_PYTHON))
+
+bench-drift-width: $(STAMP)  ## drift engine over 300k rows x 1,000 columns: time, peak RSS, report sizes
+	$(BIN)/python bench/drift_width_bench.py --parquet
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(AIRFLOW_VENV) $(MLFLOW_VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

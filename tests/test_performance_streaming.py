@@ -137,7 +137,8 @@ def _write(store: Store, name: str, versions: list[int], target: str, start: flo
                     continue
                 for row in range(3 if i % 7 == 0 else 1):
                     j = (h * 60 + w * 30 + i + row) % len(rows)
-                    recs.append(base | {"status": 200, "row": row, "inputs": rows[j], "prediction": preds[version][j]})
+                    inputs = rows[j] | ({"sulphates": None} if i % 13 == 6 else {})  # a value missing
+                    recs.append(base | {"status": 200, "row": row, "inputs": inputs, "prediction": preds[version][j]})
                     if rng.random() < 0.6:
                         lab = {"request_id": rid, "row": row, "label": truth[j], "time": t + rng.uniform(60, 9000)}
                         labels.append(lab | ({"model": name} if i % 2 else {}))
@@ -283,10 +284,12 @@ def test_above_max_rows_the_current_frame_is_a_uniform_sample_in_time_order(real
         frame, counts = captured_current(store, "wine", 1, features, since, max_rows=50)
         assert counts["rows"] == len(whole) > 100 and counts["sampled"] == len(frame) == 50
         rows = whole[[*features, "__prediction__"]].reset_index(drop=True)
+        captured = [tuple(r) for r in rows.astype(object).where(rows.notna(), None).itertuples(index=False)]
+        sampled = [tuple(r) for r in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
         # each sampled row is a captured row, in the order captured (rows repeat: compare by position)
         position = 0
-        for sample in frame.itertuples(index=False):
-            while tuple(rows.iloc[position]) != tuple(sample):
+        for sample in sampled:
+            while captured[position] != sample:
                 position += 1
             position += 1
         frames.append(frame)

@@ -313,6 +313,7 @@ def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, d
     the model's capture table: input fields renamed as ``mlopsctl.inputs`` lists them, a value that does not
     fit its column kept in ``_extra``, which wins over the column)."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mlopsctl.monitoring import capture_parquet as cp
@@ -348,7 +349,10 @@ def _part_segments(data: bytes, key: str, names: list[str]) -> list[tuple[str, d
                 import pyarrow.compute as pc
 
                 child = pc.if_else(struct.is_valid(), child, None)
-            cols[name] = _arrow_values(child, f"{_INPUT}{field}" in as_json)
+            if pa.types.is_floating(child.type):  # a feature: a missing number is NaN, as in a frame of records
+                cols[name] = child.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            else:
+                cols[name] = _arrow_values(child, f"{_INPUT}{field}" in as_json)
         else:
             cols[name] = _object_array([None] * n)
     if extra in present and table.column(extra).null_count < n:  # values kept beside their typed columns
@@ -407,7 +411,8 @@ def hour_columns(
 ) -> dict[str, Any]:
     """One hour's records as columns (numpy arrays, one per name in ``names``, plus ``time``): the rows
     ``hour_records`` gives, in its order, without building a record per row. A name is a top-level field
-    (None where a record lacks it), ``inputs.NAME`` an input field, ``inputs?`` whether a row has inputs."""
+    (None where a record lacks it), ``inputs.NAME`` an input field (a missing number NaN in a compacted
+    part, None in JSON lines), ``inputs?`` whether a row has inputs."""
     import numpy as np
 
     wanted = list(dict.fromkeys([*names, "time", "version", "status"]))

@@ -214,7 +214,7 @@ def _numbers(col: Any) -> tuple[Any, list[str]]:
 
 
 def check_current(reference: Reference, current: Any, settings: DriftSettings, source: str) -> dict[str, Any]:
-    """The current values per feature (numeric ones as float arrays), or a DataError naming the columns."""
+    """The current values per feature (numeric ones as arrays of numbers), or a DataError naming the columns."""
     names = [f["name"] for f in reference.features]
     absent = [n for n in names if n not in current.columns]
     if absent:

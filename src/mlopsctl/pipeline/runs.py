@@ -67,9 +67,11 @@ def get_run(store: Store, model: str, run_id: str) -> dict[str, Any]:
 
 
 def list_runs(store: Store, model: str) -> list[dict[str, Any]]:
-    """The model's pipeline runs, newest first."""
-    keys = store.list(f"pipelines/{model}/runs/")
-    return [dict(store.get_json(k)) for k in sorted(keys, reverse=True)]
+    """The model's pipeline runs, newest first: by their start to the millisecond, then by id (an id has the
+    second only, and two runs can start in one second: its random suffix would order them by chance)."""
+    found = [(key, dict(store.get_json(key))) for key in store.list(f"pipelines/{model}/runs/")]
+    found.sort(key=lambda kr: (str(kr[1].get("started_at") or ""), kr[0]), reverse=True)
+    return [record for _, record in found]
 
 
 def models_with_runs(store: Store) -> list[str]:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import pandas as pd
 import scipy
@@ -198,7 +199,7 @@ def main() -> None:
         "git": _git(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
-            "cpu": _cpu(),
+            "cpu": harness.cpu_model(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -230,22 +231,8 @@ def main() -> None:
 
 
 def _git() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        proc = subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True)
-        return proc.stdout.strip()
-
-    changed = [ln[3:] for ln in git("status", "--porcelain", "--", "src/mlopsctl/monitoring").splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_monitoring_files": changed}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    commit, changed = harness.git_changes(HERE.parent, "src/mlopsctl/monitoring")
+    return {"commit": commit, "uncommitted_monitoring_files": changed}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import pandas as pd
 import scipy
@@ -346,7 +347,7 @@ def main() -> None:
         "git": _git(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
-            "cpu": _cpu(),
+            "cpu": harness.cpu_model(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -381,22 +382,8 @@ def _uptime() -> str:
 
 
 def _git() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True).stdout.rstrip("\n")
-
-    status = git("status", "--porcelain", "--", "src/mlopsctl/monitoring", "src/mlopsctl/data").splitlines()
-    changed = [ln[3:] for ln in status]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_monitoring_or_data_files": changed}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    commit, changed = harness.git_changes(HERE.parent, "src/mlopsctl/monitoring", "src/mlopsctl/data")
+    return {"commit": commit, "uncommitted_monitoring_or_data_files": changed}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -223,7 +224,21 @@ def loaded_libraries(pid: int) -> dict[str, bool]:
 
 
 def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_changes(root: Path, *paths: str) -> tuple[str, list[str]]:
+    """The commit checked out in ``root`` and the files under ``paths`` with uncommitted changes (read-only)."""
+
+    def git(*args: str) -> str:
+        # rstrip, not strip: porcelain lines begin with their status column, which may be a space
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout.rstrip("\n")
+
+    status = git("status", "--porcelain", "--", *paths)
+    return git("rev-parse", "HEAD"), [line[3:] for line in status.splitlines()]

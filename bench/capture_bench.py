@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -40,40 +39,11 @@ WORK = BENCH / ".work" / "capture"  # --work changes it
 WINE_RED = ROOT.parent / "shared" / "data" / "wine-quality" / "winequality-red.csv"
 HOUR = 3600
 
-PROJECT_TOML = """
-[project]
-name = "wine"
-[data]
-path = "{data}"
-target = "quality"
-[training]
-task = "classification"
-model = "random_forest"
-params = {{ n_estimators = 100 }}
-cv_folds = 2
-[store]
-uri = "{store}"
-"""
-
 
 def build_store(work: Path) -> Path:
-    from mlopsctl import registry
-    from mlopsctl.config import load_config
-    from mlopsctl.registry.publishing import publish_run
-    from mlopsctl.store import open_store
-    from mlopsctl.training.train import train_project
+    from serve_bench import wine_store  # bench/, the script's own folder, is on sys.path
 
-    if work.exists():
-        shutil.rmtree(work)
-    project, store_dir = work / "project", work / "store"
-    project.mkdir(parents=True)
-    (project / "mlops.toml").write_text(PROJECT_TOML.format(data=WINE_RED, store=store_dir))
-    cfg = load_config(project)
-    store = open_store(cfg.store_uri())
-    run = train_project(cfg, store)
-    version = publish_run(store, run, name=cfg.model_name).version
-    registry.promote(store, "wine", version, "prod", reason="capture benchmark")
-    return store_dir
+    return wine_store(work, "capture benchmark")[0]
 
 
 def generate(store_dir: Path, records: int, days: int, writers: int, flushes: int) -> dict[str, Any]:

@@ -14,19 +14,21 @@ import math
 import re
 from typing import Any
 
+# the problems by field, in every protocol's error body
+PROBLEMS: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+        "required": ["field", "problem"],
+    },
+}
 ERROR_BODY: dict[str, Any] = {
     "type": "object",
     "description": "Every error: a code, and the problems by field (and the request id on prediction routes).",
     "properties": {
         "error": {"type": "string"},
-        "detail": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
-                "required": ["field", "problem"],
-            },
-        },
+        "detail": PROBLEMS,
         "request_id": {"type": "string"},
     },
     "required": ["error", "detail"],
@@ -39,20 +41,12 @@ MLFLOW_ERROR_BODY: dict[str, Any] = {
     "properties": {
         "error_code": {"type": "string"},
         "message": {"type": "string"},
-        "detail": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
-                "required": ["field", "problem"],
-            },
-        },
+        "detail": PROBLEMS,
         "request_id": {"type": "string"},
     },
     "required": ["error_code", "message"],
 }
-# the statuses /invocations answers in MLflow's shape: 413 (asgi.py) and 503 (predict.answer) are answered before
-# the protocol is asked, in mlopsctl's own shape
+# the statuses /invocations answers in MLflow's shape (413 and 503 too: asgi.py and predict.answer ask the protocol)
 _MLFLOW_SHAPED = (400, 413, 415, 503)
 _MLFLOW_WHY = {
     400: "invalid input: the body cannot be read as a table (BAD_REQUEST) or does not fit the signature "
@@ -265,14 +259,7 @@ OIP_ERROR: dict[str, Any] = {
     "properties": {
         "error": {"type": "string", "description": "what went wrong, for people (clients print it)"},
         "code": {"type": "string"},
-        "detail": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
-                "required": ["field", "problem"],
-            },
-        },
+        "detail": PROBLEMS,
         "request_id": {"type": "string"},
     },
     "required": ["error"],
